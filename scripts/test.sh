@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# The project's test command: sets everything up (system packages included), then runs
+# the Rust tests, the linters and type checks, and the Python test suite.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/bootstrap.sh --system
+
+step() { printf '\n=== %s\n' "$*"; }
+py=.venv/bin/python
+
+step "cargo test (rust_frames)"
+cargo test -p rust_frames --no-default-features --quiet
+
+step "cargo clippy"
+cargo clippy -p rust_frames --all-targets --no-default-features --quiet -- -D warnings
+
+step "stubtest pyserver._frames"
+$py -m mypy.stubtest pyserver._frames
+
+step "mypy --strict pyserver"
+$py -m mypy --strict pyserver
+
+step "ruff"
+.venv/bin/ruff check .
+.venv/bin/ruff format --check .
+
+step "pytest"
+$py -m pytest -q "$@"
