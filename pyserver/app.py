@@ -1,0 +1,268 @@
+"""The application object: routes, WebSocket endpoints, mounts, static files, and serving.
+
+Dispatch order for a request: the socket.io client bundle (``/socket.io/socket.io.js`` and
+friends, before any mount so Engine.IO mounted at ``/socket.io/`` does not shadow it), the
+health endpoint, mounts (longest prefix first), routes (405 with ``Allow`` for a known path
+and another method), WebSocket-only paths hit without an upgrade (426), static files,
+else 404.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Awaitable, Callable, Sequence
+from functools import partial
+from pathlib import Path
+from typing import Any, TypeVar
+
+import trio
+
+from pyserver.http import static
+from pyserver.http.server import HttpSettings, WebSocketEndpoint, error_response, serve_connection
+from pyserver.http.types import Mount, Request, Response, WebSocket
+from pyserver.transports.websocket import WebSocket as TrioWebSocket
+from pyserver.ws.connection import WebSocketConnection
+from pyserver.ws.handshake import HandshakeAccepted
+
+__all__ = ["App"]
+
+HttpHandlerT = TypeVar("HttpHandlerT", bound=Callable[[Request], Awaitable[Response]])
+WsHandlerT = TypeVar("WsHandlerT", bound=Callable[..., Awaitable[None]])
+
+_HEALTH_BODY = json.dumps({"status": "ok"}).encode()
+
+
+class App:
+    """A pyserver application. ``trio.run(app.serve, "127.0.0.1", 8080)`` serves it, and
+    ``await nursery.start(app.serve, host, port)`` returns the bound listeners."""
+
+    def __init__(
+        self,
+        *,
+        static_dir: str | os.PathLike[str] | None = None,
+        static_cache_control: str = "no-cache",
+        compression: bool = False,
+        allowed_origins: Sequence[str] | None = None,
+        ws_ping_interval: float | None = None,
+        ws_ping_timeout: float | None = None,
+        ws_close_timeout: float = 5.0,
+        ws_max_message_size: int = 1 << 20,
+        ws_max_inbox: int = 64,
+        ws_max_outbox: int = 1024,
+        ws_max_outbox_bytes: int = 4 << 20,
+        max_header_size: int = 16 * 1024,
+        max_body_size: int = 1 << 20,
+        read_timeout: float = 30.0,
+        serve_client: bool = True,
+        client_path: str = "/socket.io",
+        client_dist_dir: str | os.PathLike[str] | None = None,
+        health_path: str | None = "/healthz",
+    ) -> None:
+        self.static_dir = Path(static_dir) if static_dir is not None else None
+        self.static_cache_control = static_cache_control
+        self.compression = compression
+        self.allowed_origins: Sequence[str] | None = (
+            list(allowed_origins) if allowed_origins is not None else None
+        )
+        self.ws_ping_interval = ws_ping_interval
+        self.ws_ping_timeout = ws_ping_timeout
+        self.ws_close_timeout = ws_close_timeout
+        self.ws_max_message_size = ws_max_message_size
+        self.ws_max_inbox = ws_max_inbox
+        self.ws_max_outbox = ws_max_outbox
+        self.ws_max_outbox_bytes = ws_max_outbox_bytes
+        self.http_settings = HttpSettings(
+            max_header_size=max_header_size,
+            max_body_size=max_body_size,
+            read_timeout=read_timeout,
+        )
+        self.serve_client = serve_client
+        self.client_path = client_path.rstrip("/")
+        self.client_dist_dir = client_dist_dir
+        self.health_path = health_path
+        self._routes: dict[str, dict[str, Callable[[Request], Awaitable[Response]]]] = {}
+        self._websockets: dict[str, WebSocketEndpoint] = {}
+        self._mounts: list[tuple[str, Mount]] = []
+
+    # -- registration ------------------------------------------------------------------
+
+    def route(
+        self, path: str, methods: Sequence[str] = ("GET",)
+    ) -> Callable[[HttpHandlerT], HttpHandlerT]:
+        """Decorate ``async def handler(request) -> Response`` for ``path`` and ``methods``
+        (a GET route answers HEAD too, without the body)."""
+
+        def register(handler: HttpHandlerT) -> HttpHandlerT:
+            self.add_route(path, handler, methods)
+            return handler
+
+        return register
+
+    def add_route(
+        self,
+        path: str,
+        handler: Callable[[Request], Awaitable[Response]],
+        methods: Sequence[str] = ("GET",),
+    ) -> None:
+        table = self._routes.setdefault(path, {})
+        for method in methods:
+            table[method.upper()] = handler
+
+    def websocket(
+        self, path: str, *, subprotocols: Sequence[str] = ()
+    ) -> Callable[[WsHandlerT], WsHandlerT]:
+        """Decorate ``async def handler(ws)`` as the WebSocket endpoint at ``path``;
+        ``subprotocols`` in the server's order of preference."""
+
+        def register(handler: WsHandlerT) -> WsHandlerT:
+            self.add_websocket(path, handler, subprotocols=subprotocols)
+            return handler
+
+        return register
+
+    def add_websocket(
+        self,
+        path: str,
+        handler: Callable[[WebSocket], Awaitable[None]],
+        *,
+        subprotocols: Sequence[str] = (),
+    ) -> None:
+        self._websockets[path] = WebSocketEndpoint(handler, tuple(subprotocols))
+
+    def mount(self, prefix: str, mount: Mount) -> None:
+        """Give every request under ``prefix`` (``/engine.io/``) to ``mount``."""
+        self._mounts.append((prefix.rstrip("/"), mount))
+        self._mounts.sort(key=lambda item: len(item[0]), reverse=True)
+
+    def _find_mount(self, path: str) -> Mount | None:
+        for prefix, mount in self._mounts:
+            if path == prefix or path.startswith(prefix + "/") or not prefix:
+                return mount
+        return None
+
+    # -- dispatch (called by pyserver.http.server) ------------------------------------
+
+    def websocket_endpoint(self, request: Request) -> WebSocketEndpoint | None:
+        endpoint = self._websockets.get(request.path)
+        if endpoint is not None:
+            return endpoint
+        mount = self._find_mount(request.path)
+        if mount is not None:
+            return WebSocketEndpoint(mount.handle_websocket, (), mount.check_websocket)
+        return None
+
+    def open_websocket(
+        self,
+        stream: trio.abc.Stream,
+        request: Request,
+        accepted: HandshakeAccepted,
+        trailing_data: bytes,
+    ) -> TrioWebSocket:
+        conn = WebSocketConnection(
+            deflate=accepted.deflate,
+            max_message_size=self.ws_max_message_size,
+            ping_interval=self.ws_ping_interval,
+            ping_timeout=self.ws_ping_timeout,
+            close_timeout=self.ws_close_timeout,
+            now=trio.current_time(),
+        )
+        return TrioWebSocket(
+            stream,
+            request,
+            conn,
+            subprotocol=accepted.subprotocol,
+            trailing_data=trailing_data,
+            max_inbox=self.ws_max_inbox,
+            max_outbox=self.ws_max_outbox,
+            max_outbox_bytes=self.ws_max_outbox_bytes,
+        )
+
+    async def handle_http(self, request: Request) -> Response:
+        path = request.path
+        method = request.method
+        if self.serve_client and path.startswith(self.client_path + "/"):
+            name = path[len(self.client_path) + 1 :]
+            if static.CLIENT_FILE_RE.fullmatch(name):
+                answer = await trio.to_thread.run_sync(self._client_file, name, request)
+                if answer is not None:
+                    return answer
+        if path == self.health_path:
+            if method not in ("GET", "HEAD"):
+                return error_response(405, None, ("Allow", "GET, HEAD"))
+            return Response(
+                200,
+                [("Content-Type", "application/json"), ("Cache-Control", "no-store")],
+                _HEALTH_BODY,
+            )
+        mount = self._find_mount(path)
+        if mount is not None:
+            return await mount.handle_http(request)
+        table = self._routes.get(path)
+        if table is not None:
+            handler = table.get(method)
+            if handler is None and method == "HEAD":
+                handler = table.get("GET")
+            if handler is None:
+                allowed = sorted(set(table) | ({"HEAD"} if "GET" in table else set()))
+                return error_response(405, None, ("Allow", ", ".join(allowed)))
+            return await handler(request)
+        if path in self._websockets:
+            return error_response(
+                426,
+                "this resource speaks WebSocket only",
+                ("Upgrade", "websocket"),
+                ("Connection", "Upgrade"),
+            )
+        if self.static_dir is not None:
+            answer = await trio.to_thread.run_sync(
+                partial(
+                    static.static_file_response,
+                    self.static_dir,
+                    path,
+                    method,
+                    request.headers,
+                    cache_control=self.static_cache_control,
+                )
+            )
+            if answer is not None:
+                return answer
+        return error_response(404)
+
+    def _client_file(self, name: str, request: Request) -> Response | None:
+        dist = static.find_client_dist(self.client_dist_dir)
+        if dist is None or not dist.is_dir():
+            return None
+        if request.method not in ("GET", "HEAD"):
+            return error_response(405, None, ("Allow", "GET, HEAD"))
+        return static.client_file_response(dist, name, request.method, request.headers)
+
+    # -- serving -----------------------------------------------------------------------
+
+    async def serve(
+        self,
+        host: str | None,
+        port: int,
+        *,
+        task_status: trio.TaskStatus[list[trio.SocketListener]] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Listen on ``host:port`` (0: any free port) and serve until cancelled.
+        ``task_status.started`` gets the listeners (as ``trio.serve_tcp`` does)."""
+        listeners = await trio.open_tcp_listeners(port, host=host)
+        await self.serve_listeners(listeners, task_status=task_status)
+
+    async def serve_listeners(
+        self,
+        listeners: list[Any],
+        *,
+        handler_nursery: trio.Nursery | None = None,
+        task_status: trio.TaskStatus[list[Any]] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Serve connections accepted from ``listeners`` (any ``trio.abc.Listener``)."""
+        await trio.serve_listeners(
+            self.serve_stream, listeners, handler_nursery=handler_nursery, task_status=task_status
+        )
+
+    async def serve_stream(self, stream: trio.abc.Stream) -> None:
+        """Serve one already accepted connection until it ends (closes the stream)."""
+        await serve_connection(stream, self)

@@ -1,0 +1,339 @@
+"""The HTTP/1.1 server on Trio (h11): one task per connection, keep-alive, limits, upgrades.
+
+Per connection (:func:`serve_connection`):
+
+* Reading a request: the request line and headers must arrive within ``read_timeout`` and
+  fit in ``max_header_size`` (h11's ``max_incomplete_event_size``; too large -> 431); an idle
+  keep-alive connection is closed quietly at the same timeout, a half-sent request gets 408.
+  The body is read whole, bounded by ``max_body_size`` (413 and close), each read bounded by
+  ``read_timeout``. A malformed request (h11 ``RemoteProtocolError``) gets its status hint
+  (400) and the connection is closed.
+* Dispatch is the site's (``App``): a WebSocket upgrade goes through the handshake
+  (``pyserver.ws.handshake``) and, once accepted, the connection becomes a
+  ``pyserver.transports.websocket.WebSocket`` on the same stream (h11's ``trailing_data``
+  is fed to the frame decoder first).
+* Error handling: a handler exception is logged once (``pyserver.http``) and answered 500;
+  nothing a connection does can reach the server nursery (every exception is caught and
+  logged here), so one bad connection never affects another.
+"""
+
+from __future__ import annotations
+
+import http
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+from urllib.parse import unquote
+
+import h11
+import trio
+
+from pyserver.http.types import Headers, Request, Response, WebSocket
+from pyserver.ws.handshake import (
+    HandshakeAccepted,
+    HandshakeRefused,
+    is_websocket_upgrade,
+    validate_handshake,
+)
+
+__all__ = [
+    "AcceptedWebSocket",
+    "HttpSettings",
+    "Site",
+    "WebSocketEndpoint",
+    "error_response",
+    "serve_connection",
+]
+
+logger = logging.getLogger("pyserver.http")
+
+
+@dataclass(frozen=True, slots=True)
+class HttpSettings:
+    max_header_size: int = 16 * 1024
+    max_body_size: int = 1 << 20
+    read_timeout: float = 30.0
+    server_header: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WebSocketEndpoint:
+    """Where an upgrade request goes: the handler, the subprotocols it speaks, and an
+    optional check called after the handshake is validated and before accepting it."""
+
+    handler: Callable[[WebSocket], Awaitable[None]]
+    subprotocols: Sequence[str] = ()
+    check: Callable[[Request], Response | None] | None = None
+
+
+class Site(Protocol):
+    """What the connection loop needs from the application (``pyserver.app.App``)."""
+
+    http_settings: HttpSettings
+    compression: bool
+    allowed_origins: Sequence[str] | None
+
+    async def handle_http(self, request: Request) -> Response: ...
+
+    def websocket_endpoint(self, request: Request) -> WebSocketEndpoint | None: ...
+
+    def open_websocket(
+        self,
+        stream: trio.abc.Stream,
+        request: Request,
+        accepted: HandshakeAccepted,
+        trailing_data: bytes,
+    ) -> AcceptedWebSocket:
+        """Build the WebSocket for an accepted upgrade (the caller runs it)."""
+
+
+class AcceptedWebSocket(Protocol):
+    async def run(self, handler: Callable[[WebSocket], Awaitable[None]]) -> None: ...
+
+
+def error_response(status: int, message: str | None = None, *extra: tuple[str, str]) -> Response:
+    """A small plain-text answer."""
+    text = message if message is not None else http.HTTPStatus(status).phrase
+    return Response(
+        status, [("Content-Type", "text/plain; charset=utf-8"), *extra], (text + "\n").encode()
+    )
+
+
+def _remote_address(stream: trio.abc.Stream) -> tuple[str, int]:
+    if isinstance(stream, trio.SocketStream):
+        try:
+            peer = stream.socket.getpeername()
+        except OSError:
+            return ("", 0)
+        if isinstance(peer, tuple) and len(peer) >= 2:
+            return (str(peer[0]), int(peer[1]))
+    return ("", 0)
+
+
+class _Timeout(Exception):
+    pass
+
+
+@dataclass(slots=True)
+class _Upgrade:
+    request: Request
+    endpoint: WebSocketEndpoint
+    accepted: HandshakeAccepted
+    trailing: bytes
+
+
+class _Connection:
+    __slots__ = ("conn", "remote", "settings", "site", "stream")
+
+    def __init__(self, stream: trio.abc.Stream, site: Site) -> None:
+        self.stream = stream
+        self.site = site
+        self.settings = site.http_settings
+        self.conn = h11.Connection(
+            h11.SERVER, max_incomplete_event_size=self.settings.max_header_size
+        )
+        self.remote = _remote_address(stream)
+
+    async def _next_event(self, deadline: float) -> h11.Event | type[h11.PAUSED]:
+        conn = self.conn
+        while True:
+            event = conn.next_event()
+            if event is h11.NEED_DATA:
+                with trio.move_on_at(deadline):
+                    data = await self.stream.receive_some(65536)
+                    conn.receive_data(bytes(data))
+                    continue
+                raise _Timeout
+            return event  # type: ignore[return-value]
+
+    async def send(self, response: Response, *, head: bool, close: bool = False) -> None:
+        conn = self.conn
+        status = response.status
+        headers = list(response.headers)
+        names = {k.lower() for k, _ in headers}
+        no_body = status < 200 or status in (204, 304)
+        if not no_body and "content-length" not in names and "transfer-encoding" not in names:
+            headers.append(("Content-Length", str(len(response.body))))
+        if close and "connection" not in names:
+            headers.append(("Connection", "close"))
+        if self.settings.server_header and "server" not in names:
+            headers.append(("Server", self.settings.server_header))
+        try:
+            reason = http.HTTPStatus(status).phrase.encode()
+        except ValueError:
+            reason = b""
+        out = conn.send(h11.Response(status_code=status, headers=headers, reason=reason)) or b""
+        if response.body and not head and not no_body:
+            out += conn.send(h11.Data(data=response.body)) or b""
+        out += conn.send(h11.EndOfMessage()) or b""
+        await self.stream.send_all(out)
+
+    async def send_error(self, response: Response) -> None:
+        """Answer and stop (the request is not usable any more)."""
+        if self.conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
+            try:
+                await self.send(response, head=False, close=True)
+            except (h11.LocalProtocolError, trio.BrokenResourceError, trio.ClosedResourceError):
+                pass
+
+    async def run(self) -> _Upgrade | None:
+        """Serve requests until the connection should close (None) or a WebSocket upgrade
+        was accepted (the 101 is sent; the caller runs the WebSocket once this object and
+        its h11 state are gone: an idle WebSocket should not keep HTTP parser state)."""
+        settings = self.settings
+        conn = self.conn
+        while True:
+            # -- request line and headers --------------------------------------------
+            deadline = trio.current_time() + settings.read_timeout
+            try:
+                event = await self._next_event(deadline)
+            except _Timeout:
+                if conn.their_state is h11.IDLE and not conn.trailing_data[0]:
+                    return None  # an idle keep-alive connection: close quietly
+                await self.send_error(error_response(408))
+                return None
+            except h11.RemoteProtocolError as exc:
+                await self.send_error(error_response(exc.error_status_hint, str(exc)))
+                return None
+            if isinstance(event, h11.ConnectionClosed) or event is h11.PAUSED:
+                return None
+            if not isinstance(event, h11.Request):
+                return None
+            size = len(event.target) + sum(len(k) + len(v) + 4 for k, v in event.headers)
+            if size > settings.max_header_size:
+                # h11 bounds only incomplete heads; a head that arrived whole is checked here
+                await self.send_error(error_response(431))
+                return None
+            request = self._request(event)
+            if request is None:
+                await self.send_error(error_response(400, "bad request target"))
+                return None
+            # -- body ----------------------------------------------------------------
+            length = request.headers.get("content-length")
+            if length is not None and length.isdigit() and int(length) > settings.max_body_size:
+                await self.send_error(error_response(413))
+                return None
+            if conn.client_is_waiting_for_100_continue:
+                await self.stream.send_all(
+                    conn.send(h11.InformationalResponse(status_code=100, headers=[])) or b""
+                )
+            body = bytearray()
+            try:
+                while True:
+                    part = await self._next_event(trio.current_time() + settings.read_timeout)
+                    if isinstance(part, h11.Data):
+                        body += part.data
+                        if len(body) > settings.max_body_size:
+                            await self.send_error(error_response(413))
+                            return None
+                    elif isinstance(part, h11.EndOfMessage) or part is h11.PAUSED:
+                        break
+                    else:
+                        return None  # ConnectionClosed mid-body
+            except _Timeout:
+                await self.send_error(error_response(408))
+                return None
+            except h11.RemoteProtocolError as exc:
+                await self.send_error(error_response(exc.error_status_hint, str(exc)))
+                return None
+            request.body = bytes(body)
+            head = request.method == "HEAD"
+            # -- WebSocket upgrade ---------------------------------------------------
+            if is_websocket_upgrade(request.headers):
+                endpoint = self.site.websocket_endpoint(request)
+                if endpoint is not None:
+                    return await self._upgrade(request, endpoint)
+            # -- plain HTTP ----------------------------------------------------------
+            try:
+                response = await self.site.handle_http(request)
+            except Exception:
+                logger.exception(
+                    "handler failed for %s %s (peer %s)",
+                    request.method,
+                    request.path,
+                    _peer(self.remote),
+                )
+                response = error_response(500)
+            await self.send(response, head=head)
+            if conn.our_state is h11.MUST_CLOSE or conn.their_state is not h11.DONE:
+                return None
+            try:
+                conn.start_next_cycle()
+            except h11.LocalProtocolError:
+                return None
+
+    def _request(self, event: h11.Request) -> Request | None:
+        try:
+            target = event.target.decode("ascii")
+        except UnicodeDecodeError:
+            return None
+        raw_path, _, query = target.partition("?")
+        if not raw_path.startswith("/"):
+            if raw_path == "*":
+                raw_path = "*"
+            elif "://" in raw_path:  # absolute-form
+                raw_path = "/" + raw_path.split("://", 1)[1].partition("/")[2]
+            else:
+                return None
+        try:
+            path = unquote(raw_path, errors="strict") if "%" in raw_path else raw_path
+        except UnicodeDecodeError:
+            return None
+        return Request(
+            method=event.method.decode("ascii"),
+            path=path,
+            query_string=query,
+            headers=Headers((k.decode("latin-1"), v.decode("latin-1")) for k, v in event.headers),
+            remote_address=self.remote,
+            http_version=event.http_version.decode("ascii"),
+        )
+
+    async def _upgrade(self, request: Request, endpoint: WebSocketEndpoint) -> _Upgrade | None:
+        site = self.site
+        verdict = validate_handshake(
+            request.method,
+            request.http_version,
+            request.headers,
+            subprotocols=endpoint.subprotocols,
+            allowed_origins=site.allowed_origins,
+            compression=site.compression,
+        )
+        if isinstance(verdict, HandshakeRefused):
+            await self.send_error(error_response(verdict.status, verdict.reason, *verdict.headers))
+            return None
+        if endpoint.check is not None:
+            try:
+                refusal = endpoint.check(request)
+            except Exception:
+                logger.exception("WebSocket check failed for %s", request.path)
+                refusal = error_response(500)
+            if refusal is not None:
+                await self.send_error(refusal)
+                return None
+        data = self.conn.send(h11.InformationalResponse(status_code=101, headers=verdict.headers))
+        await self.stream.send_all(data or b"")
+        trailing, _closed = self.conn.trailing_data
+        return _Upgrade(request, endpoint, verdict, trailing)
+
+
+async def serve_connection(stream: trio.abc.Stream, site: Site) -> None:
+    """Serve one client connection until it ends; closes the stream. Never raises
+    ``Exception`` (it is logged)."""
+    try:
+        upgrade = await _Connection(stream, site).run()
+        if upgrade is not None:
+            endpoint_handler = upgrade.endpoint.handler
+            ws = site.open_websocket(stream, upgrade.request, upgrade.accepted, upgrade.trailing)
+            del upgrade  # an idle WebSocket keeps nothing of the HTTP exchange but its request
+            await ws.run(endpoint_handler)
+    except (trio.BrokenResourceError, trio.ClosedResourceError):
+        pass
+    except Exception:
+        logger.exception("connection failed")
+    finally:
+        await trio.aclose_forcefully(stream)
+
+
+def _peer(address: tuple[str, int]) -> str:
+    return f"{address[0]}:{address[1]}" if address[0] else "?"
