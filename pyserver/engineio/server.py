@@ -1,0 +1,623 @@
+"""The Engine.IO v4 server on Trio: the ``Mount`` that owns ``/engine.io/`` (or ``/socket.io/``).
+
+It drives one sans-IO :class:`~pyserver.engineio.session.Session` per session id and does the
+I/O around it: the session table, one timer task for every session's heartbeat and upgrade
+deadlines (a heap, no task per session), long-polling GETs parked until there is something to
+send, WebSocket reader loops, the polling -> WebSocket upgrade, CORS and HTTP compression.
+
+Resource handling: every session's outgoing queue is bounded (``max_queued_packets`` /
+``max_queued_bytes`` while on polling; the WebSocket's own outbox bound once on WebSocket); a
+client that does not read is closed, never buffered without limit. POST bodies and WebSocket
+messages above ``max_payload`` close the session (413 on polling, close 1009 on WebSocket).
+
+Error handling: a peer's protocol error is answered on the wire (a JSON ``{"code", "message"}``
+400/403, a close packet, a WebSocket close) and the session ends with the reason named as the
+reference server names it. A callback exception is logged once (``pyserver.engineio``) and
+closes that session with "transport error"; it never reaches the HTTP server.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import math
+import secrets
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import trio
+
+from pyserver import _frames
+from pyserver.engineio.http_answers import (
+    BAD_HANDSHAKE_METHOD,
+    BAD_REQUEST,
+    ERROR_MESSAGES,
+    FORBIDDEN,
+    UNKNOWN_SID,
+    UNKNOWN_TRANSPORT,
+    UNSUPPORTED,
+    Cors,
+    OriginSpec,
+    compress,
+    error_response,
+)
+from pyserver.engineio.packets import Packet, PacketType, encode_packet, encode_payload
+from pyserver.engineio.session import (
+    CloseReason,
+    EioSid,
+    Event,
+    MessageReceived,
+    ProbeFailed,
+    Session,
+    SessionClosed,
+    SessionConfig,
+    SessionState,
+    Transport,
+    UpgradeCompleted,
+    UpgradeState,
+)
+from pyserver.errors import ConnectionClosed
+from pyserver.http.types import Request, Response, WebSocket
+
+__all__ = ["EngineIOServer", "EngineSession", "OutgoingMessage"]
+
+logger = logging.getLogger("pyserver.engineio")
+
+_UPGRADING = frozenset({UpgradeState.PROBING, UpgradeState.PROBED})
+UPGRADE_GRACE = 0.1
+"""Seconds a GET arriving during a probe waits for the upgrade to settle first."""
+_ERROR_CLOSE_CODES = frozenset({1002, 1003, 1007, 1008, 1009, 1010, 1011})
+
+ConnectHandler = Callable[["EngineSession"], None]
+MessageHandler = Callable[["EngineSession", str | bytes], None]
+DisconnectHandler = Callable[["EngineSession", CloseReason], None]
+
+
+class OutgoingMessage:
+    """One message encoded once for many sessions (the broadcast path).
+
+    ``packet`` serves polling sessions; :meth:`frame` is the whole WebSocket frame, built on
+    first use and shared by every WebSocket session."""
+
+    __slots__ = ("_frame", "packet", "wire")
+
+    def __init__(self, data: str | bytes) -> None:
+        self.packet = Packet(PacketType.MESSAGE, data)
+        self.wire: str | bytes = encode_packet(self.packet)
+        self._frame: bytes | None = None
+
+    def frame(self) -> bytes:
+        if self._frame is None:
+            self._frame = _frames.encode_message(self.wire)
+        return self._frame
+
+
+class EngineSession:
+    """One Engine.IO session as the next layer sees it. Methods never block."""
+
+    __slots__ = (
+        "__weakref__",
+        "_closed_event",
+        "_poll_wakeup",
+        "_probe_scope",
+        "_reader_scope",
+        "_scheduled",
+        "_server",
+        "_upgrade_waiter",
+        "_ws",
+        "core",
+        "data",
+        "request",
+        "sid",
+    )
+
+    def __init__(self, server: EngineIOServer, core: Session, request: Request) -> None:
+        self._server = server
+        self.core = core
+        self.sid: EioSid = core.sid
+        #: The request that opened the session (headers, query, remote address).
+        self.request = request
+        #: Free for the next layer (Socket.IO keeps its per-connection state here).
+        self.data: dict[str, Any] = {}
+        self._ws: WebSocket | None = None  # set while the session runs on WebSocket
+        self._poll_wakeup: trio.Event | None = None
+        self._upgrade_waiter: trio.Event | None = None
+        self._reader_scope: trio.CancelScope | None = None
+        self._probe_scope: trio.CancelScope | None = None
+        self._closed_event: trio.Event | None = None
+        self._scheduled: float | None = None
+
+    @property
+    def transport(self) -> Transport:
+        return self.core.transport
+
+    @property
+    def closed(self) -> bool:
+        return self.core.state is not SessionState.OPEN
+
+    def send(self, data: str | bytes) -> None:
+        """Queue one message (text or binary). Never blocks; dropped once closed."""
+        ws = self._ws
+        if ws is not None:
+            try:
+                ws.send_nowait("4" + data if data.__class__ is str else data)
+            except ConnectionClosed:
+                pass
+            return
+        self._server._process(self, self.core.send_message(data))
+
+    def send_encoded(self, message: OutgoingMessage) -> None:
+        """Queue a message encoded once for many recipients (see :class:`OutgoingMessage`)."""
+        ws = self._ws
+        if ws is not None:
+            try:
+                ws.send_frame_nowait(message.frame())
+            except ConnectionClosed:
+                pass
+            return
+        self._server._process(self, self.core.send_packet(message.packet))
+
+    def close(self) -> None:
+        """Close the session ("forced close"); queued packets are flushed first."""
+        self._server._process(self, self.core.close(CloseReason.FORCED_CLOSE, trio.current_time()))
+
+    async def wait_closed(self) -> None:
+        if self.core.state is SessionState.CLOSED:
+            await trio.lowlevel.checkpoint()
+            return
+        if self._closed_event is None:
+            self._closed_event = trio.Event()
+        await self._closed_event.wait()
+
+    def __repr__(self) -> str:
+        return f"<EngineSession {self.sid} {self.core.transport} {self.core.state.value}>"
+
+
+class EngineIOServer:
+    """Engine.IO v4 over HTTP long-polling and WebSocket (implements the HTTP ``Mount``).
+
+    Run its timer with ``await nursery.start(server.serve)`` and mount it on the App at the
+    Engine.IO path. Callbacks are plain functions called synchronously from the transport's
+    task: ``on_connect(session)``, ``on_message(session, data)`` (``str`` or ``bytes``),
+    ``on_disconnect(session, reason)`` (exactly once per session, with a
+    :class:`CloseReason`). They must not block; spawn tasks for slow work."""
+
+    def __init__(
+        self,
+        *,
+        ping_interval: float = 25.0,
+        ping_timeout: float = 20.0,
+        upgrade_timeout: float = 10.0,
+        max_payload: int = 1_000_000,
+        transports: Sequence[str] = ("polling", "websocket"),
+        allow_upgrades: bool = True,
+        cors_allowed_origins: OriginSpec = None,
+        cors_credentials: bool = False,
+        http_compression: bool = True,
+        compression_threshold: int = 1024,
+        max_queued_packets: int = 1024,
+        max_queued_bytes: int = 16 * 1024 * 1024,
+        allow_request: Callable[[Request], bool] | None = None,
+        on_connect: ConnectHandler | None = None,
+        on_message: MessageHandler | None = None,
+        on_disconnect: DisconnectHandler | None = None,
+    ) -> None:
+        unknown = set(transports) - {"polling", "websocket"}
+        if unknown or not transports:
+            raise ValueError(f"transports must be 'polling' and/or 'websocket', not {unknown}")
+        self.config = SessionConfig(
+            ping_interval=ping_interval,
+            ping_timeout=ping_timeout,
+            upgrade_timeout=upgrade_timeout,
+            max_payload=max_payload,
+            allow_upgrades=allow_upgrades and "websocket" in transports,
+            max_queued_packets=max_queued_packets,
+            max_queued_bytes=max_queued_bytes,
+        )
+        self.transports = frozenset(transports)
+        self.cors = (
+            Cors(cors_allowed_origins, credentials=cors_credentials)
+            if cors_allowed_origins is not None
+            else None
+        )
+        self.http_compression = http_compression
+        self.compression_threshold = compression_threshold
+        self.allow_request = allow_request
+        self.on_connect = on_connect
+        self.on_message = on_message
+        self.on_disconnect = on_disconnect
+        self.sessions: dict[EioSid, EngineSession] = {}
+        self._heap: list[tuple[float, int, EngineSession]] = []
+        self._seq = itertools.count()
+        self._wakeup = trio.Event()
+        self._sleeping_until = math.inf
+        self._running = False
+        self._warned_not_running = False
+
+    # ------------------------------------------------------------------ public API
+
+    def broadcast(self, data: str | bytes, sessions: Iterable[EngineSession] | None = None) -> None:
+        """Send one message to many sessions (all by default), encoded once."""
+        message = OutgoingMessage(data)
+        for session in list(self.sessions.values()) if sessions is None else sessions:
+            session.send_encoded(message)
+
+    async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Run every session's timers until cancelled; then close all sessions
+        ("server shutting down")."""
+        if self._running:
+            raise RuntimeError("EngineIOServer.serve() is already running")
+        self._running = True
+        try:
+            task_status.started()
+            await self._timer_loop()
+        finally:
+            self._running = False
+            self.close_all(CloseReason.SERVER_SHUTTING_DOWN)
+
+    def close_all(self, reason: CloseReason = CloseReason.SERVER_SHUTTING_DOWN) -> None:
+        now = trio.current_time()
+        for session in list(self.sessions.values()):
+            self._process(session, session.core.close(reason, now))
+
+    # ------------------------------------------------------------------ Mount: HTTP
+
+    async def handle_http(self, request: Request) -> Response:
+        if self.cors is None:
+            cors: list[tuple[str, str]] = []
+        elif request.method == "OPTIONS":
+            return Response(204, self.cors.headers(request, preflight=True))
+        else:
+            cors = self.cors.headers(request)
+        query = request.query
+        transport = query.get("transport")
+        if transport not in self.transports:
+            return error_response(UNKNOWN_TRANSPORT, cors)
+        if query.get("EIO") != "4":
+            return error_response(UNSUPPORTED, cors)
+        sid = query.get("sid")
+        if sid is None:
+            if request.method != "GET":
+                return error_response(BAD_HANDSHAKE_METHOD, cors)
+            if transport != Transport.POLLING:
+                return error_response(BAD_REQUEST, cors)
+            if self.allow_request is not None and not self.allow_request(request):
+                return error_response(FORBIDDEN, cors)
+            return self._open_polling(request, cors)
+        session = self.sessions.get(EioSid(sid))
+        if session is None:
+            return error_response(UNKNOWN_SID, cors)
+        if session.core.transport != transport:
+            # polling after the upgrade: let the WebSocket writer flush what it was woken
+            # for (a "3probe") before this answer goes out, as the client sent them in order
+            await trio.lowlevel.checkpoint()
+            return error_response(BAD_REQUEST, cors)
+        if request.method == "GET":
+            return await self._poll(session, request, cors)
+        if request.method == "POST":
+            # Trio runs the tasks woken by one poll of the sockets in random order; let a GET
+            # that arrived together with this POST take its place first, so a close packet
+            # in the POST answers that GET (with 6) instead of outrunning it.
+            await trio.lowlevel.checkpoint()
+            return self._post(session, request, cors)
+        return error_response(BAD_REQUEST, cors)
+
+    def _open_polling(self, request: Request, cors: list[tuple[str, str]]) -> Response:
+        session = self._new_session(Transport.POLLING, request)
+        core = session.core
+        core.start_poll()
+        packets = core.take_poll_payload() or []
+        self._connected(session)
+        return self._payload_response(request, encode_payload(packets), cors)
+
+    async def _poll(
+        self, session: EngineSession, request: Request, cors: list[tuple[str, str]]
+    ) -> Response:
+        core = session.core
+        if core.upgrade_state in _UPGRADING:
+            # A GET that arrives while a probe is under way: the client pauses polling for
+            # the upgrade, so give a "5" already on its way the chance to land first (the
+            # reference answers such GETs at its next 100 ms noop check). Upgraded by then:
+            # this GET is on the old transport, a 400 as any later one.
+            session._upgrade_waiter = waiter = trio.Event()
+            with trio.move_on_after(UPGRADE_GRACE):
+                await waiter.wait()
+            session._upgrade_waiter = None
+            if core.transport is not Transport.POLLING:
+                # let the WebSocket writer put the "3probe" it was woken for on the wire
+                # before this answer, keeping the order the client saw its own sends in
+                await trio.lowlevel.checkpoint()
+                return error_response(BAD_REQUEST, cors)
+            if core.state is SessionState.CLOSED:
+                return error_response(UNKNOWN_SID, cors)
+        self._process(session, core.handle_timeout(trio.current_time()))
+        events = core.start_poll()
+        if events:
+            self._process(session, events)
+            return error_response(BAD_REQUEST, cors)
+        if core.state is SessionState.CLOSED:  # timed out just now
+            core.cancel_poll()
+            return error_response(UNKNOWN_SID, cors)
+        try:
+            while (packets := core.take_poll_payload()) is None:
+                session._poll_wakeup = wakeup = trio.Event()
+                await wakeup.wait()
+        except BaseException:
+            core.cancel_poll()
+            raise
+        finally:
+            session._poll_wakeup = None
+        self._process(session, core.poll_finished())
+        return self._payload_response(request, encode_payload(packets), cors)
+
+    def _post(
+        self, session: EngineSession, request: Request, cors: list[tuple[str, str]]
+    ) -> Response:
+        core = session.core
+        body = request.body
+        if len(body) > self.config.max_payload:
+            self._process(
+                session, core.transport_closed(CloseReason.TRANSPORT_ERROR, "payload too large")
+            )
+            return Response(413, [*cors, ("Content-Type", "text/html")], b"Payload Too Large")
+        if request.headers.get("content-type") == "application/octet-stream":
+            self._process(
+                session, core.transport_closed(CloseReason.TRANSPORT_ERROR, "invalid content")
+            )
+            return error_response(BAD_REQUEST, cors)
+        self._process(session, core.receive_payload(body, trio.current_time()))
+        closed = core.close_reason
+        if closed is not None and closed.reason is CloseReason.PARSE_ERROR:
+            return error_response(BAD_REQUEST, cors)
+        headers = [*cors, ("Content-Type", "text/html"), ("Cache-Control", "no-store")]
+        return Response(200, headers, b"ok")
+
+    def _payload_response(
+        self, request: Request, payload: str, cors: list[tuple[str, str]]
+    ) -> Response:
+        body = payload.encode("utf-8")
+        headers = [
+            *cors,
+            ("Content-Type", "text/plain; charset=UTF-8"),
+            ("Cache-Control", "no-store"),
+        ]
+        if self.http_compression and len(body) >= self.compression_threshold:
+            body, encoding = compress(body, request.headers.get("accept-encoding") or "")
+            if encoding is not None:
+                headers.append(("Content-Encoding", encoding))
+        return Response(200, headers, body)
+
+    # ------------------------------------------------------------------ Mount: WebSocket
+
+    def check_websocket(self, request: Request) -> Response | None:
+        query = request.query
+        code: int | None = None
+        if query.get("transport") != Transport.WEBSOCKET or "websocket" not in self.transports:
+            code = UNKNOWN_TRANSPORT
+        elif query.get("EIO") != "4":
+            code = UNSUPPORTED
+        elif (sid := query.get("sid")) is not None:
+            if EioSid(sid) not in self.sessions:
+                code = UNKNOWN_SID
+        elif self.allow_request is not None and not self.allow_request(request):
+            code = FORBIDDEN
+        if code is None:
+            return None
+        status = 403 if code == FORBIDDEN else 400
+        return Response(status, [("Content-Type", "text/html")], ERROR_MESSAGES[code].encode())
+
+    async def handle_websocket(self, ws: WebSocket) -> None:
+        sid = ws.request.query.get("sid")
+        if sid is None:
+            session = self._new_session(Transport.WEBSOCKET, ws.request)
+            session._ws = ws
+            self._flush_ws(session)
+            self._connected(session)
+            await self._read_loop(session, ws)
+            return
+        existing = self.sessions.get(EioSid(sid))
+        if existing is None or not existing.core.start_upgrade(trio.current_time()):
+            await ws.close(1008, "session unknown or already upgraded")
+            return
+        self._schedule(existing)
+        if await self._probe_loop(existing, ws):
+            await self._read_loop(existing, ws)
+
+    async def _probe_loop(self, session: EngineSession, ws: WebSocket) -> bool:
+        """Run the probe until ``5`` (True: go on as the session's transport) or failure."""
+        core = session.core
+        with trio.CancelScope() as scope:
+            session._probe_scope = scope
+            try:
+                async for message in ws:
+                    events = core.receive_probe_data(message, trio.current_time())
+                    for packet in core.take_probe_packets():
+                        _send_quietly(ws, encode_packet(packet))
+                    if events and isinstance(events[0], UpgradeCompleted):
+                        session._ws = ws
+                    self._process(session, events)
+                    if core.upgrade_state is UpgradeState.UPGRADED:
+                        return core.state is SessionState.OPEN
+                    if core.upgrade_state is UpgradeState.NONE:
+                        break
+            finally:
+                session._probe_scope = None
+        core.abort_upgrade()
+        self._process(session, ())
+        if not ws.closed:
+            await ws.close(1000, "probe failed")
+        return False
+
+    async def _read_loop(self, session: EngineSession, ws: WebSocket) -> None:
+        """One WebSocket message is one packet. Message packets (the hot path) go straight to
+        ``on_message``: they change no session state, so the core only sees the others."""
+        core = session.core
+        max_payload = self.config.max_payload
+        char_limit = max_payload // 4  # a str of up to this many chars is within the limit
+        on_message = self.on_message
+        open_ = SessionState.OPEN
+        close_code = 1000
+        with trio.CancelScope() as scope:
+            session._reader_scope = scope
+            async for message in ws:
+                if len(message) > char_limit and _too_big(message, max_payload):
+                    self._process(
+                        session,
+                        core.transport_closed(CloseReason.TRANSPORT_ERROR, "message too big"),
+                    )
+                    close_code = 1009
+                    break
+                if message.__class__ is str:
+                    if message[:1] != "4":  # not a message packet: the state machine decides
+                        self._process(session, core.receive_data(message, trio.current_time()))
+                        if core.state is not open_:
+                            break
+                        continue
+                    message = message[1:]
+                if on_message is not None:
+                    try:
+                        on_message(session, message)
+                    except Exception:
+                        self._callback_failed(session, "on_message")
+                if core.state is not open_:
+                    break
+        session._reader_scope = None
+        if core.state is SessionState.OPEN:
+            code = getattr(ws, "close_code", None)
+            reason = (
+                CloseReason.TRANSPORT_ERROR
+                if code in _ERROR_CLOSE_CODES
+                else CloseReason.TRANSPORT_CLOSE
+            )
+            self._process(session, core.transport_closed(reason, f"close code {code}"))
+        if not ws.closed:
+            self._flush_ws(session)
+            with trio.move_on_after(5) as cleanup:
+                cleanup.shield = True
+                await ws.close(close_code)
+
+    # ------------------------------------------------------------------ session plumbing
+
+    def _new_session(self, transport: Transport, request: Request) -> EngineSession:
+        sid = EioSid(secrets.token_urlsafe(15))
+        while sid in self.sessions:
+            sid = EioSid(secrets.token_urlsafe(15))
+        core = Session(sid, transport, self.config, trio.current_time())
+        session = EngineSession(self, core, request)
+        self.sessions[sid] = session
+        if not self._running and not self._warned_not_running:
+            self._warned_not_running = True
+            logger.warning(
+                "EngineIOServer.serve() is not running: no heartbeats or timeouts; "
+                "start it with `await nursery.start(server.serve)`"
+            )
+        self._schedule(session)
+        return session
+
+    def _connected(self, session: EngineSession) -> None:
+        if self.on_connect is not None:
+            try:
+                self.on_connect(session)
+            except Exception:
+                self._callback_failed(session, "on_connect")
+
+    def _callback_failed(self, session: EngineSession, name: str) -> None:
+        logger.exception("Engine.IO %s callback failed (session %s)", name, session.sid)
+        self._process(
+            session, session.core.transport_closed(CloseReason.TRANSPORT_ERROR, f"{name} failed")
+        )
+
+    def _process(self, session: EngineSession, events: Sequence[Event]) -> None:
+        """React to the core's events, then move its packets to the transport."""
+        for event in events:
+            if event.__class__ is MessageReceived:
+                if self.on_message is not None:
+                    try:
+                        self.on_message(session, event.data)
+                    except Exception:
+                        self._callback_failed(session, "on_message")
+            elif isinstance(event, SessionClosed):
+                self._closed(session, event)
+            elif isinstance(event, ProbeFailed):
+                if session._probe_scope is not None:
+                    session._probe_scope.cancel()
+        core = session.core
+        if session._ws is not None and core.has_packets:
+            self._flush_ws(session)
+        if session._poll_wakeup is not None and core.poll_ready:
+            session._poll_wakeup.set()
+        if session._upgrade_waiter is not None and core.upgrade_state not in _UPGRADING:
+            session._upgrade_waiter.set()
+        self._schedule(session)
+
+    def _closed(self, session: EngineSession, event: SessionClosed) -> None:
+        if self.sessions.get(session.sid) is session:
+            del self.sessions[session.sid]
+        # the last packets (a "1") go out now; nothing sent after the close may follow them
+        self._flush_ws(session)
+        session._ws = None
+        if session._reader_scope is not None:
+            session._reader_scope.cancel()
+        if session._probe_scope is not None:
+            session._probe_scope.cancel()
+        if session._closed_event is not None:
+            session._closed_event.set()
+        if self.on_disconnect is not None:
+            try:
+                self.on_disconnect(session, event.reason)
+            except Exception:
+                logger.exception(
+                    "Engine.IO on_disconnect callback failed (session %s)", session.sid
+                )
+
+    def _flush_ws(self, session: EngineSession) -> None:
+        ws = session._ws
+        if ws is None:
+            return
+        for packet in session.core.take_packets():
+            if not _send_quietly(ws, encode_packet(packet)):
+                break
+
+    # ------------------------------------------------------------------ timers
+
+    def _schedule(self, session: EngineSession) -> None:
+        deadline = session.core.next_deadline()
+        if deadline is None:
+            return
+        scheduled = session._scheduled
+        if scheduled is not None and scheduled <= deadline:
+            return
+        session._scheduled = deadline
+        heapq.heappush(self._heap, (deadline, next(self._seq), session))
+        if deadline < self._sleeping_until:
+            self._wakeup.set()
+
+    async def _timer_loop(self) -> None:
+        heap = self._heap
+        while True:
+            now = trio.current_time()
+            while heap and heap[0][0] <= now:
+                deadline, _, session = heapq.heappop(heap)
+                if session._scheduled != deadline:
+                    continue  # superseded by an earlier entry
+                session._scheduled = None
+                self._process(session, session.core.handle_timeout(now))
+            self._sleeping_until = heap[0][0] if heap else math.inf
+            self._wakeup = trio.Event()
+            with trio.move_on_at(self._sleeping_until):
+                await self._wakeup.wait()
+
+
+def _send_quietly(ws: WebSocket, message: str | bytes) -> bool:
+    try:
+        ws.send_nowait(message)
+    except ConnectionClosed:
+        return False
+    return True
+
+
+def _too_big(message: str | bytes, limit: int) -> bool:
+    if isinstance(message, str):
+        return len(message) > limit or len(message.encode("utf-8", "surrogatepass")) > limit
+    return len(message) > limit

@@ -1,0 +1,732 @@
+"""The Engine.IO server end to end, through the real HTTP shell (``pyserver.app.App``).
+
+Clients nobody here wrote speak to it: h11 for HTTP, wsproto (and trio-websocket) for
+WebSocket. Most tests use loopback TCP; the heartbeat and timeout tests use in-memory streams
+with ``MockClock(autojump_threshold=0)`` so no test waits on the wall clock or asserts a
+timing. These cover the behaviours of the official engine.io-protocol test suite.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import zlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import h11
+import pytest
+import trio
+import trio.testing
+from wsproto import ConnectionType, WSConnection
+from wsproto.events import (
+    AcceptConnection,
+    BytesMessage,
+    CloseConnection,
+    RejectConnection,
+    RejectData,
+    Request,
+    TextMessage,
+)
+
+from pyserver.app import App
+from pyserver.engineio import CloseReason, EioSid, EngineIOServer, EngineSession
+from pyserver.engineio.http_answers import Cors, pick_encoding
+from pyserver.http.types import Headers
+from pyserver.http.types import Request as PlainRequest
+
+Connect = Callable[[], Awaitable[trio.abc.Stream]]
+EIO = "/engine.io/?EIO=4&transport=polling"
+WS = "/engine.io/?EIO=4&transport=websocket"
+
+
+@dataclass
+class Log:
+    connected: list[EngineSession] = field(default_factory=list)
+    disconnected: list[tuple[str, CloseReason]] = field(default_factory=list)
+
+
+@dataclass
+class Running:
+    eio: EngineIOServer
+    connect: Connect
+    log: Log
+    port: int = 0
+
+
+@asynccontextmanager
+async def running(*, memory: bool = False, **options: Any) -> AsyncIterator[Running]:
+    log = Log()
+
+    def echo(session: EngineSession, data: str | bytes) -> None:
+        session.send(data)
+
+    settings: dict[str, Any] = {
+        "ping_interval": 25.0,
+        "ping_timeout": 20.0,
+        "cors_allowed_origins": "*",
+        "on_message": echo,
+        "on_connect": log.connected.append,
+        "on_disconnect": lambda s, reason: log.disconnected.append((s.sid, reason)),
+    }
+    settings.update(options)
+    eio = EngineIOServer(**settings)
+    app = App(serve_client=False, health_path=None)
+    app.mount("/engine.io/", eio)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(eio.serve)
+        port = 0
+        if memory:
+
+            async def connect() -> trio.abc.Stream:
+                client, server = trio.testing.memory_stream_pair()
+                nursery.start_soon(app.serve_stream, server)
+                return client
+        else:
+            listeners = await nursery.start(app.serve, "127.0.0.1", 0)
+            port = listeners[0].socket.getsockname()[1]
+
+            async def connect() -> trio.abc.Stream:
+                return await trio.open_tcp_stream("127.0.0.1", port)
+
+        yield Running(eio, connect, log, port)
+        nursery.cancel_scope.cancel()
+
+
+@dataclass
+class HttpResult:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    @property
+    def text(self) -> str:
+        return self.body.decode()
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+async def http(
+    connect: Connect,
+    method: str,
+    target: str,
+    body: bytes = b"",
+    headers: tuple[tuple[str, str], ...] = (),
+) -> HttpResult:
+    stream = await connect()
+    conn = h11.Connection(h11.CLIENT)
+    all_headers = [("Host", "localhost"), ("Connection", "close"), *headers]
+    if method in ("POST", "PUT"):
+        all_headers.append(("Content-Length", str(len(body))))
+    out = conn.send(h11.Request(method=method, target=target, headers=all_headers))
+    if body:
+        out += conn.send(h11.Data(data=body))
+    out += conn.send(h11.EndOfMessage()) or b""
+    await stream.send_all(out or b"")
+    response: h11.Response | None = None
+    chunks: list[bytes] = []
+    while True:
+        event = conn.next_event()
+        if event is h11.NEED_DATA:
+            conn.receive_data(bytes(await stream.receive_some(65536)))
+        elif isinstance(event, h11.Response):
+            response = event
+        elif isinstance(event, h11.Data):
+            chunks.append(bytes(event.data))
+        elif isinstance(event, h11.EndOfMessage | h11.ConnectionClosed):
+            break
+    await stream.aclose()
+    assert response is not None
+    hdrs = {k.decode().lower(): v.decode() for k, v in response.headers}
+    return HttpResult(response.status_code, hdrs, b"".join(chunks))
+
+
+async def handshake(connect: Connect) -> str:
+    result = await http(connect, "GET", EIO)
+    assert result.status == 200
+    sid: str = json.loads(result.text[1:])["sid"]
+    return sid
+
+
+class WsClient:
+    """A minimal WebSocket client on wsproto (an implementation nobody here wrote)."""
+
+    def __init__(self, stream: trio.abc.Stream) -> None:
+        self.stream = stream
+        self.conn = WSConnection(ConnectionType.CLIENT)
+        self.pending: list[str | bytes | None] = []
+        self.close_code: int | None = None
+        self.text: list[str] = []
+        self.data: list[bytes] = []
+
+    @classmethod
+    async def open(cls, connect: Connect, target: str) -> WsClient:
+        client = cls(await connect())
+        await client.stream.send_all(client.conn.send(Request(host="localhost", target=target)))
+        while True:
+            event = await client._next()
+            if isinstance(event, AcceptConnection):
+                return client
+            if isinstance(event, RejectConnection):
+                raise ConnectionRefusedError(event.status_code)
+
+    async def _next(self) -> Any:
+        while True:
+            for event in self.conn.events():
+                return event
+            data = await self.stream.receive_some(65536)
+            self.conn.receive_data(bytes(data) if data else None)
+
+    async def send(self, message: str | bytes) -> None:
+        event = TextMessage(message) if isinstance(message, str) else BytesMessage(message)
+        await self.stream.send_all(self.conn.send(event))
+
+    async def recv(self) -> str | bytes | None:
+        """The next message, or None once the server closed."""
+        while True:
+            event = await self._next()
+            if isinstance(event, TextMessage):
+                self.text.append(event.data)
+                if event.message_finished:
+                    message, self.text = "".join(self.text), []
+                    return message
+            elif isinstance(event, BytesMessage):
+                self.data.append(bytes(event.data))
+                if event.message_finished:
+                    blob, self.data = b"".join(self.data), []
+                    return blob
+            elif isinstance(event, CloseConnection):
+                self.close_code = event.code
+                try:
+                    await self.stream.send_all(self.conn.send(event.response()))
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    pass
+                return None
+            elif isinstance(event, RejectData):
+                continue
+            elif event is None:
+                return None
+
+    async def recv_until_closed(self) -> list[str | bytes]:
+        received: list[str | bytes] = []
+        while (message := await self.recv()) is not None:
+            received.append(message)
+        return received
+
+
+def open_payload(text: str) -> dict[str, Any]:
+    assert text.startswith("0")
+    value: dict[str, Any] = json.loads(text[1:])
+    return value
+
+
+# ---------------------------------------------------------------------------- handshake
+
+
+async def test_polling_handshake() -> None:
+    with trio.fail_after(10):
+        async with running(ping_interval=0.3, ping_timeout=0.2) as r:
+            result = await http(r.connect, "GET", EIO)
+            assert result.status == 200
+            assert result.headers["content-type"] == "text/plain; charset=UTF-8"
+            value = open_payload(result.text)
+            assert set(value) == {"sid", "upgrades", "pingInterval", "pingTimeout", "maxPayload"}
+            assert len(value["sid"]) == 20
+            assert value["upgrades"] == ["websocket"]
+            assert (value["pingInterval"], value["pingTimeout"]) == (300, 200)
+            assert value["maxPayload"] == 1_000_000
+            assert [s.sid for s in r.log.connected] == [value["sid"]]
+
+
+@pytest.mark.parametrize(
+    ("method", "target", "status", "code", "message"),
+    [
+        ("GET", "/engine.io/?transport=polling", 400, 5, "Unsupported protocol version"),
+        ("GET", "/engine.io/?EIO=abc&transport=polling", 400, 5, "Unsupported protocol version"),
+        ("GET", "/engine.io/?EIO=3&transport=polling", 400, 5, "Unsupported protocol version"),
+        ("GET", "/engine.io/?EIO=4", 400, 0, "Transport unknown"),
+        ("GET", "/engine.io/?EIO=4&transport=abc", 400, 0, "Transport unknown"),
+        ("POST", EIO, 400, 2, "Bad handshake method"),
+        ("PUT", EIO, 400, 2, "Bad handshake method"),
+        ("GET", EIO + "&sid=nope", 400, 1, "Session ID unknown"),
+        ("GET", WS, 400, 3, "Bad request"),
+    ],
+)
+async def test_handshake_errors(
+    method: str, target: str, status: int, code: int, message: str
+) -> None:
+    with trio.fail_after(10):
+        async with running() as r:
+            result = await http(r.connect, method, target)
+            assert result.status == status
+            assert result.headers["content-type"] == "application/json"
+            assert result.json() == {"code": code, "message": message}
+
+
+async def test_allow_request_refuses_with_403() -> None:
+    with trio.fail_after(10):
+        async with running(allow_request=lambda request: False) as r:
+            result = await http(r.connect, "GET", EIO)
+            assert result.status == 403
+            assert result.json() == {"code": 4, "message": "Forbidden"}
+
+
+async def test_websocket_handshake() -> None:
+    with trio.fail_after(10):
+        async with running() as r:
+            ws = await WsClient.open(r.connect, WS)
+            message = await ws.recv()
+            assert isinstance(message, str)
+            value = open_payload(message)
+            assert set(value) == {"sid", "upgrades", "pingInterval", "pingTimeout", "maxPayload"}
+            assert value["upgrades"] == []
+            assert r.eio.sessions[EioSid(value["sid"])].transport == "websocket"
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        "/engine.io/?transport=websocket",
+        "/engine.io/?EIO=abc&transport=websocket",
+        "/engine.io/?EIO=4",
+        "/engine.io/?EIO=4&transport=abc",
+        WS + "&sid=unknown",
+    ],
+)
+async def test_websocket_handshake_refused(target: str) -> None:
+    with trio.fail_after(10):
+        async with running() as r:
+            with pytest.raises(ConnectionRefusedError):
+                await WsClient.open(r.connect, target)
+
+
+# ---------------------------------------------------------------------------- messages
+
+
+@pytest.mark.parametrize(
+    "payload", ["4hello", "4test1\x1e4test2\x1e4test3", "4hello\x1ebAQIDBA==", "4€ ü"]
+)
+async def test_polling_echo(payload: str) -> None:
+    with trio.fail_after(10):
+        async with running() as r:
+            sid = await handshake(r.connect)
+            push = await http(r.connect, "POST", f"{EIO}&sid={sid}", payload.encode())
+            assert (push.status, push.text) == (200, "ok")
+            assert push.headers["content-type"] == "text/html"
+            poll = await http(r.connect, "GET", f"{EIO}&sid={sid}")
+            assert (poll.status, poll.text) == (200, payload)
+
+
+async def test_polling_invalid_packet_closes_the_session() -> None:
+    with trio.fail_after(10):
+        async with running() as r:
+            sid = await handshake(r.connect)
+            push = await http(r.connect, "POST", f"{EIO}&sid={sid}", b"abc")
+            assert push.status == 400
+            poll = await http(r.connect, "GET", f"{EIO}&sid={sid}")
+            assert poll.status == 400
+            assert r.log.disconnected == [(sid, CloseReason.PARSE_ERROR)]
+
+
+async def test_duplicate_poll_closes_the_session() -> None:
+    with trio.fail_after(10):
+        async with running() as r:
+            sid = await handshake(r.connect)
+            results: list[HttpResult] = []
+
+            async def first() -> None:
+                results.append(await http(r.connect, "GET", f"{EIO}&sid={sid}"))
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(first)
+                await trio.testing.wait_all_tasks_blocked()
+                second = await http(r.connect, "GET", f"{EIO}&sid={sid}&t=burst")
+            assert second.status == 400
+            assert (results[0].status, results[0].text) == (200, "1")
+            assert (await http(r.connect, "GET", f"{EIO}&sid={sid}")).status == 400
+            assert r.log.disconnected == [(sid, CloseReason.TRANSPORT_ERROR)]
+
+
+async def test_websocket_echo_text_and_binary() -> None:
+    with trio.fail_after(10):
+        async with running() as r:
+            ws = await WsClient.open(r.connect, WS)
+            await ws.recv()  # open
+            await ws.send("4hello")
+            assert await ws.recv() == "4hello"
+            await ws.send(b"\x01\x02\x03\x04")
+            assert await ws.recv() == b"\x01\x02\x03\x04"
+
+
+async def test_websocket_invalid_packet_closes() -> None:
+    with trio.fail_after(10):
+        async with running() as r:
+            ws = await WsClient.open(r.connect, WS)
+            sid = open_payload(str(await ws.recv()))["sid"]
+            await ws.send("abc")
+            assert "1" in await ws.recv_until_closed()
+            assert r.log.disconnected == [(sid, CloseReason.PARSE_ERROR)]
+
+
+async def test_max_payload_on_post_and_websocket() -> None:
+    with trio.fail_after(10):
+        async with running(max_payload=100) as r:
+            sid = await handshake(r.connect)
+            push = await http(r.connect, "POST", f"{EIO}&sid={sid}", b"4" + b"x" * 200)
+            assert push.status == 413
+            assert (await http(r.connect, "GET", f"{EIO}&sid={sid}")).status == 400
+            ws = await WsClient.open(r.connect, WS)
+            await ws.recv()
+            await ws.send("4" + "é" * 60)  # 61 characters, 121 bytes
+            await ws.recv_until_closed()
+            assert ws.close_code == 1009
+            reasons = [reason for _, reason in r.log.disconnected]
+            assert reasons == [CloseReason.TRANSPORT_ERROR, CloseReason.TRANSPORT_ERROR]
+
+
+# ---------------------------------------------------------------------------- heartbeat
+
+
+async def test_polling_heartbeat(autojump_clock: trio.testing.MockClock) -> None:
+    with trio.fail_after(100):
+        async with running(memory=True) as r:
+            sid = await handshake(r.connect)
+            for _ in range(3):
+                poll = await http(r.connect, "GET", f"{EIO}&sid={sid}")
+                assert (poll.status, poll.text) == (200, "2")
+                push = await http(r.connect, "POST", f"{EIO}&sid={sid}", b"3")
+                assert push.status == 200
+            assert r.eio.sessions[EioSid(sid)].core.state.value == "open"
+
+
+async def test_polling_ping_timeout(autojump_clock: trio.testing.MockClock) -> None:
+    with trio.fail_after(100):
+        async with running(memory=True) as r:
+            sid = await handshake(r.connect)
+            await trio.sleep(25.0 + 20.0)
+            assert (await http(r.connect, "GET", f"{EIO}&sid={sid}")).status == 400
+            assert r.log.disconnected == [(sid, CloseReason.PING_TIMEOUT)]
+
+
+async def test_websocket_heartbeat_and_timeout(autojump_clock: trio.testing.MockClock) -> None:
+    with trio.fail_after(200):
+        async with running(memory=True) as r:
+            ws = await WsClient.open(r.connect, WS)
+            sid = open_payload(str(await ws.recv()))["sid"]
+            for _ in range(3):
+                assert await ws.recv() == "2"
+                await ws.send("3")
+            assert await ws.recv() == "2"  # no pong this time
+            assert await ws.recv_until_closed() == ["1"]
+            assert r.log.disconnected == [(sid, CloseReason.PING_TIMEOUT)]
+
+
+# ---------------------------------------------------------------------------- close
+
+
+async def test_polling_close_from_the_client() -> None:
+    with trio.fail_after(10):
+        async with running() as r:
+            sid = await handshake(r.connect)
+            results: list[HttpResult] = []
+
+            async def poll() -> None:
+                results.append(await http(r.connect, "GET", f"{EIO}&sid={sid}"))
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(poll)
+                await trio.testing.wait_all_tasks_blocked()
+                push = await http(r.connect, "POST", f"{EIO}&sid={sid}", b"1")
+                assert push.status == 200
+            assert (results[0].status, results[0].text) == (200, "6")
+            assert (await http(r.connect, "GET", f"{EIO}&sid={sid}")).status == 400
+            assert r.log.disconnected == [(sid, CloseReason.TRANSPORT_CLOSE)]
+
+
+async def test_websocket_close_from_the_client() -> None:
+    with trio.fail_after(10):
+        async with running() as r:
+            ws = await WsClient.open(r.connect, WS)
+            sid = open_payload(str(await ws.recv()))["sid"]
+            await ws.send("1")
+            await ws.recv_until_closed()
+            assert r.log.disconnected == [(sid, CloseReason.TRANSPORT_CLOSE)]
+
+
+async def test_server_side_close_flushes_then_closes() -> None:
+    with trio.fail_after(10):
+        async with running() as r:
+            sid = await handshake(r.connect)
+            session = r.eio.sessions[EioSid(sid)]
+            session.send("bye")
+            session.close()
+            poll = await http(r.connect, "GET", f"{EIO}&sid={sid}")
+            assert poll.text == "4bye\x1e1"
+            await session.wait_closed()
+            ws = await WsClient.open(r.connect, WS)
+            ws_sid = open_payload(str(await ws.recv()))["sid"]
+            ws_session = r.eio.sessions[EioSid(ws_sid)]
+            ws_session.send("last")
+            ws_session.close()
+            assert await ws.recv_until_closed() == ["4last", "1"]
+            assert r.log.disconnected == [
+                (sid, CloseReason.FORCED_CLOSE),
+                (ws_sid, CloseReason.FORCED_CLOSE),
+            ]
+
+
+async def test_server_shutdown_closes_every_session() -> None:
+    log = Log()
+    with trio.fail_after(10):
+        eio = EngineIOServer(
+            on_disconnect=lambda s, reason: log.disconnected.append((s.sid, reason))
+        )
+        app = App(serve_client=False, health_path=None)
+        app.mount("/engine.io/", eio)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(eio.serve)
+            listeners = await nursery.start(app.serve, "127.0.0.1", 0)
+            port = listeners[0].socket.getsockname()[1]
+
+            async def connect() -> trio.abc.Stream:
+                return await trio.open_tcp_stream("127.0.0.1", port)
+
+            sid = await handshake(connect)
+            nursery.cancel_scope.cancel()
+        assert log.disconnected == [(sid, CloseReason.SERVER_SHUTTING_DOWN)]
+
+
+# ---------------------------------------------------------------------------- upgrade
+
+
+async def test_upgrade_from_polling_to_websocket() -> None:
+    with trio.fail_after(10):
+        async with running() as r:
+            sid = await handshake(r.connect)
+            session = r.eio.sessions[EioSid(sid)]
+            results: list[HttpResult] = []
+
+            async def poll() -> None:
+                results.append(await http(r.connect, "GET", f"{EIO}&sid={sid}"))
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(poll)
+                await trio.testing.wait_all_tasks_blocked()
+                ws = await WsClient.open(r.connect, f"{WS}&sid={sid}")
+                await ws.send("2probe")
+                assert await ws.recv() == "3probe"
+            assert (results[0].status, results[0].text) == (200, "6")  # the poll ends
+            session.send("queued during the upgrade")
+            await ws.send("5")
+            assert await ws.recv() == "4queued during the upgrade"
+            await ws.send("4hello")
+            assert await ws.recv() == "4hello"
+            assert session.transport == "websocket"
+            # polling with the sid is refused now, and so is a second WebSocket
+            assert (await http(r.connect, "GET", f"{EIO}&sid={sid}")).status == 400
+            ws2 = await WsClient.open(r.connect, f"{WS}&sid={sid}")
+            assert await ws2.recv_until_closed() == []
+            await ws.send("4still here")
+            assert await ws.recv() == "4still here"
+            assert r.log.disconnected == []
+
+
+async def test_poll_during_the_probe_gets_noop() -> None:
+    with trio.fail_after(10):
+        async with running() as r:
+            sid = await handshake(r.connect)
+            ws = await WsClient.open(r.connect, f"{WS}&sid={sid}")
+            await ws.send("2probe")
+            assert await ws.recv() == "3probe"
+            poll = await http(r.connect, "GET", f"{EIO}&sid={sid}")
+            assert (poll.status, poll.text) == (200, "6")
+            await ws.send("5")
+            await ws.send("4hello")
+            assert await ws.recv() == "4hello"
+
+
+async def test_poll_racing_the_upgrade_is_refused() -> None:
+    with trio.fail_after(10):
+        async with running() as r:
+            sid = await handshake(r.connect)
+            ws = await WsClient.open(r.connect, f"{WS}&sid={sid}")
+            results: list[HttpResult] = []
+
+            async def poll() -> None:
+                results.append(await http(r.connect, "GET", f"{EIO}&sid={sid}"))
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(poll)
+                await trio.testing.wait_all_tasks_blocked()
+                await ws.send("2probe")
+                await ws.send("5")
+                assert await ws.recv() == "3probe"
+            assert results[0].status == 400  # it arrived during the probe; "5" won
+            await ws.send("4hello")
+            assert await ws.recv() == "4hello"
+
+
+async def test_upgrade_timeout_keeps_polling(autojump_clock: trio.testing.MockClock) -> None:
+    with trio.fail_after(100):
+        async with running(memory=True, ping_interval=60.0, ping_timeout=60.0) as r:
+            sid = await handshake(r.connect)
+            ws = await WsClient.open(r.connect, f"{WS}&sid={sid}")
+            await ws.send("2probe")
+            assert await ws.recv() == "3probe"
+            assert await ws.recv_until_closed() == []  # closed after upgrade_timeout
+            push = await http(r.connect, "POST", f"{EIO}&sid={sid}", b"4again")
+            assert push.status == 200
+            poll = await http(r.connect, "GET", f"{EIO}&sid={sid}")
+            assert poll.text == "4again"
+            assert r.eio.sessions[EioSid(sid)].transport == "polling"
+
+
+async def test_interop_trio_websocket_client() -> None:
+    from trio_websocket import open_websocket_url
+
+    with trio.fail_after(10):
+        async with running() as r:
+            url = f"ws://127.0.0.1:{r.port}{WS}"
+            async with open_websocket_url(url) as ws:
+                value = open_payload(str(await ws.get_message()))
+                session = r.eio.sessions[EioSid(value["sid"])]
+                await ws.send_message("4hi")
+                assert await ws.get_message() == "4hi"
+                await ws.send_message(b"\xff\x00")
+                assert await ws.get_message() == b"\xff\x00"
+            await session.wait_closed()
+            assert r.log.disconnected == [(value["sid"], CloseReason.TRANSPORT_CLOSE)]
+
+
+# ---------------------------------------------------------------------------- HTTP options
+
+
+async def test_polling_compression() -> None:
+    with trio.fail_after(10):
+        async with running() as r:
+            sid = await handshake(r.connect)
+            big = "4" + "x" * 2000
+            url = f"{EIO}&sid={sid}"
+            for encoding, decompress in (("gzip", gzip.decompress), ("deflate", zlib.decompress)):
+                await http(r.connect, "POST", url, big.encode())
+                poll = await http(r.connect, "GET", url, headers=(("Accept-Encoding", encoding),))
+                assert poll.headers["content-encoding"] == encoding
+                assert decompress(poll.body).decode() == big
+            await http(r.connect, "POST", url, b"4small")
+            poll = await http(r.connect, "GET", url, headers=(("Accept-Encoding", "gzip"),))
+            assert "content-encoding" not in poll.headers
+            assert poll.text == "4small"
+            await http(r.connect, "POST", url, big.encode())
+            poll = await http(r.connect, "GET", url)
+            assert "content-encoding" not in poll.headers
+
+
+async def test_cors_any_origin_and_preflight() -> None:
+    with trio.fail_after(10):
+        async with running() as r:
+            origin = (("Origin", "http://example.com"),)
+            result = await http(r.connect, "GET", EIO, headers=origin)
+            assert result.headers["access-control-allow-origin"] == "*"
+            preflight = await http(
+                r.connect,
+                "OPTIONS",
+                EIO,
+                headers=(*origin, ("Access-Control-Request-Headers", "content-type")),
+            )
+            assert preflight.status == 204
+            assert preflight.headers["access-control-allow-origin"] == "*"
+            assert (
+                preflight.headers["access-control-allow-methods"]
+                == "GET,HEAD,PUT,PATCH,POST,DELETE"
+            )
+            assert preflight.headers["access-control-allow-headers"] == "content-type"
+
+
+async def test_cors_origin_list_and_credentials() -> None:
+    with trio.fail_after(10):
+        async with running(
+            cors_allowed_origins=["http://good.example"], cors_credentials=True
+        ) as r:
+            good = await http(r.connect, "GET", EIO, headers=(("Origin", "http://good.example"),))
+            assert good.headers["access-control-allow-origin"] == "http://good.example"
+            assert good.headers["access-control-allow-credentials"] == "true"
+            assert "Origin" in good.headers["vary"]
+            bad = await http(r.connect, "GET", EIO, headers=(("Origin", "http://evil.example"),))
+            assert "access-control-allow-origin" not in bad.headers
+        async with running(cors_allowed_origins=None) as r:
+            plain = await http(r.connect, "GET", EIO, headers=(("Origin", "http://x.example"),))
+            assert "access-control-allow-origin" not in plain.headers
+            assert (await http(r.connect, "OPTIONS", EIO)).status == 400
+
+
+# ---------------------------------------------------------------------------- API
+
+
+async def test_slow_polling_consumer_is_closed() -> None:
+    with trio.fail_after(10):
+        async with running(max_queued_packets=5) as r:
+            sid = await handshake(r.connect)
+            session = r.eio.sessions[EioSid(sid)]
+            for i in range(6):
+                session.send(f"m{i}")
+            assert session.closed
+            assert r.log.disconnected == [(sid, CloseReason.TRANSPORT_ERROR)]
+
+
+async def test_broadcast_encodes_once_for_every_transport() -> None:
+    with trio.fail_after(10):
+        async with running(on_message=None) as r:
+            sid = await handshake(r.connect)
+            ws = await WsClient.open(r.connect, WS)
+            await ws.recv()
+            r.eio.broadcast("news")
+            r.eio.broadcast(b"\x01")
+            assert await ws.recv() == "4news"
+            assert await ws.recv() == b"\x01"
+            poll = await http(r.connect, "GET", f"{EIO}&sid={sid}")
+            assert poll.text == "4news\x1ebAQ=="
+
+
+async def test_callback_errors_close_the_session(caplog: pytest.LogCaptureFixture) -> None:
+    def broken(session: EngineSession, data: str | bytes) -> None:
+        raise RuntimeError("boom")
+
+    with trio.fail_after(10):
+        async with running(on_message=broken) as r:
+            ws = await WsClient.open(r.connect, WS)
+            sid = open_payload(str(await ws.recv()))["sid"]
+            await ws.send("4x")
+            await ws.recv_until_closed()
+            assert r.log.disconnected == [(sid, CloseReason.TRANSPORT_ERROR)]
+            assert "on_message callback failed" in caplog.text
+
+
+# ---------------------------------------------------------------------------- HTTP answers
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        ("gzip, deflate, br", "gzip"),
+        ("deflate", "deflate"),
+        ("gzip;q=0.5, deflate", "deflate"),
+        ("gzip;q=0, deflate;q=0", None),
+        ("*", "gzip"),
+        ("br, identity", None),
+        ("", None),
+    ],
+)
+def test_pick_encoding(header: str, expected: str | None) -> None:
+    assert pick_encoding(header) == expected
+
+
+def test_cors_predicate() -> None:
+    cors = Cors(lambda origin: origin.endswith(".example"))
+    ok = PlainRequest("GET", "/", "", Headers([("Origin", "https://a.example")]))
+    assert ("Access-Control-Allow-Origin", "https://a.example") in cors.headers(ok)
+    no = PlainRequest("GET", "/", "", Headers([("Origin", "https://evil.test")]))
+    assert all(name != "Access-Control-Allow-Origin" for name, _ in cors.headers(no))
+    assert ("Vary", "Origin") in cors.headers(no)
