@@ -1,0 +1,3 @@
+from pyserver.cli import main
+
+main()
