@@ -474,8 +474,10 @@ pub fn accept(response: &str, offered: &DeflateParams) -> Result<DeflateParams, 
         (0, None) => 15,
         (_, Some(None)) => return err("client_max_window_bits needs a value in a response"),
         (mine, Some(Some(bits))) => {
-            // The hint in the offer binds us even if the answer is larger.
-            let bits = bits.min(mine.clamp(9, 15));
+            // RFC 7692 7.1.2.2: the server may only lower the value we offered.
+            if bits > mine.clamp(9, 15) {
+                return err("client_max_window_bits is larger than offered");
+            }
             if bits < 9 {
                 return err("client_max_window_bits=8 is not supported");
             }
@@ -937,10 +939,11 @@ mod tests {
                 "permessage-deflate; client_max_window_bits=10",
                 Some(p(false, false, 15, 10)),
             ),
+            // A client window larger than offered is refused (RFC 7692 7.1.2.2).
             (
                 p(false, false, 15, 12),
                 "permessage-deflate; client_max_window_bits=14",
-                Some(p(false, false, 15, 12)),
+                None,
             ),
             // client_max_window_bits not offered: must not be answered.
             (no_cmwb, "permessage-deflate", Some(DEFAULT)),
