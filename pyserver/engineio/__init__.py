@@ -33,8 +33,8 @@ opening request; ``session.data`` is a dict free for the next layer) has:
   ``await wait_closed()``; ``transport`` ("polling" or "websocket").
 
 ``eio.sessions`` maps each open sid to its session. The sans-IO modules ``packets`` and
-``session`` never import trio; this package imports the Trio server lazily so that importing
-them stays trio-free.
+``session`` never import trio; the Trio server lives in ``pyserver.transports.engineio`` and
+this package re-exports it lazily, so importing the cores stays trio-free.
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ from pyserver.engineio.session import (
 )
 
 if TYPE_CHECKING:
-    from pyserver.engineio.server import EngineIOServer, EngineSession, OutgoingMessage
+    from pyserver.transports.engineio import EngineIOServer, EngineSession, OutgoingMessage
 
 __all__ = [
     "CloseReason",
@@ -74,7 +74,7 @@ _LAZY = frozenset({"EngineIOServer", "EngineSession", "OutgoingMessage"})
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
-        from pyserver.engineio import server
+        from pyserver.transports import engineio
 
-        return getattr(server, name)
+        return getattr(engineio, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
