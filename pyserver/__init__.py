@@ -17,6 +17,9 @@ _EXPORTS: dict[str, str] = {
     "broadcast": "pyserver.ws",
     "EngineIOServer": "pyserver.engineio",
     "ConnectionClosed": "pyserver.errors",
+    "ConnectionRefused": "pyserver.errors",
+    "Server": "pyserver.server",
+    "Socket": "pyserver.sio.socket",
     "LocalProtocolError": "pyserver.errors",
     "RemoteProtocolError": "pyserver.errors",
     "Headers": "pyserver.http.types",
@@ -29,6 +32,7 @@ _EXPORTS: dict[str, str] = {
 __all__ = [
     "App",
     "ConnectionClosed",
+    "ConnectionRefused",
     "EngineIOServer",
     "FrameError",
     "Headers",
@@ -37,6 +41,8 @@ __all__ = [
     "RemoteProtocolError",
     "Request",
     "Response",
+    "Server",
+    "Socket",
     "WebSocket",
     "broadcast",
 ]
@@ -45,8 +51,15 @@ if TYPE_CHECKING:
     from pyserver._frames import FrameError
     from pyserver.app import App
     from pyserver.engineio import EngineIOServer
-    from pyserver.errors import ConnectionClosed, LocalProtocolError, RemoteProtocolError
+    from pyserver.errors import (
+        ConnectionClosed,
+        ConnectionRefused,
+        LocalProtocolError,
+        RemoteProtocolError,
+    )
     from pyserver.http.types import Headers, Mount, Request, Response
+    from pyserver.server import Server
+    from pyserver.sio.socket import Socket
     from pyserver.transports import WebSocket
     from pyserver.ws import broadcast
 

@@ -13,9 +13,11 @@ from __future__ import annotations
 
 __all__ = [
     "ConnectionClosed",
+    "ConnectionRefused",
     "LocalProtocolError",
     "PyserverError",
     "RemoteProtocolError",
+    "SocketDisconnected",
 ]
 
 
@@ -57,4 +59,25 @@ class ConnectionClosed(PyserverError):
     def __init__(self, code: int, reason: str = "") -> None:
         super().__init__(f"WebSocket closed: {code} {reason}".rstrip())
         self.code = code
+        self.reason = reason
+
+
+class ConnectionRefused(PyserverError):
+    """Raised by Socket.IO connection middleware to refuse a client's namespace connection.
+
+    The client gets CONNECT_ERROR ``{"message": message, "data": data}`` (``data`` only when
+    given) and sees it in its ``connect_error`` handler (``err.message``, ``err.data``).
+    """
+
+    def __init__(self, message: str = "Connection refused", *, data: object = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.data = data
+
+
+class SocketDisconnected(PyserverError):
+    """An awaited answer will never come: the socket disconnected first (``reason``)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"socket disconnected: {reason}")
         self.reason = reason

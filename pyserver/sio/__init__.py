@@ -1,0 +1,27 @@
+"""The Trio side of Socket.IO: sockets, namespaces, broadcasting, adapters, room nurseries.
+
+The public entry point is :class:`pyserver.Server` (``pyserver/server.py``); the sans-IO
+protocol cores are in :mod:`pyserver.socketio`.
+"""
+
+from pyserver.sio.adapter import Adapter, BroadcastOptions, InMemoryAdapter
+from pyserver.sio.broadcast import BroadcastOperator
+from pyserver.sio.namespace import DynamicNamespace, Namespace
+from pyserver.sio.ratelimit import RateLimiter, Verdict
+from pyserver.sio.rooms import RoomHandle, current_room
+from pyserver.sio.socket import Handshake, Socket
+
+__all__ = [
+    "Adapter",
+    "BroadcastOperator",
+    "BroadcastOptions",
+    "DynamicNamespace",
+    "Handshake",
+    "InMemoryAdapter",
+    "Namespace",
+    "RateLimiter",
+    "RoomHandle",
+    "Socket",
+    "Verdict",
+    "current_room",
+]

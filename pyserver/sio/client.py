@@ -1,0 +1,316 @@
+"""The Socket.IO side of one Engine.IO session: it feeds the sans-IO
+:class:`~pyserver.socketio.session.Session` and turns its events into socket actions.
+
+Everything here runs synchronously in the Engine.IO transport's task (the WebSocket reader,
+the polling POST, the timer): decoding, rate limiting, queueing events to their socket and
+settling acks. Only namespace connections that need middleware (or a dynamic namespace
+check) run in a task, in the Server's nursery.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from pyserver.engineio.session import CloseReason, Transport
+from pyserver.errors import ConnectionRefused, SocketDisconnected
+from pyserver.sio.ratelimit import Verdict
+from pyserver.sio.socket import AckCallback, Socket
+from pyserver.socketio.packets import Sid
+from pyserver.socketio.session import (
+    AckReceived,
+    AckTimedOut,
+    ConnectTimedOut,
+    EventReceived,
+    NamespaceConnectRequested,
+    NamespaceLeft,
+    NamespaceNotJoined,
+    ProtocolViolation,
+    Session,
+    SessionEvent,
+)
+
+if TYPE_CHECKING:
+    from pyserver.server import Server
+    from pyserver.sio.namespace import Namespace
+    from pyserver.transports.engineio import EngineSession
+
+__all__ = ["Client"]
+
+logger = logging.getLogger("pyserver.socketio")
+
+RATE_LIMITED = "rate limited"
+BUSY = "too many pending events"
+FORCED_SERVER_CLOSE = "forced server close"
+
+
+class Client:
+    """One Engine.IO connection and its sockets (at most one per namespace)."""
+
+    __slots__ = ("_scheduled", "acks", "core", "server", "session", "sockets")
+
+    def __init__(self, server: Server, session: EngineSession, now: float) -> None:
+        self.server = server
+        self.session = session
+        self.core = Session(server.session_config, now)
+        self.sockets: dict[str, Socket] = {}
+        self.acks: dict[int, AckCallback] = {}
+        self._scheduled: float | None = None
+
+    # -- outgoing --------------------------------------------------------------------------
+
+    def send_parts(self, parts: list[str | bytes]) -> None:
+        send = self.session.send
+        for part in parts:
+            send(part)
+
+    def send_ack(self, namespace: str, ack_id: int, args: list[Any]) -> None:
+        """Answer the client's event ``ack_id`` (the caller checked the socket is connected)."""
+        parts = self.core.send_ack(namespace, ack_id, args)
+        if len(parts) == 1:
+            self.session.send(parts[0])
+        else:
+            self.send_parts(parts)
+
+    def send_with_ack(
+        self,
+        namespace: str,
+        event: str,
+        args: list[Any],
+        callback: AckCallback,
+        timeout: float | None,
+    ) -> None:
+        ack_id, parts = self.core.send_event_with_ack(
+            namespace, event, args, now=trio.current_time(), timeout=timeout
+        )
+        self.acks[ack_id] = callback
+        self.send_parts(parts)
+        if timeout is not None:
+            self.server._schedule(self)
+
+    def outbox_depth(self) -> int:
+        """Messages queued for this client and not yet taken by its writer (or a poll)."""
+        return self.session.outbox_depth
+
+    def ready_for_volatile(self) -> bool:
+        """Open with nothing queued: a volatile packet is sent now, else dropped."""
+        return self.session.writable
+
+    @property
+    def transport(self) -> Transport:
+        return self.session.transport
+
+    # -- incoming --------------------------------------------------------------------------
+
+    def receive(self, data: str | bytes) -> None:
+        """One Engine.IO message from the client."""
+        event = self.core.receive_message(data)
+        if event is None:
+            return
+        if isinstance(event, EventReceived):
+            self._event(event)
+        else:
+            self._handle(event)
+
+    def _event(self, event: EventReceived) -> None:
+        socket = self.sockets.get(event.namespace)
+        if socket is None:
+            return
+        limiter = socket._limiter
+        if limiter is not None:
+            verdict = limiter.check(trio.current_time())
+            if verdict is not Verdict.ALLOWED:
+                self._refuse_event(socket, event, RATE_LIMITED)
+                if verdict is Verdict.FLOODING:
+                    logger.warning(
+                        "closing connection of socket %s in %s (peer %s): rate limit flooding",
+                        socket.id,
+                        socket.nsp.name,
+                        socket.handshake.address,
+                    )
+                    self.close(FORCED_SERVER_CLOSE)
+                return
+        if not socket._event(event.event, event.args, event.ack_id):
+            self._refuse_event(socket, event, BUSY)
+
+    def _refuse_event(self, socket: Socket, event: EventReceived, why: str) -> None:
+        """An event that will not run: ack it with an error, or tell the client with an
+        ``"error"`` event ``{"message": why, "event": name}``."""
+        logger.info(
+            "refused %r from socket %s in %s: %s", event.event, socket.id, socket.nsp.name, why
+        )
+        if event.ack_id is not None:
+            self.send_ack(event.namespace, event.ack_id, [{"error": why}])
+        else:
+            socket.emit("error", {"message": why, "event": event.event})
+
+    def _handle(self, event: SessionEvent) -> None:
+        if isinstance(event, AckReceived):
+            callback = self.acks.pop(event.ack_id, None)
+            if callback is not None:
+                callback(_reply(event.args), None)
+        elif isinstance(event, NamespaceConnectRequested):
+            self._connect_requested(event)
+        elif isinstance(event, NamespaceLeft):
+            self._fail_acks(event.abandoned_acks, event.reason)
+            socket = self.sockets.pop(event.namespace, None)
+            if socket is not None:
+                socket._left(event.reason)
+        elif isinstance(event, AckTimedOut):
+            callback = self.acks.pop(event.ack_id, None)
+            if callback is not None:
+                callback(None, TimeoutError(f"no ack for ack id {event.ack_id} in time"))
+        elif isinstance(event, ProtocolViolation):
+            logger.warning(
+                "closing connection %s (peer %s): malformed Socket.IO packet: %s",
+                self.session.sid,
+                _peer(self.session),
+                event.detail,
+            )
+            self.session.close(CloseReason.PARSE_ERROR)
+        elif isinstance(event, NamespaceNotJoined):
+            # the reference server: "invalid state", then client.close() (Engine.IO "forced
+            # close", every socket "forced server close"), even for a packet that was in
+            # flight when the server disconnected that namespace
+            logger.warning(
+                "closing connection %s (peer %s): %s for namespace %s, which it has not joined",
+                self.session.sid,
+                _peer(self.session),
+                event.packet,
+                event.namespace,
+            )
+            self.close(FORCED_SERVER_CLOSE)
+        elif isinstance(event, ConnectTimedOut):
+            logger.info(
+                "closing connection %s (peer %s): no namespace joined within connect_timeout",
+                self.session.sid,
+                _peer(self.session),
+            )
+            self.session.close()
+
+    def _fail_acks(self, ack_ids: tuple[int, ...], reason: str) -> None:
+        for ack_id in ack_ids:
+            callback = self.acks.pop(ack_id, None)
+            if callback is not None:
+                callback(None, SocketDisconnected(reason))
+
+    def on_timer(self, now: float) -> None:
+        for event in self.core.handle_timeout(now):
+            self._handle(event)
+
+    # -- namespaces ------------------------------------------------------------------------
+
+    def _connect_requested(self, event: NamespaceConnectRequested) -> None:
+        nsp = self.server.namespaces.get(event.namespace)
+        if nsp is not None and not nsp.middlewares:
+            self._accept(nsp, self._new_socket(nsp, event.auth))  # the fast path: no task
+            return
+        if nsp is None and not self.server._dynamic:
+            self._refuse(event.namespace, "Invalid namespace")
+            return
+        self.server._spawn(self._connect, f"connect {event.namespace}", event)
+
+    async def _connect(self, event: NamespaceConnectRequested) -> None:
+        name = event.namespace
+        try:
+            nsp = await self.server._find_namespace(name, event.auth)
+        except Exception:
+            logger.exception("dynamic namespace check for %r failed", name)
+            nsp = None
+        if nsp is None:
+            self._refuse(name, "Invalid namespace")
+            return
+        socket = self._new_socket(nsp, event.auth)
+        try:
+            for middleware in nsp.middlewares:
+                await middleware(socket)
+        except ConnectionRefused as exc:
+            self._refuse(name, exc.message, exc.data)
+            return
+        except Exception:
+            logger.exception("connection middleware failed (namespace %s)", name)
+            self._refuse(name, "Internal error")
+            return
+        if self.core.state.value == "closed" or self.session.closed:
+            return
+        self._accept(nsp, socket)
+
+    def _new_socket(self, nsp: Namespace, auth: dict[str, Any] | None) -> Socket:
+        sid = Sid(secrets.token_urlsafe(15))
+        return Socket(nsp, self, sid, auth)
+
+    def _accept(self, nsp: Namespace, socket: Socket) -> None:
+        name = socket.nsp.name
+        self.session.send(self.core.accept_namespace(name, socket.id))
+        self.sockets[name] = socket
+        logger.info(
+            "socket %s connected to %s (connection %s, %s, peer %s)",
+            socket.id,
+            name,
+            self.session.sid,
+            self.session.transport,
+            _peer(self.session),
+        )
+        socket._connected()
+
+    def _refuse(self, name: str, message: str, data: Any = None) -> None:
+        if self.session.closed or self.core.state.value == "closed":
+            return
+        logger.info(
+            "refused namespace %s (connection %s, peer %s): %s",
+            name,
+            self.session.sid,
+            _peer(self.session),
+            message,
+        )
+        self.session.send(self.core.refuse_namespace(name, message, data))
+
+    # -- disconnecting ---------------------------------------------------------------------
+
+    def disconnect_socket(self, socket: Socket) -> None:
+        """Server-side disconnect of one socket ("server namespace disconnect")."""
+        name = socket.nsp.name
+        if self.sockets.get(name) is not socket:
+            return
+        packet, left = self.core.disconnect_namespace(name)
+        self.session.send(packet)
+        del self.sockets[name]
+        self._fail_acks(left.abandoned_acks, left.reason)
+        socket._left(left.reason)
+
+    def disconnect_all(self) -> None:
+        """Disconnect every socket, then close the connection (``socket.disconnect(True)``)."""
+        for socket in list(self.sockets.values()):
+            self.disconnect_socket(socket)
+        self.session.close()
+
+    def close(self, reason: str) -> None:
+        """Close the connection; every socket leaves with ``reason``."""
+        self.connection_lost(reason)
+        self.session.close()
+
+    def connection_lost(self, reason: str) -> None:
+        """The Engine.IO session ended (or is being closed): every socket leaves."""
+        self.core.connection_lost(reason)
+        acks, self.acks = self.acks, {}
+        for callback in acks.values():
+            callback(None, SocketDisconnected(reason))
+        sockets, self.sockets = self.sockets, {}
+        for socket in sockets.values():
+            socket._left(reason)
+
+
+def _reply(args: list[Any]) -> Any:
+    if not args:
+        return None
+    if len(args) == 1:
+        return args[0]
+    return tuple(args)
+
+
+def _peer(session: EngineSession) -> str:
+    host, port = session.request.remote_address
+    return f"{host}:{port}"

@@ -1,0 +1,252 @@
+"""Namespaces: each has its handlers, connection middleware, rate limit, adapter (rooms)
+and room nurseries. ``sio.of("/chat")`` makes or returns one; ``sio.of(re.compile(...))`` or
+``sio.of(predicate)`` makes a :class:`DynamicNamespace`, a parent whose children are created
+on the first connection to a matching name and share its handlers and middleware.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable, Iterable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from pyserver.sio.adapter import Adapter, BroadcastOptions
+from pyserver.sio.broadcast import BroadcastOperator
+from pyserver.sio.ratelimit import RateLimit
+from pyserver.sio.rooms import RoomHandle, RoomNursery
+
+if TYPE_CHECKING:
+    from pyserver.server import Server
+    from pyserver.sio.socket import Socket
+
+__all__ = ["DynamicNamespace", "Namespace"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+Middleware = Callable[["Socket"], Awaitable[None]]
+NamespaceMatcher = re.Pattern[str] | Callable[[str, dict[str, Any] | None], bool | Awaitable[bool]]
+
+
+class _Handlers:
+    """``on`` and ``use``, shared by namespaces and dynamic parents."""
+
+    handlers: dict[str, Callable[..., Any]]
+    middlewares: list[Middleware]
+
+    def on(self, event: str, handler: F | None = None) -> Any:
+        """Register ``handler`` for ``event`` (decorator or direct call).
+
+        ``"connection"`` (alias ``"connect"``): ``handler(socket)`` once the socket joined;
+        ``"disconnecting"`` then ``"disconnect"``: ``handler(socket, reason)`` (``socket.rooms``
+        is then the rooms it was in when it left); any other name:
+        ``handler(socket, *args)``, whose return value is the ack."""
+
+        def register(fn: F) -> F:
+            self.handlers[event] = fn
+            return fn
+
+        return register if handler is None else register(handler)
+
+    def event(self, handler: F) -> F:
+        """Register ``handler`` for the event named after the function."""
+        self.handlers[handler.__name__] = handler
+        return handler
+
+    def use(self, middleware: F) -> F:
+        """Connection middleware ``async def middleware(socket)``, run in order before the
+        socket joins; raise :class:`~pyserver.errors.ConnectionRefused` to refuse."""
+        self.middlewares.append(middleware)
+        return middleware
+
+
+class Namespace(_Handlers):
+    """One namespace. Its ``emit``/``to``/... broadcast to its sockets."""
+
+    def __init__(
+        self,
+        server: Server,
+        name: str,
+        *,
+        rate_limit: RateLimit | None = None,
+        parent: DynamicNamespace | None = None,
+    ) -> None:
+        self.server = server
+        self.name = name
+        self.parent = parent
+        if parent is not None:
+            self.handlers = parent.handlers
+            self.middlewares = parent.middlewares
+        else:
+            self.handlers = {}
+            self.middlewares = []
+        self.rate_limit = rate_limit if rate_limit is not None else server.rate_limit
+        self.adapter: Adapter = server.adapter_factory()
+        self.adapter.on_room_created = self._room_created
+        self.adapter.on_room_deleted = self._room_deleted
+        self.sockets: dict[Any, Socket] = self.adapter.sockets
+        self.room_nurseries: dict[str, RoomNursery] = {}
+
+    # -- broadcasting ----------------------------------------------------------------------
+
+    def _op(self) -> BroadcastOperator:
+        return BroadcastOperator(self)
+
+    def emit(self, event: str, *args: Any) -> int:
+        """Send ``event(*args)`` to every socket of the namespace (encoded once)."""
+        return self._op().emit(event, *args)
+
+    def send(self, *args: Any) -> int:
+        return self._op().emit("message", *args)
+
+    def to(self, room: str | Iterable[str]) -> BroadcastOperator:
+        return self._op().to(room)
+
+    in_ = to
+
+    def except_(self, room: str | Iterable[str]) -> BroadcastOperator:
+        return self._op().except_(room)
+
+    @property
+    def volatile(self) -> BroadcastOperator:
+        return self._op().volatile
+
+    @property
+    def local(self) -> BroadcastOperator:
+        return self._op().local
+
+    def compress(self, compress: bool) -> BroadcastOperator:
+        return self._op().compress(compress)
+
+    def timeout(self, seconds: float) -> BroadcastOperator:
+        return self._op().timeout(seconds)
+
+    async def emit_with_ack(self, event: str, *args: Any) -> list[Any]:
+        return await self._op().emit_with_ack(event, *args)
+
+    async def fetch_sockets(self) -> list[Socket]:
+        return await self._op().fetch_sockets()
+
+    def sockets_join(self, room: str | Iterable[str]) -> None:
+        self._op().sockets_join(room)
+
+    def sockets_leave(self, room: str | Iterable[str]) -> None:
+        self._op().sockets_leave(room)
+
+    def disconnect_sockets(self, close: bool = False) -> None:
+        self._op().disconnect_sockets(close)
+
+    def server_side_emit(self, event: str, *args: Any) -> None:
+        """Tell the other nodes of a cluster (nothing to do on a single node)."""
+        self.adapter.server_side_emit(event, args)
+
+    # -- rooms -----------------------------------------------------------------------------
+
+    def room(self, name: str, grace: float | None = None) -> RoomHandle:
+        """The room ``name``: ``.start_soon(fn, *args)`` runs a task that lives as long as
+        the room (see :mod:`pyserver.sio.rooms`); ``grace`` overrides the server's
+        ``room_grace_period`` for a nursery this call creates."""
+        return RoomHandle(self, name, grace)
+
+    def rooms(self) -> dict[str, int]:
+        """Every room and its member count (sockets' own rooms included)."""
+        return self.adapter.room_sizes()
+
+    def adapter_has_room(self, name: str) -> bool:
+        return self.adapter.has_room(name)
+
+    def _room_nursery(self, name: str, grace: float | None) -> RoomNursery:
+        nursery = self.room_nurseries.get(name)
+        if nursery is None or nursery.scope.cancel_called:
+            nursery = RoomNursery(
+                self, name, self.server.room_grace_period if grace is None else grace
+            )
+            if not self.server._spawn(nursery.run, f"room {name} in {self.name}"):
+                raise RuntimeError("room tasks need a running Server (sio.serve or sio.run)")
+            self.room_nurseries[name] = nursery
+        return nursery
+
+    def _room_nursery_done(self, nursery: RoomNursery) -> None:
+        if self.room_nurseries.get(nursery.name) is nursery:
+            del self.room_nurseries[nursery.name]
+
+    def _room_created(self, room: str) -> None:
+        nursery = self.room_nurseries.get(room)
+        if nursery is not None:
+            nursery.populated()
+
+    def _room_deleted(self, room: str) -> None:
+        nursery = self.room_nurseries.get(room)
+        if nursery is not None:
+            nursery.emptied()
+
+    # -- sockets ---------------------------------------------------------------------------
+
+    def _add_socket(self, socket: Socket, rooms: Iterable[str]) -> None:
+        self.sockets[socket.id] = socket
+        self.adapter.add_all(socket.id, (socket.id, *rooms))
+
+    def _remove_socket(self, socket: Socket) -> None:
+        self.sockets.pop(socket.id, None)
+        self.adapter.del_all(socket.id)
+
+    def __repr__(self) -> str:
+        return f"<Namespace {self.name} ({len(self.sockets)} sockets)>"
+
+
+class DynamicNamespace(_Handlers):
+    """A parent namespace: children are created for matching names on first connection.
+
+    ``matcher`` is a compiled regular expression (``fullmatch`` on the name) or a function
+    ``(name, auth) -> bool`` (sync or async). ``emit``/``to``/... reach every child."""
+
+    def __init__(
+        self, server: Server, matcher: NamespaceMatcher, *, rate_limit: RateLimit | None = None
+    ) -> None:
+        self.server = server
+        self.matcher = matcher
+        self.rate_limit = rate_limit
+        self.handlers = {}
+        self.middlewares = []
+        self.children: dict[str, Namespace] = {}
+
+    async def matches(self, name: str, auth: dict[str, Any] | None) -> bool:
+        matcher = self.matcher
+        if isinstance(matcher, re.Pattern):
+            return matcher.fullmatch(name) is not None
+        result = matcher(name, auth)
+        if not isinstance(result, bool):
+            result = await result
+        return bool(result)
+
+    def _child(self, name: str) -> Namespace:
+        child = Namespace(self.server, name, rate_limit=self.rate_limit, parent=self)
+        self.children[name] = child
+        return child
+
+    def emit(self, event: str, *args: Any) -> int:
+        return sum(child.emit(event, *args) for child in list(self.children.values()))
+
+    def to(self, room: str | Iterable[str]) -> _FanOut:
+        return _FanOut(self, BroadcastOptions()).to(room)
+
+    in_ = to
+
+    def __repr__(self) -> str:
+        return f"<DynamicNamespace {self.matcher!r} ({len(self.children)} children)>"
+
+
+class _FanOut:
+    """A broadcast from a dynamic parent: applied to each child namespace."""
+
+    def __init__(self, parent: DynamicNamespace, opts: BroadcastOptions) -> None:
+        self.parent = parent
+        self.opts = opts
+
+    def to(self, room: str | Iterable[str]) -> _FanOut:
+        rooms = frozenset((room,) if isinstance(room, str) else room)
+        return _FanOut(self.parent, BroadcastOptions(rooms=self.opts.rooms | rooms))
+
+    def emit(self, event: str, *args: Any) -> int:
+        return sum(
+            BroadcastOperator(child, self.opts).emit(event, *args)
+            for child in list(self.parent.children.values())
+        )
