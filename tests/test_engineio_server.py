@@ -478,6 +478,79 @@ async def test_server_side_close_flushes_then_closes() -> None:
             ]
 
 
+async def test_server_side_close_with_a_reason() -> None:
+    # close(reason): the next layer ends a session with its own reason ("parse error" for a
+    # client that broke the Socket.IO protocol), at once; what is queued still goes out
+    with trio.fail_after(10):
+        async with running() as r:
+            sid = await handshake(r.connect)
+            session = r.eio.sessions[EioSid(sid)]
+            results: list[HttpResult] = []
+
+            async def poll() -> None:
+                results.append(await http(r.connect, "GET", f"{EIO}&sid={sid}"))
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(poll)
+                await trio.testing.wait_all_tasks_blocked()
+                session.send("x")  # answers the waiting GET
+                await trio.testing.wait_all_tasks_blocked()
+                session.send("queued")
+                session.close(CloseReason.PARSE_ERROR)
+            assert results[0].text == "4x"
+            assert session.closed
+            assert EioSid(sid) not in r.eio.sessions  # ended now, not at the next GET
+            assert (await http(r.connect, "GET", f"{EIO}&sid={sid}")).status == 400
+            session.close()  # a no-op once closed
+            ws = await WsClient.open(r.connect, WS)
+            ws_sid = open_payload(str(await ws.recv()))["sid"]
+            ws_session = r.eio.sessions[EioSid(ws_sid)]
+            ws_session.send("last")
+            ws_session.close(CloseReason.PARSE_ERROR)
+            assert await ws.recv_until_closed() == ["4last", "1"]
+            assert r.log.disconnected == [
+                (sid, CloseReason.PARSE_ERROR),
+                (ws_sid, CloseReason.PARSE_ERROR),
+            ]
+
+
+async def test_outbox_depth_and_writable_on_polling() -> None:
+    with trio.fail_after(10):
+        async with running() as r:
+            sid = await handshake(r.connect)
+            session = r.eio.sessions[EioSid(sid)]
+            assert (session.outbox_depth, session.writable) == (0, True)
+            session.send("a")
+            session.send(b"\x01")
+            assert (session.outbox_depth, session.writable) == (2, False)
+            poll = await http(r.connect, "GET", f"{EIO}&sid={sid}")
+            assert poll.text == "4a\x1ebAQ=="
+            assert (session.outbox_depth, session.writable) == (0, True)
+            session.close()  # polling: "1" waits for the next GET
+            assert session.writable is False
+            assert session.outbox_depth == 1
+
+
+async def test_outbox_depth_and_writable_on_websocket() -> None:
+    with trio.fail_after(10):
+        async with running() as r:
+            ws = await WsClient.open(r.connect, WS)
+            sid = open_payload(str(await ws.recv()))["sid"]
+            session = r.eio.sessions[EioSid(sid)]
+            await trio.testing.wait_all_tasks_blocked()
+            assert (session.outbox_depth, session.writable) == (0, True)
+            session.send("a")
+            session.send("b")
+            # the writer task has not run yet: both frames wait in the WebSocket's outbox
+            assert (session.outbox_depth, session.writable) == (2, False)
+            assert [await ws.recv(), await ws.recv()] == ["4a", "4b"]
+            await trio.testing.wait_all_tasks_blocked()
+            assert (session.outbox_depth, session.writable) == (0, True)
+            session.close()
+            assert session.writable is False
+            assert await ws.recv_until_closed() == ["1"]
+
+
 async def test_server_shutdown_closes_every_session() -> None:
     log = Log()
     with trio.fail_after(10):

@@ -29,8 +29,17 @@ opening request; ``session.data`` is a dict free for the next layer) has:
   :class:`OutgoingMessage` per broadcast; every WebSocket recipient gets the same frame bytes
   (``_frames.encode_message`` called once), every polling recipient the same packet.
   ``eio.broadcast(data, sessions)`` does exactly that.
-* ``close()``: "forced close" (queued packets are flushed first); ``closed``;
-  ``await wait_closed()``; ``transport`` ("polling" or "websocket").
+* ``close(reason=CloseReason.FORCED_CLOSE)``: end the session from the server side;
+  ``on_disconnect`` gets ``reason``. "forced close" (the default, the reference server's
+  ``socket.close()``) flushes queued packets first (on polling they leave with the next GET,
+  then the session ends); another reason, such as "parse error" for a client that broke the
+  protocol of the layer above, ends it at once (what is queued and a ``1`` still go to the
+  WebSocket writer or a waiting GET). A no-op once closed.
+* ``outbox_depth``: how many messages are queued and not yet on their way (packets waiting
+  for a GET on polling, frames waiting for the writer on WebSocket); read-only, for
+  monitoring. ``writable``: open and nothing queued, so a message sent now is the next one
+  out (a volatile send checks it and drops the message otherwise).
+* ``closed``; ``await wait_closed()``; ``transport`` ("polling" or "websocket").
 
 ``eio.sessions`` maps each open sid to its session. The sans-IO modules ``packets`` and
 ``session`` never import trio; the Trio server lives in ``pyserver.transports.engineio`` and

@@ -158,9 +158,33 @@ class EngineSession:
             return
         self._server._process(self, self.core.send_packet(message.packet))
 
-    def close(self) -> None:
-        """Close the session ("forced close"); queued packets are flushed first."""
-        self._server._process(self, self.core.close(CloseReason.FORCED_CLOSE, trio.current_time()))
+    @property
+    def outbox_depth(self) -> int:
+        """Messages queued for this session and not yet on their way: packets waiting for a
+        GET (polling) or frames waiting for the WebSocket writer. Read-only; never blocks."""
+        depth = len(self.core._outbox)  # the sans-IO core of this same layer
+        ws = self._ws
+        if ws is not None:
+            # the WebSocket (pyserver.transports.websocket) has no public outbox size yet
+            depth += len(getattr(ws, "_outbox", ()))
+        return depth
+
+    @property
+    def writable(self) -> bool:
+        """True while the session is open and nothing is queued for it, so a message sent
+        now is the next one out (what a volatile emit checks before sending)."""
+        return self.core.state is SessionState.OPEN and self.outbox_depth == 0
+
+    def close(self, reason: CloseReason = CloseReason.FORCED_CLOSE) -> None:
+        """Close the session from this side; ``on_disconnect`` gets ``reason``.
+
+        "forced close" (the default, what the reference server's ``socket.close()`` gives)
+        flushes queued packets first: on polling they and a ``1`` leave with the next GET,
+        and the session ends then. Any other reason (the next layer uses "parse error" for
+        a client that broke its protocol) ends the session at once, after handing what is
+        queued and a ``1`` to the WebSocket writer or to a waiting GET. A no-op once closed.
+        """
+        self._server._process(self, self.core.close(reason, trio.current_time()))
 
     async def wait_closed(self) -> None:
         if self.core.state is SessionState.CLOSED:
