@@ -19,6 +19,7 @@ from pyserver.socketio import (
     SessionState,
     Sid,
 )
+from pyserver.socketio.session import NamespaceNotJoined
 
 CONFIG = SessionConfig(connect_timeout=45.0)
 S1, S2 = Sid("sock-1"), Sid("sock-2")
@@ -88,7 +89,46 @@ def test_events_on_connected_namespaces_only() -> None:
     assert session.receive_message('2/admin,456["project:delete",123]') == EventReceived(
         "/admin", S2, "project:delete", [123], 456
     )
-    assert session.receive_message('2/other,["x"]') is None
+
+
+@pytest.mark.parametrize(
+    ("message", "namespace", "packet"),
+    [
+        ('2/other,["x"]', "/other", "EVENT"),
+        ('51-/other,["up",{"_placeholder":true,"num":0}]', "/other", "EVENT"),
+        ("3/other,0[]", "/other", "ACK"),
+        ("1/other,", "/other", "DISCONNECT"),
+    ],
+)
+def test_packet_for_a_namespace_not_joined_closes_the_session(
+    message: str, namespace: str, packet: str
+) -> None:
+    # the reference server (Client.ondecoded): "invalid state", then the connection closes
+    session = connected("/")
+    session.send_event_with_ack("/", "ask", now=0.0, timeout=5.0)
+    event = session.receive_message(message)
+    if event is None:  # a binary event: complete once its attachment is in
+        event = session.receive_message(b"\x01")
+    assert event == NamespaceNotJoined(namespace, packet)
+    assert session.state is SessionState.CLOSED
+    assert session.receive_message('2["after"]') is None
+    assert session.next_deadline() is None
+
+
+@pytest.mark.parametrize("message", ['2["x"]', "30[]", "1"])
+def test_packet_before_any_connect_closes_the_session(message: str) -> None:
+    session = Session(CONFIG, now=0.0)
+    assert isinstance(session.receive_message(message), NamespaceNotJoined)
+    assert session.state is SessionState.CLOSED
+    assert session.next_deadline() is None  # the connect timer stops too
+
+
+def test_packet_while_the_connect_is_still_being_answered_closes_the_session() -> None:
+    session = Session(CONFIG, now=0.0)
+    assert session.receive_message("0/admin,") == NamespaceConnectRequested("/admin", None)
+    assert session.receive_message('2/admin,["early"]') == NamespaceNotJoined("/admin", "EVENT")
+    with pytest.raises(LocalProtocolError):
+        session.accept_namespace("/admin", S1)
 
 
 def test_binary_event_arrives_with_its_attachment() -> None:
@@ -120,7 +160,7 @@ def test_send_event_with_ack_and_the_answer() -> None:
     assert session.receive_message(b"z") == AckReceived("/", S1, 1, [b"z"])
 
 
-def test_ack_on_the_wrong_namespace_is_dropped() -> None:
+def test_ack_with_an_id_of_another_namespace_is_dropped() -> None:
     session = connected("/", "/admin")
     ack_id, _ = session.send_event_with_ack("/admin", "ask", now=0.0)
     assert session.receive_message(f"3{ack_id}[]") is None
@@ -158,11 +198,12 @@ def test_client_disconnect_leaves_and_abandons_acks() -> None:
         "/admin", S2, LeaveReason.CLIENT_NAMESPACE_DISCONNECT, (waiting,)
     )
     assert dict(session.sockets) == {"/": S1}
-    assert session.receive_message("1/admin,") is None
-    assert session.receive_message('2/admin,["late"]') is None
     assert session.handle_timeout(5.0) == []
     with pytest.raises(LocalProtocolError):
         session.send_event("/admin", "x")
+    # the reference server closes the connection for anything more on /admin
+    assert session.receive_message('2/admin,["late"]') == NamespaceNotJoined("/admin", "EVENT")
+    assert session.state is SessionState.CLOSED
 
 
 def test_server_disconnect() -> None:
@@ -170,9 +211,12 @@ def test_server_disconnect() -> None:
     packet, left = session.disconnect_namespace("/admin")
     assert packet == "1/admin,"
     assert left == NamespaceLeft("/admin", S1, LeaveReason.SERVER_NAMESPACE_DISCONNECT)
-    assert session.receive_message('2/admin,["in flight"]') is None
     with pytest.raises(LocalProtocolError):
         session.disconnect_namespace("/admin")
+    # an event the client sent before our DISCONNECT reached it: the reference server closes
+    # the connection anyway ("invalid state"), and so does this session
+    assert session.receive_message('2/admin,["in flight"]') == NamespaceNotJoined("/admin", "EVENT")
+    assert session.state is SessionState.CLOSED
 
 
 def test_connection_lost_leaves_every_namespace() -> None:

@@ -17,9 +17,15 @@ Rules (socket.io-protocol v5 and the reference server, socket.io ``lib/client.ts
   or :meth:`~Session.refuse_namespace` (an unknown namespace is refused with "Invalid
   namespace", by the shell). A repeated CONNECT (a client calling ``connect()`` twice) is
   dropped.
-* **EVENT / ACK / DISCONNECT** on a namespace that is not connected are dropped: they can be
-  in flight after the server disconnected that socket. An ACK is reported only for an ack id
-  this session sent on that namespace and still waits for; a late or unknown one is dropped.
+* **EVENT / ACK / DISCONNECT** on a namespace the client is not connected to (never joined,
+  still awaiting the shell's answer, left, or before any CONNECT) -> :class:`NamespaceNotJoined`
+  and ``CLOSED``, as the reference server does (``Client.ondecoded``: "invalid state", then
+  ``close()``): the shell closes the Engine.IO session with "forced close" and every socket
+  leaves with "forced server close". This includes a packet that was legitimately in flight
+  when the server disconnected that socket (an event the client emitted before the server's
+  DISCONNECT reached it): the reference server closes the connection then too, and so do we.
+  On a connected namespace, an ACK is reported only for an ack id this session sent on that
+  namespace and still waits for; a late or unknown one is dropped.
 * **DISCONNECT** on a connected namespace -> :class:`NamespaceLeft` (reason
   ``client namespace disconnect``), listing the ack ids that will now never be answered.
 * **Violations** -> :class:`ProtocolViolation` and ``CLOSED``; the shell closes the Engine.IO
@@ -64,6 +70,7 @@ __all__ = [
     "LeaveReason",
     "NamespaceConnectRequested",
     "NamespaceLeft",
+    "NamespaceNotJoined",
     "ProtocolViolation",
     "Session",
     "SessionConfig",
@@ -160,6 +167,16 @@ class ProtocolViolation:
     detail: str
 
 
+@dataclass(frozen=True, slots=True)
+class NamespaceNotJoined:
+    """The client sent ``packet`` ("EVENT", "ACK" or "DISCONNECT") for ``namespace``, which it
+    is not connected to: close the Engine.IO session ("forced close"), as the reference
+    server does for a packet in an invalid state."""
+
+    namespace: str
+    packet: str
+
+
 SessionEvent: TypeAlias = (
     NamespaceConnectRequested
     | EventReceived
@@ -168,6 +185,7 @@ SessionEvent: TypeAlias = (
     | NamespaceLeft
     | ConnectTimedOut
     | ProtocolViolation
+    | NamespaceNotJoined
 )
 
 
@@ -230,7 +248,7 @@ class Session:
         if type(packet) is Event:
             sid = self._sockets.get(namespace)
             if sid is None:
-                return None
+                return self._not_joined(namespace, "EVENT")
             return EventReceived(namespace, sid, packet.event, packet.args, packet.ack_id)
         if type(packet) is Ack:
             return self._ack_received(packet)
@@ -241,15 +259,17 @@ class Session:
             return NamespaceConnectRequested(namespace, packet.auth)
         if type(packet) is Disconnect:
             if namespace not in self._sockets:
-                return None
+                return self._not_joined(namespace, "DISCONNECT")
             return self._leave(namespace, LeaveReason.CLIENT_NAMESPACE_DISCONNECT)
         assert type(packet) is ConnectError
         return self._violation("CONNECT_ERROR from a client")
 
-    def _ack_received(self, packet: Ack) -> AckReceived | None:
-        pending = self._pending_acks.get(packet.ack_id)
+    def _ack_received(self, packet: Ack) -> AckReceived | NamespaceNotJoined | None:
         sid = self._sockets.get(packet.namespace)
-        if pending is None or sid is None or pending.namespace != packet.namespace:
+        if sid is None:
+            return self._not_joined(packet.namespace, "ACK")
+        pending = self._pending_acks.get(packet.ack_id)
+        if pending is None or pending.namespace != packet.namespace:
             return None
         del self._pending_acks[packet.ack_id]
         return AckReceived(packet.namespace, sid, packet.ack_id, packet.args)
@@ -257,6 +277,10 @@ class Session:
     def _violation(self, detail: str) -> ProtocolViolation:
         self._close()
         return ProtocolViolation(detail)
+
+    def _not_joined(self, namespace: str, packet: str) -> NamespaceNotJoined:
+        self._close()
+        return NamespaceNotJoined(namespace, packet)
 
     def _close(self) -> None:
         self.state = SessionState.CLOSED
