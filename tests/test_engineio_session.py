@@ -269,3 +269,23 @@ def test_a_late_timer_does_not_stretch_the_heartbeat() -> None:
     late = polling()
     late.handle_timeout(44.0)  # very late: the client still gets half the timeout
     assert late.next_deadline() == 54.0
+
+
+def test_a_long_poll_answer_carries_at_most_max_packets_per_poll() -> None:
+    """python-engineio's client refuses payloads of more than 16 packets: the rest of the
+    queue answers the next GETs, in order, and the byte count follows what is left."""
+    session = polling(config=SessionConfig(max_packets_per_poll=16))
+    for i in range(40):
+        session.send_message(f"m{i}")
+    answers = []
+    while (payload := poll(session)) is not None and payload != "6":
+        answers.append(payload.split("\x1e"))
+        session.poll_finished()
+        if not session.has_packets:
+            break
+    assert [len(a) for a in answers] == [16, 16, 8]
+    assert [p for a in answers for p in a] == [f"4m{i}" for i in range(40)]
+    # The byte bound was released as packets left: the queue takes a full load again.
+    for _ in range(1000):
+        session.send_message("x" * 100)
+    assert session.state is SessionState.OPEN

@@ -149,11 +149,20 @@ class SessionConfig:
     max_queued_packets: int = 1024
     max_queued_bytes: int = 16 * 1024 * 1024
     close_timeout: float = 30.0
+    #: Packets in one long-polling response at most; the rest answer the next GET at once.
+    #: python-engineio's client refuses a payload of more than 16 packets (and drops the
+    #: connection), so 16 keeps every official client working.
+    max_packets_per_poll: int = 16
 
     def __post_init__(self) -> None:
         if self.ping_interval <= 0 or self.ping_timeout <= 0 or self.upgrade_timeout <= 0:
             raise ValueError("ping_interval, ping_timeout and upgrade_timeout must be > 0")
-        if self.max_payload <= 0 or self.max_queued_packets <= 0 or self.max_queued_bytes <= 0:
+        if (
+            self.max_payload <= 0
+            or self.max_queued_packets <= 0
+            or self.max_queued_bytes <= 0
+            or self.max_packets_per_poll <= 0
+        ):
             raise ValueError("max_payload and the queue bounds must be > 0")
 
 
@@ -308,9 +317,14 @@ class Session:
             return [_NOOP]
         if not self._outbox:
             return [_NOOP] if self.state is not SessionState.CLOSED else [_CLOSE]
-        packets = list(self._outbox)
-        self._outbox.clear()
-        self._queued_bytes = 0
+        outbox = self._outbox
+        if len(outbox) <= self.config.max_packets_per_poll:
+            packets = list(outbox)
+            outbox.clear()
+            self._queued_bytes = 0
+        else:
+            packets = [outbox.popleft() for _ in range(self.config.max_packets_per_poll)]
+            self._queued_bytes -= sum(len(packet.data) + 1 for packet in packets)
         return packets
 
     def poll_finished(self) -> Sequence[Event]:
