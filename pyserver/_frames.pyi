@@ -101,6 +101,9 @@ class Decoder:
     @property
     def buffered(self) -> int:
         """Bytes held for an incomplete frame or message."""
+    @property
+    def wanted(self) -> int:
+        """How many more bytes the buffered incomplete frame needs (0 when none is)."""
 
 @final
 class Encoder:

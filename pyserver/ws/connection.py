@@ -143,6 +143,12 @@ class WebSocketConnection:
             self._fail(error.code, error.reason)
         return out
 
+    @property
+    def wanted(self) -> int:
+        """How many more bytes the frame being received needs (0 when none is partial), so
+        the shell can read a large frame's rest in one call."""
+        return self._decoder.wanted
+
     def _handle_controls(self, messages: list[_frames.Message]) -> list[str | bytes]:
         out: list[str | bytes] = []
         for message in messages:

@@ -40,6 +40,14 @@ pub trait MessageSink {
     fn text(&mut self, text: &str);
     /// A complete binary message.
     fn binary(&mut self, data: &[u8]);
+    /// A complete binary message still masked with `key` (from key position 0), for sinks
+    /// that can unmask while copying; by default unmasked into a new buffer for
+    /// [`MessageSink::binary`].
+    fn binary_masked(&mut self, masked: &[u8], key: [u8; 4]) {
+        let mut data = Vec::new();
+        unmask_into(&mut data, masked, key);
+        self.binary(&data);
+    }
     /// A Ping frame.
     fn ping(&mut self, payload: &[u8]);
     /// A Pong frame.
@@ -173,6 +181,20 @@ impl Decoder {
         self.pending.len().saturating_add(self.message.len())
     }
 
+    /// How many more bytes the buffered incomplete frame needs: its whole remaining length
+    /// once its header is known (already checked against the limits), else the bytes
+    /// missing from the header; 0 when no frame is buffered.
+    #[must_use]
+    pub fn wanted(&self) -> usize {
+        if self.pending.is_empty() || self.state != State::Open {
+            return 0;
+        }
+        match self.step(&self.pending) {
+            Ok(Step::Need(n)) => n.saturating_sub(self.pending.len()),
+            _ => 0,
+        }
+    }
+
     /// Whether a Close frame has been decoded.
     #[must_use]
     pub fn is_closed(&self) -> bool {
@@ -218,8 +240,10 @@ impl Decoder {
             let (header, total) = loop {
                 match self.step(&self.pending)? {
                     Step::Need(n) => {
-                        let want = n.saturating_sub(self.pending.len()).min(data.len());
-                        let (head, rest) = data.split_at(want);
+                        let missing = n.saturating_sub(self.pending.len());
+                        // `n` is within the limits once the header is known: grow once.
+                        self.pending.reserve(missing);
+                        let (head, rest) = data.split_at(missing.min(data.len()));
                         self.pending.extend_from_slice(head);
                         data = rest;
                         if self.pending.len() < n {
@@ -242,7 +266,10 @@ impl Decoder {
         }
         while !data.is_empty() && self.state == State::Open {
             match self.step(data)? {
-                Step::Need(_) => {
+                Step::Need(n) => {
+                    // `pending` is empty here; `n` (the whole frame once its header is
+                    // known) has passed the size limits: reserve it once, not by doubling.
+                    self.pending.reserve(n);
                     self.pending.extend_from_slice(data);
                     return Ok(());
                 }
@@ -359,6 +386,10 @@ impl Decoder {
             OpCode::Text | OpCode::Binary if h.fin && !h.rsv1 => {
                 let data: &[u8] = match h.mask {
                     None => payload,
+                    Some(key) if h.opcode == OpCode::Binary => {
+                        sink.binary_masked(payload, key);
+                        return Ok(());
+                    }
                     Some(key) => {
                         self.scratch.clear();
                         unmask_into(&mut self.scratch, payload, key);
@@ -492,4 +523,43 @@ pub fn parse_close(payload: &[u8]) -> Result<(Option<u16>, &str), FrameError> {
 /// covers both with room to spare.
 fn deflate_bound(n: u64) -> u64 {
     n.saturating_add(n / 8).saturating_add(64)
+}
+
+#[cfg(test)]
+mod wanted_tests {
+    use super::*;
+
+    /// A masked binary frame of `len` bytes, every payload byte 0x42 once unmasked.
+    fn masked_binary(len: usize) -> Vec<u8> {
+        let key = [1, 2, 3, 4];
+        let mut frame = vec![0x82, 0xff];
+        frame.extend_from_slice(&(len as u64).to_be_bytes());
+        frame.extend_from_slice(&key);
+        let mut payload = vec![0x42; len];
+        apply_mask(&mut payload, key, 0);
+        frame.extend_from_slice(&payload);
+        frame
+    }
+
+    #[test]
+    fn wanted_counts_the_rest_of_a_partial_frame() {
+        let frame = masked_binary(70_000);
+        let mut d = Decoder::new(Role::Server, 1 << 20, 1 << 20, None);
+        let mut out: Vec<Message> = Vec::new();
+        assert_eq!(d.wanted(), 0);
+        d.feed(&frame[..1], &mut out).unwrap();
+        assert_eq!(d.wanted(), 1, "the second header byte");
+        d.feed(&frame[1..5], &mut out).unwrap();
+        assert_eq!(d.wanted(), 14 - 5, "the rest of the 14-byte header");
+        d.feed(&frame[5..1000], &mut out).unwrap();
+        assert_eq!(d.wanted(), frame.len() - 1000);
+        assert!(d.pending.capacity() >= frame.len(), "reserved once");
+        d.feed(&frame[1000..], &mut out).unwrap();
+        assert_eq!(d.wanted(), 0);
+        assert_eq!(out, vec![Message::Binary(vec![0x42; 70_000])]);
+        // A frame over the limit is refused from its header, not buffered.
+        let mut small = Decoder::new(Role::Server, 1000, 1000, None);
+        assert!(small.feed(&frame[..20], &mut out).is_err());
+        assert_eq!(small.wanted(), 0);
+    }
 }

@@ -135,7 +135,9 @@ pub struct Encoder {
     role: Role,
     compressor: Option<Compressor>,
     threshold: usize,
-    keys: MaskKeys,
+    /// Made on the first masked frame: servers never mask, and 256 bytes per idle server
+    /// connection add up.
+    keys: Option<Box<MaskKeys>>,
     compressed: Vec<u8>,
 }
 
@@ -159,7 +161,7 @@ impl Encoder {
             role,
             compressor,
             threshold,
-            keys: MaskKeys::new(),
+            keys: None,
             compressed: Vec::new(),
         }
     }
@@ -167,7 +169,11 @@ impl Encoder {
     fn mask(&mut self) -> Result<Option<[u8; 4]>, EncodeError> {
         match self.role {
             Role::Server => Ok(None),
-            Role::Client => self.keys.next().map(Some),
+            Role::Client => self
+                .keys
+                .get_or_insert_with(|| Box::new(MaskKeys::new()))
+                .next()
+                .map(Some),
         }
     }
 

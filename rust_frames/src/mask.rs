@@ -91,12 +91,20 @@ pub fn copy_uninit(dst: &mut [MaybeUninit<u8>], src: &[u8]) {
     }
 }
 
-/// Append `src` XOR `mask` (from key position 0) to `dst`.
+/// Append `src` XOR `mask` (from key position 0) to `dst`, writing each new byte once
+/// (no zero fill before the masking pass).
+#[allow(unsafe_code)]
 pub fn unmask_into(dst: &mut Vec<u8>, src: &[u8], mask: [u8; 4]) {
     let start = dst.len();
-    dst.resize(start.saturating_add(src.len()), 0);
-    if let Some(tail) = dst.get_mut(start..) {
-        mask_copy(tail, src, mask);
+    dst.reserve(src.len());
+    if let Some(out) = dst.spare_capacity_mut().get_mut(..src.len()) {
+        mask_copy_uninit(out, src, mask);
+        // SAFETY: `out` is the first `src.len()` elements of the spare capacity, i.e. the
+        // elements at `start..start + src.len()` (so that length fits the capacity), and
+        // `mask_copy_uninit` writes `min(out.len(), src.len())` == `src.len()` of them,
+        // every one, so every element up to the new length is initialised. Exercised by
+        // `unmask_into_equals_simple` (every length, with and without spare capacity).
+        unsafe { dst.set_len(start + src.len()) };
     }
 }
 
@@ -187,6 +195,27 @@ mod tests {
         assert_ne!(buf, data);
         apply_mask(&mut buf, [1, 2, 3, 4], 0);
         assert_eq!(buf, data);
+    }
+
+    #[test]
+    fn unmask_into_equals_simple() {
+        let source: Vec<u8> = (0..320u32).map(|i| (i * 11 + 5) as u8).collect();
+        let mask = [0x5a, 0x01, 0xc3, 0x99];
+        for len in 0..=300 {
+            for prefix in [0usize, 1, 3, 7] {
+                for spare in [0usize, 5, 400] {
+                    let src = &source[..len];
+                    let mut expected: Vec<u8> = (0..prefix as u8).collect();
+                    let mut masked = src.to_vec();
+                    apply_mask_simple(&mut masked, mask, 0);
+                    expected.extend_from_slice(&masked);
+                    let mut out = Vec::with_capacity(prefix + spare);
+                    out.extend(0..prefix as u8);
+                    unmask_into(&mut out, src, mask);
+                    assert_eq!(out, expected, "len {len} prefix {prefix} spare {spare}");
+                }
+            }
+        }
     }
 
     #[test]

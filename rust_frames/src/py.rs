@@ -3,7 +3,7 @@
 //! The contract is `pyserver/_frames.pyi`; `python -m mypy.stubtest pyserver._frames`
 //! checks this module against it.
 
-#![allow(unsafe_code)] // PyO3's macros expand to `unsafe` blocks; this file writes none.
+#![allow(unsafe_code)] // PyO3's macros expand to `unsafe`; the one block written here is `bytes_from_parts`.
 
 use std::mem::MaybeUninit;
 
@@ -194,6 +194,15 @@ impl MessageSink for PySink<'_> {
     }
     fn binary(&mut self, data: &[u8]) {
         self.out.push(PyBytes::new(self.py, data).into_any());
+    }
+    fn binary_masked(&mut self, masked: &[u8], key: [u8; 4]) {
+        // Unmasked straight into the new `bytes` object: one pass, no scratch copy.
+        match bytes_from_parts(self.py, &[], masked, Some(key)) {
+            Ok(obj) => self.out.push(obj.into_any()),
+            Err(e) => {
+                self.err.get_or_insert(e);
+            }
+        }
     }
     fn ping(&mut self, payload: &[u8]) {
         let payload = PyBytes::new(self.py, payload).unbind();
@@ -520,6 +529,12 @@ impl PyDecoder {
     #[getter]
     fn buffered(&self) -> usize {
         self.inner.buffered()
+    }
+
+    /// How many more bytes the buffered incomplete frame needs (0 when none is buffered).
+    #[getter]
+    fn wanted(&self) -> usize {
+        self.inner.wanted()
     }
 }
 
