@@ -471,7 +471,10 @@ class WebSocket:
                         and conn.state is not _CLOSED
                     ):
                         await self._paused_reader.park()
-                data = bytes(await receive_some(65536))
+                # 64 KiB as a rule (larger buffers cost an mmap each in CPython); the
+                # whole rest of a large partial frame (up to 1 MiB) in one call.
+                wanted = conn.wanted
+                data = bytes(await receive_some(65536 if wanted <= 65536 else min(wanted, 1 << 20)))
                 if not data:
                     break
             conn.receive_eof()
@@ -501,12 +504,18 @@ class WebSocket:
             while True:
                 batch = self._outbox
                 if batch:
+                    size = self._outbox_bytes
                     self._outbox = []
                     self._outbox_bytes = 0
                     if self._space is not None:
                         self._space.unpark_all()
                     writing = True
-                    await send_all(batch[0] if len(batch) == 1 else b"".join(batch))
+                    if len(batch) == 1:
+                        await send_all(batch[0])
+                    elif size <= _JOIN_LIMIT:
+                        await send_all(b"".join(batch))
+                    else:
+                        await _send_large_batch(send_all, batch)
                     writing = False
                 elif conn.state is _CLOSED:
                     if conn.failure is not None and not self._reader_finished:
@@ -555,6 +564,35 @@ class WebSocket:
             self._sync()
             if self._done_event is not None:
                 self._done_event.set()
+
+
+#: Frames are joined into one write up to this many bytes; a larger batch is written in
+#: pieces (a big frame on its own), so echoing large messages does not build (and page-fault)
+#: a fresh multi-megabyte buffer per batch.
+_JOIN_LIMIT = 65536
+
+
+async def _send_large_batch(
+    send_all: Callable[[bytes], Awaitable[None]], batch: list[bytes]
+) -> None:
+    group: list[bytes] = []
+    group_size = 0
+    for frame in batch:
+        if len(frame) >= _JOIN_LIMIT:
+            if group:
+                await send_all(group[0] if len(group) == 1 else b"".join(group))
+                group = []
+                group_size = 0
+            await send_all(frame)
+            continue
+        group.append(frame)
+        group_size += len(frame)
+        if group_size >= _JOIN_LIMIT:
+            await send_all(group[0] if len(group) == 1 else b"".join(group))
+            group = []
+            group_size = 0
+    if group:
+        await send_all(group[0] if len(group) == 1 else b"".join(group))
 
 
 def _peer(address: tuple[str, int]) -> str:
