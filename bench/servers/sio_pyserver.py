@@ -1,0 +1,53 @@
+"""Socket.IO server for bench/sio_bench.py: ours, ``pyserver.Server`` (issue 4's API).
+
+Same handlers as the peers: "echo" is emitted back to the sender, "ack" is acknowledged with
+its payload (the handler's return value), "bcast" is broadcast to the room "b", which a client
+joins by connecting with auth ``{"room": "b"}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+from functools import partial
+from typing import Any
+
+import trio
+
+from pyserver import Server
+
+sio = Server()
+
+
+async def _maybe_await(value: Any) -> None:
+    if inspect.isawaitable(value):
+        await value
+
+
+@sio.on("connection")
+async def connected(socket: Any) -> None:
+    auth = socket.handshake.auth
+    room = auth.get("room") if isinstance(auth, dict) else None
+    if room:
+        await _maybe_await(socket.join(room))
+
+
+@sio.on("echo")
+async def echo(socket: Any, data: Any) -> None:
+    socket.emit("echo", data)
+
+
+@sio.on("ack")
+async def ack(socket: Any, data: Any) -> Any:
+    return data
+
+
+@sio.on("bcast")
+async def bcast(socket: Any, data: Any) -> None:
+    sio.to("b").emit("bcast", data)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--port", type=int, required=True)
+    trio.run(partial(sio.serve, "127.0.0.1", parser.parse_args().port))
