@@ -34,10 +34,7 @@ reason, per refused namespace, per refused or malformed input.
 
 from __future__ import annotations
 
-import heapq
-import itertools
 import logging
-import math
 import os
 import re
 from collections.abc import Awaitable, Callable, Iterable, Sequence
@@ -58,6 +55,7 @@ from pyserver.sio.rooms import RoomHandle
 from pyserver.sio.socket import Socket
 from pyserver.socketio.session import SessionConfig
 from pyserver.transports.engineio import EngineIOServer, EngineSession
+from pyserver.transports.timers import DeadlineTimer
 
 __all__ = ["Server"]
 
@@ -133,10 +131,7 @@ class Server:
         self._warned_not_running = False
         #: True while ``run``/``serve`` is shutting down.
         self.stopping = False
-        self._heap: list[tuple[float, int, Client]] = []
-        self._seq = itertools.count()
-        self._wakeup = trio.Event()
-        self._sleeping_until = math.inf
+        self._timer: DeadlineTimer[Client] = DeadlineTimer(self._client_due)
 
     # -- namespaces ------------------------------------------------------------------------
 
@@ -302,7 +297,7 @@ class Server:
                 self._nursery = nursery
                 try:
                     await nursery.start(self.eio.serve)
-                    nursery.start_soon(self._timer_loop)
+                    nursery.start_soon(self._timer.run)
                     task_status.started()
                     await trio.sleep_forever()
                 finally:
@@ -351,32 +346,11 @@ class Server:
     # -- the Socket.IO timer (connect timeouts, ack deadlines) -----------------------------
 
     def _schedule(self, client: Client) -> None:
-        deadline = client.core.next_deadline()
-        if deadline is None:
-            return
-        scheduled = client._scheduled
-        if scheduled is not None and scheduled <= deadline:
-            return
-        client._scheduled = deadline
-        heapq.heappush(self._heap, (deadline, next(self._seq), client))
-        if deadline < self._sleeping_until:
-            self._wakeup.set()
+        self._timer.schedule(client, client.core.next_deadline())
 
-    async def _timer_loop(self) -> None:
-        heap = self._heap
-        while True:
-            now = trio.current_time()
-            while heap and heap[0][0] <= now:
-                deadline, _, client = heapq.heappop(heap)
-                if client._scheduled != deadline:
-                    continue
-                client._scheduled = None
-                client.on_timer(now)
-                self._schedule(client)
-            self._sleeping_until = heap[0][0] if heap else math.inf
-            self._wakeup = trio.Event()
-            with trio.move_on_at(self._sleeping_until):
-                await self._wakeup.wait()
+    def _client_due(self, client: Client, now: float) -> None:
+        client.on_timer(now)
+        self._schedule(client)
 
     def __repr__(self) -> str:
         return f"<Server {len(self.clients)} clients, namespaces {sorted(self.namespaces)}>"

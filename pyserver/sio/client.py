@@ -50,7 +50,7 @@ FORCED_SERVER_CLOSE = "forced server close"
 class Client:
     """One Engine.IO connection and its sockets (at most one per namespace)."""
 
-    __slots__ = ("_scheduled", "acks", "core", "server", "session", "sockets")
+    __slots__ = ("acks", "core", "server", "session", "sockets")
 
     def __init__(self, server: Server, session: EngineSession, now: float) -> None:
         self.server = server
@@ -58,7 +58,6 @@ class Client:
         self.core = Session(server.session_config, now)
         self.sockets: dict[str, Socket] = {}
         self.acks: dict[int, AckCallback] = {}
-        self._scheduled: float | None = None
 
     # -- outgoing --------------------------------------------------------------------------
 

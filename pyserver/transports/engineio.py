@@ -18,10 +18,7 @@ closes that session with "transport error"; it never reaches the HTTP server.
 
 from __future__ import annotations
 
-import heapq
-import itertools
 import logging
-import math
 import secrets
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
@@ -59,6 +56,7 @@ from pyserver.engineio.session import (
 )
 from pyserver.errors import ConnectionClosed
 from pyserver.http.types import Request, Response, WebSocket
+from pyserver.transports.timers import DeadlineTimer
 
 __all__ = ["EngineIOServer", "EngineSession", "OutgoingMessage"]
 
@@ -102,7 +100,6 @@ class EngineSession:
         "_poll_wakeup",
         "_probe_scope",
         "_reader_scope",
-        "_scheduled",
         "_server",
         "_upgrade_waiter",
         "_ws",
@@ -126,7 +123,6 @@ class EngineSession:
         self._reader_scope: trio.CancelScope | None = None
         self._probe_scope: trio.CancelScope | None = None
         self._closed_event: trio.Event | None = None
-        self._scheduled: float | None = None
 
     @property
     def transport(self) -> Transport:
@@ -252,10 +248,7 @@ class EngineIOServer:
         self.on_message = on_message
         self.on_disconnect = on_disconnect
         self.sessions: dict[EioSid, EngineSession] = {}
-        self._heap: list[tuple[float, int, EngineSession]] = []
-        self._seq = itertools.count()
-        self._wakeup = trio.Event()
-        self._sleeping_until = math.inf
+        self._timer: DeadlineTimer[EngineSession] = DeadlineTimer(self._session_due)
         self._running = False
         self._warned_not_running = False
 
@@ -275,7 +268,7 @@ class EngineIOServer:
         self._running = True
         try:
             task_status.started()
-            await self._timer_loop()
+            await self._timer.run()
         finally:
             self._running = False
             self.close_all(CloseReason.SERVER_SHUTTING_DOWN)
@@ -606,31 +599,10 @@ class EngineIOServer:
     # ------------------------------------------------------------------ timers
 
     def _schedule(self, session: EngineSession) -> None:
-        deadline = session.core.next_deadline()
-        if deadline is None:
-            return
-        scheduled = session._scheduled
-        if scheduled is not None and scheduled <= deadline:
-            return
-        session._scheduled = deadline
-        heapq.heappush(self._heap, (deadline, next(self._seq), session))
-        if deadline < self._sleeping_until:
-            self._wakeup.set()
+        self._timer.schedule(session, session.core.next_deadline())
 
-    async def _timer_loop(self) -> None:
-        heap = self._heap
-        while True:
-            now = trio.current_time()
-            while heap and heap[0][0] <= now:
-                deadline, _, session = heapq.heappop(heap)
-                if session._scheduled != deadline:
-                    continue  # superseded by an earlier entry
-                session._scheduled = None
-                self._process(session, session.core.handle_timeout(now))
-            self._sleeping_until = heap[0][0] if heap else math.inf
-            self._wakeup = trio.Event()
-            with trio.move_on_at(self._sleeping_until):
-                await self._wakeup.wait()
+    def _session_due(self, session: EngineSession, now: float) -> None:
+        self._process(session, session.core.handle_timeout(now))
 
 
 def _send_quietly(ws: WebSocket, message: str | bytes) -> bool:
