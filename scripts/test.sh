@@ -21,8 +21,8 @@ step "mypy --strict pyserver"
 $py -m mypy --strict pyserver
 
 step "ruff"
-.venv/bin/ruff check .
-.venv/bin/ruff format --check .
+.venv/bin/ruff check --no-cache .
+.venv/bin/ruff format --no-cache --check .
 
 step "pytest"
 $py -m pytest -q "$@"

@@ -6,8 +6,8 @@ import argparse
 from functools import partial
 
 import trio
-from pyserver.app import App
 
+from pyserver.app import App
 from pyserver.http.types import WebSocket
 
 app = App()
