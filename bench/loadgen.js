@@ -17,48 +17,19 @@
 'use strict';
 
 const { WebSocket } = require('ws');
-const { performance } = require('node:perf_hooks');
-const readline = require('node:readline');
+const {
+  performance,
+  parseArgs: parseCommonArgs,
+  emit,
+  nextStdinLine,
+  sleep,
+  Samples,
+  openMany: openManyWith,
+  runWithDeadline,
+} = require('./loadgen_common');
 
 function parseArgs(argv) {
-  const opts = {
-    url: null,
-    mode: 'echo',
-    connections: 50,
-    inflight: 16,
-    size: 32,
-    warmup: 2,
-    duration: 8,
-    maxMessages: 50_000_000,
-    maxSamples: 2_000_000,
-    warmConnections: 10,
-    openConcurrency: 50,
-    openTimeout: 10,
-  };
-  const names = {
-    '--url': ['url', String],
-    '--mode': ['mode', String],
-    '--connections': ['connections', Number],
-    '--inflight': ['inflight', Number],
-    '--size': ['size', Number],
-    '--warmup': ['warmup', Number],
-    '--duration': ['duration', Number],
-    '--max-messages': ['maxMessages', Number],
-    '--max-samples': ['maxSamples', Number],
-    '--warm-connections': ['warmConnections', Number],
-    '--open-concurrency': ['openConcurrency', Number],
-    '--open-timeout': ['openTimeout', Number],
-  };
-  for (let i = 0; i < argv.length; i++) {
-    const spec = names[argv[i]];
-    if (!spec || i + 1 >= argv.length) throw new Error(`bad argument: ${argv[i]}`);
-    opts[spec[0]] = spec[1](argv[++i]);
-  }
-  if (!opts.url) throw new Error('--url is required');
-  const host = new URL(opts.url).hostname;
-  if (!(host.startsWith('127.') || host === 'localhost' || host === '[::1]')) {
-    throw new Error(`loopback only, refusing ${host}`);
-  }
+  const opts = parseCommonArgs(argv, {}, {});
   if (!(opts.size >= 8)) throw new Error('--size must be at least 8');
   if (!(opts.inflight >= 1 && opts.connections >= 1)) throw new Error('bad --inflight/--connections');
   return opts;
@@ -72,23 +43,6 @@ const K = opts.inflight;
 const template = Buffer.alloc(S);
 for (let i = 8; i < S; i++) template[i] = (i * 31 + 7) & 0xff;
 
-function emit(obj) {
-  process.stdout.write(JSON.stringify(obj) + '\n');
-}
-
-let stdinLines = null;
-function nextStdinLine() {
-  if (!stdinLines) {
-    const rl = readline.createInterface({ input: process.stdin });
-    const waiting = [];
-    const buffered = [];
-    rl.on('line', (l) => (waiting.length ? waiting.shift()(l) : buffered.push(l)));
-    rl.on('close', () => { while (waiting.length) waiting.shift()(null); buffered.push(null); });
-    stdinLines = () => new Promise((r) => (buffered.length ? r(buffered.shift()) : waiting.push(r)));
-  }
-  return stdinLines();
-}
-
 // ---- shared counters -------------------------------------------------------------------
 let phase = 'warmup'; // warmup -> measure -> drain
 let sentTotal = 0;
@@ -96,27 +50,7 @@ let measured = 0;
 let mismatches = 0;
 let connErrors = 0;
 let unexpectedCloses = 0;
-const samples = new Float64Array(Math.max(1, opts.maxSamples));
-let nSamples = 0;
-let seenSamples = 0;
-let maxRttMs = 0;
-
-function record(rttMs) {
-  seenSamples++;
-  if (rttMs > maxRttMs) maxRttMs = rttMs;
-  if (nSamples < samples.length) {
-    samples[nSamples++] = rttMs;
-  } else {
-    const j = Math.floor(Math.random() * seenSamples); // reservoir sampling
-    if (j < samples.length) samples[j] = rttMs;
-  }
-}
-
-function percentile(sorted, p) {
-  if (sorted.length === 0) return null;
-  const idx = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
-  return sorted[idx];
-}
+const latencies = new Samples(opts.maxSamples);
 
 // ---- connections -----------------------------------------------------------------------
 function openConn(id, onMessage) {
@@ -138,20 +72,8 @@ function openConn(id, onMessage) {
   });
 }
 
-async function openMany(n, firstId, onMessage) {
-  const conns = [];
-  let next = 0;
-  async function worker() {
-    while (next < n) {
-      const id = firstId + next++;
-      const c = await openConn(id, onMessage);
-      if (c) conns.push(c);
-    }
-  }
-  const workers = [];
-  for (let i = 0; i < Math.min(opts.openConcurrency, n); i++) workers.push(worker());
-  await Promise.all(workers);
-  return conns;
+function openMany(n, firstId, onMessage) {
+  return openManyWith(n, firstId, opts.openConcurrency, (id) => openConn(id, onMessage));
 }
 
 function sendOne(c) {
@@ -191,8 +113,6 @@ function closeAll(conns) {
   );
 }
 
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
 // ---- echo mode ---------------------------------------------------------------------------
 async function runEcho() {
   let inflightTotal = 0;
@@ -205,7 +125,7 @@ async function runEcho() {
     inflightTotal--;
     if (phase === 'measure') {
       measured++;
-      record(now - t0);
+      latencies.record(now - t0);
     }
     if (phase !== 'drain' && sentTotal < opts.maxMessages && c.open) {
       sendOne(c);
@@ -238,13 +158,12 @@ async function runEcho() {
   // Let outstanding echoes come back (so mismatches are counted), bounded in time: three
   // times the slowest round trip seen, at least 3 s, at most 30 s.
   if (inflightTotal > 0) {
-    const drainMs = Math.min(30000, Math.max(3000, 3 * maxRttMs));
+    const drainMs = Math.min(30000, Math.max(3000, 3 * latencies.max));
     await Promise.race([new Promise((r) => { drained = r; }), sleep(drainMs)]);
   }
   const lost = inflightTotal;
   await closeAll(conns);
 
-  const sorted = samples.subarray(0, nSamples).sort();
   const genCpu = (cpu.user + cpu.system) / 1e6;
   emit({
     event: 'result',
@@ -256,9 +175,7 @@ async function runEcho() {
     duration_s: elapsed,
     messages: measured,
     msgs_per_s: measured / elapsed,
-    p50_ms: percentile(sorted, 50),
-    p99_ms: percentile(sorted, 99),
-    max_ms: sorted.length ? sorted[sorted.length - 1] : null,
+    ...latencies.stats(),
     mismatches,
     lost,
     conn_errors: connErrors,
@@ -319,17 +236,9 @@ const hardDeadlineMs =
   opts.mode === 'idle'
     ? (120 + 4 * opts.openTimeout) * 1000
     : (opts.warmup + opts.duration + 2 * opts.openTimeout + 45) * 1000;
-const deadline = setTimeout(() => {
-  emit({ event: 'result', error: `hard deadline of ${hardDeadlineMs / 1000}s reached`, mismatches, conn_errors: connErrors });
-  process.exit(2);
-}, hardDeadlineMs);
-
-(opts.mode === 'idle' ? runIdle() : runEcho())
-  .then((code) => {
-    clearTimeout(deadline);
-    process.exit(code);
-  })
-  .catch((err) => {
-    emit({ event: 'result', error: String(err && err.stack ? err.stack : err) });
-    process.exit(1);
-  });
+runWithDeadline(
+  opts.mode === 'idle' ? runIdle : runEcho,
+  hardDeadlineMs,
+  () => ({ mismatches, conn_errors: connErrors }),
+  0,
+);

@@ -27,26 +27,19 @@ Usage (from the repository root)::
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
-import resource
-import shutil
-import socket
 import subprocess
 import sys
-import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-BENCH = Path(__file__).resolve().parent
-SERVERS_DIR = BENCH / "servers"
+import harness
+from harness import BENCH, HOST, IdleResult, Window, fmt, human_size, ratio, wait_quiet
+
 LOADGEN = BENCH / "sio_loadgen.js"
-HOST = "127.0.0.1"
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-PAGE_KIB = os.sysconf("SC_PAGE_SIZE") // 1024
 
 OURS = "pyserver"
 NODE = "node-socket.io"
@@ -73,12 +66,6 @@ REFERENCE_IDLE_KIB: dict[str, str] = {NODE: "26.7", "python-socketio": "30-48"}
 TARGET_BCAST_US = 3.7
 TARGET_IDLE_KIB = 20.0
 TARGET_SCENARIOS = ("echo 32B x16", "ack 32B x16")  # at or under Node's us/msg
-
-
-def human_size(n: int) -> str:
-    if n >= 1024 and n % 1024 == 0:
-        return f"{n // 1024}KiB"
-    return f"{n}B"
 
 
 @dataclass
@@ -119,16 +106,6 @@ class Result:
 
 
 @dataclass
-class IdleResult:
-    server: str
-    connections: int = 0
-    rss_before_kib: int = 0
-    rss_after_kib: int = 0
-    kib_per_conn: float | None = None
-    error: str | None = None
-
-
-@dataclass
 class Report:
     args: dict[str, Any]
     results: list[Result] = field(default_factory=list)
@@ -137,184 +114,32 @@ class Report:
     profiles: dict[str, Any] = field(default_factory=dict)
 
 
-# ---- /proc readings ---------------------------------------------------------------------
-
-
-def cpu_seconds(pid: int) -> float:
-    """User+system CPU time of one process (all its threads), from /proc/<pid>/stat."""
-    with open(f"/proc/{pid}/stat") as f:
-        stat = f.read()
-    fields = stat[stat.rindex(")") + 2 :].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
-
-
-def machine_busy_seconds() -> float:
-    """CPU time spent by the whole machine (all cores, not idle or iowait), from /proc/stat."""
-    with open("/proc/stat") as f:
-        fields = [int(x) for x in f.readline().split()[1:]]
-    return (sum(fields[:8]) - fields[3] - fields[4]) / CLK_TCK
-
-
-def rss_kib(pid: int) -> int:
-    with open(f"/proc/{pid}/statm") as f:
-        return int(f.read().split()[1]) * PAGE_KIB
-
-
-# ---- processes --------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
-
-
-def raise_nofile() -> None:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    want = hard if hard != resource.RLIM_INFINITY else 65536
-    if soft < want:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
-
-
-class ServerProcess:
+class ServerProcess(harness.ServerProcess):
     """One Socket.IO server in its own process; its output goes to a temporary log."""
+
+    log_tail_chars = 1200
 
     def __init__(self, name: str, node: str, python: str) -> None:
         kind, script = SERVERS[name]
-        self.name = name
-        self.kind = kind
-        self.port = free_port()
-        exe = node if kind == "node" else python
-        self.cmd = [exe, str(SERVERS_DIR / script), "--port", str(self.port)]
-        self.log = tempfile.NamedTemporaryFile(prefix=f"sio-{name}-", suffix=".log", delete=False)
         env = dict(os.environ, PYTHONUNBUFFERED="1", NODE_PATH=str(BENCH / "node_modules"))
         env["PYTHONPATH"] = os.pathsep.join(
             p for p in (str(BENCH.parent), os.environ.get("PYTHONPATH", "")) if p
         )
-        self.proc = subprocess.Popen(
-            self.cmd,
-            stdin=subprocess.DEVNULL,
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-            cwd=BENCH,
-            env=env,
-            preexec_fn=raise_nofile,
-        )
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
+        super().__init__(name, kind, script, node, python, log_prefix="sio-", env=env, cwd=BENCH)
 
     @property
     def url(self) -> str:
         return f"http://{HOST}:{self.port}"
 
-    def wait_ready(self, timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"exited with {self.proc.returncode}: {self.log_tail()}")
-            try:
-                with socket.create_connection((HOST, self.port), timeout=0.5):
-                    return
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError(f"did not listen on {HOST}:{self.port} within {timeout}s")
 
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def log_tail(self, n: int = 1200) -> str:
-        try:
-            return Path(self.log.name).read_text(errors="replace")[-n:].strip()
-        except OSError:
-            return ""
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        self.log.close()
-        os.unlink(self.log.name)
-
-
-class LoadGen:
+class LoadGen(harness.LoadGen):
     """bench/sio_loadgen.js, speaking JSON lines on stdout and obeying lines on stdin."""
 
     def __init__(self, node: str, args: list[str], timeout: float) -> None:
-        self.proc = subprocess.Popen(
-            [node, str(LOADGEN), *args],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            cwd=BENCH,
-            preexec_fn=raise_nofile,
-        )
-        self.deadline = time.monotonic() + timeout
-
-    def next_event(self) -> dict[str, Any]:
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()  # the generator has its own hard deadline
-        if not line:
-            self.finish()
-            err = self.proc.stderr.read() if self.proc.stderr else ""
-            return {
-                "event": "result",
-                "error": f"load generator exited ({self.proc.returncode}): {err[-600:]}",
-            }
-        try:
-            return dict(json.loads(line))
-        except json.JSONDecodeError:
-            return {"event": "noise", "line": line}
-
-    def wait_for(self, *events: str) -> dict[str, Any]:
-        while True:
-            ev = self.next_event()
-            if ev.get("event") in events or ev.get("event") == "result":
-                return ev
-
-    def send(self, line: str) -> None:
-        assert self.proc.stdin is not None
-        try:
-            self.proc.stdin.write(line + "\n")
-            self.proc.stdin.flush()
-        except (BrokenPipeError, ValueError):
-            pass
-
-    def finish(self) -> None:
-        try:
-            self.proc.wait(max(1.0, self.deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        super().__init__(node, LOADGEN, args, timeout, err_tail=600)
 
 
 # ---- measurements -----------------------------------------------------------------------
-
-
-class Window:
-    """Server CPU and machine busy time between start() and stop()."""
-
-    def __init__(self, server: ServerProcess) -> None:
-        self.server = server
-        self.cpu = self.busy = self.elapsed = None  # type: float | None
-
-    def start(self) -> None:
-        self._cpu0 = cpu_seconds(self.server.pid)
-        self._busy0 = machine_busy_seconds()
-        self._t0 = time.monotonic()
-
-    def stop(self) -> None:
-        if not self.server.alive():
-            return
-        self.cpu = cpu_seconds(self.server.pid) - self._cpu0
-        self.busy = machine_busy_seconds() - self._busy0
-        self.elapsed = time.monotonic() - self._t0
 
 
 def fill_window(res: Result, win: Window, gen_cpu_s: float, count: int) -> None:
@@ -504,14 +329,14 @@ def run_idle(server: ServerProcess, opts: argparse.Namespace) -> IdleResult:
             res.error = str(ev.get("error", "no baseline"))[:300]
             return res
         time.sleep(0.5)
-        res.rss_before_kib = rss_kib(server.pid)
+        res.rss_before_kib = harness.rss_kib(server.pid)
         gen.send("go")
         ev = gen.wait_for("idle_ready")
         if ev.get("event") != "idle_ready":
             res.error = str(ev.get("error", "no idle_ready"))[:300]
             return res
         time.sleep(1.0)  # let lazily allocated buffers and timers settle
-        res.rss_after_kib = rss_kib(server.pid) if server.alive() else 0
+        res.rss_after_kib = harness.rss_kib(server.pid) if server.alive() else 0
         res.connections = int(ev["connections"])
         gen.send("go")
         result = gen.wait_for("result")
@@ -530,24 +355,6 @@ def run_idle(server: ServerProcess, opts: argparse.Namespace) -> IdleResult:
     return res
 
 
-def wait_quiet(servers: list[ServerProcess], limit: float = 20.0, below_pct: float = 10.0) -> float:
-    """Wait (at most ``limit`` s) until the running servers together use under ``below_pct`` %
-    of one core over 0.5 s, so that a backlog left by the previous run (a broadcast still
-    being flushed to clients that left) is not billed to the next. Returns the seconds waited."""
-    started = time.monotonic()
-    while time.monotonic() - started < limit:
-        alive = [s for s in servers if s.alive()]
-        try:
-            before = sum(cpu_seconds(s.pid) for s in alive)
-            time.sleep(0.5)
-            after = sum(cpu_seconds(s.pid) for s in alive if s.alive())
-        except OSError:
-            continue
-        if 100.0 * (after - before) / 0.5 < below_pct:
-            break
-    return time.monotonic() - started
-
-
 # ---- optional py-spy profile of a Python server during the measured window ----------------
 
 
@@ -556,94 +363,23 @@ def start_profiler(
 ) -> tuple[subprocess.Popen[bytes], Path] | None:
     if opts.profile is None or server.name not in opts.profile_servers or server.kind != "python":
         return None
-    py_spy = shutil.which("py-spy") or str(Path(opts.python).parent / "py-spy")
-    opts.profile.mkdir(parents=True, exist_ok=True)
     slug = re.sub(r"[^A-Za-z0-9]+", "-", sc.label).strip("-")
     out = opts.profile / f"{server.name}-{slug}.txt"
-    cmd = [
-        py_spy, "record", "--pid", str(server.pid), "--format", "raw", "--nonblocking",
-        "--rate", "200", "--duration", str(max(1, int(opts.duration))), "-o", str(out),
-    ]  # fmt: skip
-    try:
-        proc = subprocess.Popen(
-            cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-        )
-    except OSError as exc:
-        print(f"(py-spy not started: {exc})", file=sys.stderr)
-        return None
-    return proc, out
+    return harness.start_py_spy(server.pid, out, opts.duration, opts.python)
 
 
 def finish_profiler(
     proc: subprocess.Popen[bytes], out: Path, *, report_key: str, opts: argparse.Namespace
 ) -> None:
-    try:
-        _, err = proc.communicate(timeout=30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        _, err = proc.communicate()
-    if not out.exists():
-        summary: dict[str, Any] = {
-            "file": str(out),
-            "error": (err or b"").decode(errors="replace")[-300:],
-        }
-    else:
-        summary = {"file": str(out), **summarize_collapsed(out)}
-    opts.profiles[report_key] = summary
-
-
-def summarize_collapsed(path: Path, top: int = 15) -> dict[str, Any]:
-    """Self and inclusive sample shares per function from py-spy's collapsed stacks."""
-    self_counts: dict[str, int] = {}
-    incl_counts: dict[str, int] = {}
-    total = 0
-    for line in path.read_text(errors="replace").splitlines():
-        stack, _, count = line.rpartition(" ")
-        if not stack or not count.isdigit():
-            continue
-        n = int(count)
-        total += n
-        frames = [f for f in stack.split(";") if not f.startswith(("process ", "thread "))]
-        frames = [re.sub(r":\d+\)$", ")", f) for f in frames]
-        if not frames:
-            continue
-        self_counts[frames[-1]] = self_counts.get(frames[-1], 0) + n
-        for f in set(frames):
-            incl_counts[f] = incl_counts.get(f, 0) + n
-
-    def share(d: dict[str, int]) -> list[tuple[str, float]]:
-        ranked = sorted(d.items(), key=lambda kv: -kv[1])[:top]
-        return [(k, 100.0 * v / max(1, total)) for k, v in ranked]
-
-    return {"samples": total, "self": share(self_counts), "inclusive": share(incl_counts)}
+    opts.profiles[report_key] = harness.finish_py_spy(proc, out, top=15)
 
 
 def print_profiles(profiles: dict[str, Any], out: Any = sys.stdout) -> None:
     for key, prof in profiles.items():
-        print(f"py-spy profile of {key} ({prof['file']}):", file=out)
-        if "error" in prof:
-            print(f"  error: {prof['error']}", file=out)
-            continue
-        print(f"  {prof['samples']} samples; top self frames:", file=out)
-        for frame, pct in prof["self"]:
-            print(f"  {pct:5.1f}%  {frame[:130]}", file=out)
-        print("  top inclusive frames:", file=out)
-        for frame, pct in prof["inclusive"]:
-            print(f"  {pct:5.1f}%  {frame[:130]}", file=out)
-        print(file=out)
+        harness.print_profile(key, prof, out, width=130, inclusive=True)
 
 
 # ---- table ------------------------------------------------------------------------------
-
-
-def fmt(v: float | None, spec: str) -> str:
-    return "-" if v is None else format(v, spec)
-
-
-def ratio(a: float | None, b: float | None) -> str:
-    if a is None or b is None or b <= 0:
-        return "-"
-    return f"{a / b:.2f}x"
 
 
 def print_table(
@@ -655,8 +391,7 @@ def print_table(
         f"{'gen cpu':>7} {'other':>6} {'p50 ms':>7} {'p99 ms':>8} {'errors':>6}  "
         f"{'ours/this':>9} {'this/node':>9} {'ref us':>6}  note"
     )
-    print(header, file=out)
-    print("-" * len(header), file=out)
+    harness.print_header(header, out)
     for sc in scenarios:
         ours = by_key.get((OURS, sc.label))
         node = by_key.get((NODE, sc.label))
@@ -709,8 +444,7 @@ def print_table(
             f"{'idle':<17} {'server':<15} {'conns':>9} {'KiB/conn':>9} "
             f"{'ours/this':>9} {'this/node':>9} {'ref':>6}  note"
         )
-        print(header, file=out)
-        print("-" * len(header), file=out)
+        harness.print_header(header, out)
         for ir in sorted(report.idle, key=lambda x: servers.index(x.server)):
             notes = [f"ERROR: {ir.error[:100]}"] if ir.error else []
             rel = "(ours)" if ir.server == OURS else ratio(ours_idle, ir.kib_per_conn)
@@ -723,8 +457,7 @@ def print_table(
             )
         print(file=out)
 
-    for name, err in report.server_errors.items():
-        print(f"{name}: not measured: {err}", file=out)
+    harness.print_server_errors(report.server_errors, out)
 
     print_targets(report, scenarios, out)
     print(
@@ -871,48 +604,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "profiler takes CPU on this machine, so a profiled run's figures are not "
         "comparable",
     )
-    p.add_argument(
-        "--profile-servers",
-        default=OURS,
-        help="which Python servers --profile samples (default pyserver)",
-    )
-    p.add_argument("--node", default=shutil.which("node") or "node")
-    p.add_argument("--python", default=sys.executable, help="interpreter for the Python servers")
+    harness.add_tail_args(p, OURS)
     opts = p.parse_args(argv)
-    if opts.warmup is None:
-        opts.warmup = 0.5 if opts.quick else 2.0
-    if opts.duration is None:
-        opts.duration = 2.0 if opts.quick else 8.0
-    if opts.idle_connections is None:
-        opts.idle_connections = 500 if opts.quick else 2000
-    opts.profile_servers = {s.strip() for s in opts.profile_servers.split(",") if s.strip()}
+    harness.fill_defaults(opts, idle_quick=500, idle_full=2000)
     return opts
 
 
 def main(argv: list[str] | None = None) -> int:
     opts = parse_args(argv)
-    servers = [s.strip() for s in opts.servers.split(",") if s.strip()]
-    unknown = [s for s in servers if s not in SERVERS]
-    if unknown:
-        print(f"unknown servers: {unknown}; known: {list(SERVERS)}", file=sys.stderr)
+    servers = harness.pick_servers(opts.servers, SERVERS)
+    if servers is None or harness.node_modules_missing("socket.io", "socket.io-client"):
         return 2
-    for pkg in ("socket.io", "socket.io-client"):
-        if not (BENCH / "node_modules" / pkg).is_dir():
-            print(
-                f"missing bench/node_modules/{pkg}: run `npm install --prefix bench`",
-                file=sys.stderr,
-            )
-            return 2
     scenarios, want_idle = build_scenarios(opts)
     opts.profiles = {}
-    report = Report(
-        args={
-            k: (v if isinstance(v, (int, float, str, bool, type(None))) else str(v))
-            for k, v in vars(opts).items()
-            if k != "profiles"
-        }
-    )
-    raise_nofile()
+    report = Report(args=harness.args_for_json(opts, skip=("profiles",)))
+    harness.raise_nofile()
 
     print(
         f"socket.io: echo/ack {opts.connections} connections, warm-up {opts.warmup:g} s, "
@@ -979,7 +685,7 @@ def main(argv: list[str] | None = None) -> int:
                 if not runs:
                     continue
                 # Keep the cheapest run: on a shared machine, noise only ever adds CPU.
-                r = min(runs, key=lambda x: (x.error is not None, x.server_us or 1e18))
+                r = harness.cheapest(runs, lambda x: x.server_us, lambda x: x.error)
                 r.detail["repeats_us"] = [x.server_us for x in runs]
                 r.detail["repeat_errors"] = [x.error for x in runs if x.error]
                 report.results.append(r)
@@ -993,9 +699,7 @@ def main(argv: list[str] | None = None) -> int:
     print_table(report, scenarios, servers)
     print_profiles(opts.profiles)
     report.profiles = opts.profiles
-    if opts.json:
-        opts.json.write_text(json.dumps(asdict(report), indent=2) + "\n")
-        print(f"wrote {opts.json}")
+    harness.write_json(opts.json, report)
     return 0
 
 

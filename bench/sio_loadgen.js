@@ -29,58 +29,29 @@
 'use strict';
 
 const { io } = require('socket.io-client');
-const { performance } = require('node:perf_hooks');
-const readline = require('node:readline');
+const {
+  performance,
+  parseArgs: parseCommonArgs,
+  emit,
+  nextStdinLine,
+  sleep,
+  Samples,
+  openMany: openManyWith,
+  runWithDeadline,
+} = require('./loadgen_common');
 
 function parseArgs(argv) {
-  const opts = {
-    url: null,
-    mode: 'echo',
-    connections: 50,
-    inflight: 16,
-    size: 32,
-    warmup: 2,
-    duration: 8,
-    maxMessages: 50_000_000,
-    maxSamples: 2_000_000,
-    warmConnections: 10,
-    openConcurrency: 50,
-    openTimeout: 20,
-    receivers: 500,
-    sender: 1,
-    rate: 200,
-    firstId: 1,
-    maxSeconds: 300,
-  };
-  const names = {
-    '--url': ['url', String],
-    '--mode': ['mode', String],
-    '--connections': ['connections', Number],
-    '--inflight': ['inflight', Number],
-    '--size': ['size', Number],
-    '--warmup': ['warmup', Number],
-    '--duration': ['duration', Number],
-    '--max-messages': ['maxMessages', Number],
-    '--max-samples': ['maxSamples', Number],
-    '--warm-connections': ['warmConnections', Number],
-    '--open-concurrency': ['openConcurrency', Number],
-    '--open-timeout': ['openTimeout', Number],
-    '--receivers': ['receivers', Number],
-    '--sender': ['sender', Number],
-    '--rate': ['rate', Number],
-    '--first-id': ['firstId', Number],
-    '--max-seconds': ['maxSeconds', Number],
-  };
-  for (let i = 0; i < argv.length; i++) {
-    const spec = names[argv[i]];
-    if (!spec || i + 1 >= argv.length) throw new Error(`bad argument: ${argv[i]}`);
-    opts[spec[0]] = spec[1](argv[++i]);
-  }
-  if (!opts.url) throw new Error('--url is required');
-  const host = new URL(opts.url).hostname;
-  if (!(host.startsWith('127.') || host === 'localhost' || host === '[::1]')) {
-    throw new Error(`loopback only, refusing ${host}`);
-  }
+  const opts = parseCommonArgs(
+    argv,
+    { openTimeout: 20, receivers: 500, sender: 1, rate: 200, firstId: 1, maxSeconds: 300 },
+    {
+      '--receivers': ['receivers', Number],
+      '--sender': ['sender', Number],
+      '--rate': ['rate', Number],
+      '--first-id': ['firstId', Number],
+      '--max-seconds': ['maxSeconds', Number],
+    },
+  );
   if (!['echo', 'ack', 'bcast', 'idle'].includes(opts.mode)) throw new Error(`bad --mode ${opts.mode}`);
   if (!(opts.size >= 16)) throw new Error('--size must be at least 16');
   if (!(opts.inflight >= 1 && opts.connections >= 0)) throw new Error('bad --inflight/--connections');
@@ -92,24 +63,6 @@ const opts = parseArgs(process.argv.slice(2));
 const S = opts.size;
 const K = opts.inflight;
 
-function emit(obj) {
-  process.stdout.write(JSON.stringify(obj) + '\n');
-}
-
-let stdinLines = null;
-function nextStdinLine() {
-  if (!stdinLines) {
-    const rl = readline.createInterface({ input: process.stdin });
-    const waiting = [];
-    const buffered = [];
-    rl.on('line', (l) => (waiting.length ? waiting.shift()(l.trim()) : buffered.push(l.trim())));
-    rl.on('close', () => { while (waiting.length) waiting.shift()(null); buffered.push(null); });
-    stdinLines = () => new Promise((r) => (buffered.length ? r(buffered.shift()) : waiting.push(r)));
-  }
-  return stdinLines();
-}
-
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const wallMs = () => performance.timeOrigin + performance.now();
 
 // ---- counters, latency samples ----------------------------------------------------------------
@@ -117,34 +70,7 @@ let connErrors = 0;
 let unexpectedCloses = 0;
 let mismatches = 0;
 let firstError = null;
-const samples = new Float64Array(Math.max(1, opts.maxSamples));
-let nSamples = 0;
-let seenSamples = 0;
-
-function record(ms) {
-  seenSamples++;
-  if (nSamples < samples.length) {
-    samples[nSamples++] = ms;
-  } else {
-    const j = Math.floor(Math.random() * seenSamples); // reservoir sampling
-    if (j < samples.length) samples[j] = ms;
-  }
-}
-
-function percentile(sorted, p) {
-  if (sorted.length === 0) return null;
-  const idx = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
-  return sorted[idx];
-}
-
-function latencyStats() {
-  const sorted = samples.subarray(0, nSamples).sort();
-  return {
-    p50_ms: percentile(sorted, 50),
-    p99_ms: percentile(sorted, 99),
-    max_ms: sorted.length ? sorted[sorted.length - 1] : null,
-  };
-}
+const latencies = new Samples(opts.maxSamples);
 
 // ---- connections ------------------------------------------------------------------------------
 function openConn(id, auth, setup) {
@@ -178,20 +104,8 @@ function openConn(id, auth, setup) {
   });
 }
 
-async function openMany(n, firstId, auth, setup) {
-  const conns = [];
-  let next = 0;
-  async function worker() {
-    while (next < n) {
-      const id = firstId + next++;
-      const c = await openConn(id, auth, setup);
-      if (c) conns.push(c);
-    }
-  }
-  const workers = [];
-  for (let i = 0; i < Math.min(opts.openConcurrency, n); i++) workers.push(worker());
-  await Promise.all(workers);
-  return conns;
+function openMany(n, firstId, auth, setup) {
+  return openManyWith(n, firstId, opts.openConcurrency, (id) => openConn(id, auth, setup));
 }
 
 function closeAll(conns) {
@@ -244,7 +158,7 @@ async function runEchoOrAck() {
     inflightTotal--;
     if (phase === 'measure') {
       measured++;
-      record(now - t0);
+      latencies.record(now - t0);
     }
     if (phase !== 'drain' && sentTotal < opts.maxMessages && c.open) {
       sendOne(c);
@@ -300,7 +214,7 @@ async function runEchoOrAck() {
     duration_s: elapsed,
     messages: measured,
     msgs_per_s: measured / elapsed,
-    ...latencyStats(),
+    ...latencies.stats(),
     mismatches,
     lost,
     conn_errors: connErrors,
@@ -332,7 +246,7 @@ async function runBcast() {
       }
       if (now >= winStart && now < winEnd) {
         inWindow++;
-        record(now - data.t);
+        latencies.record(now - data.t);
       }
     });
   };
@@ -400,7 +314,7 @@ async function runBcast() {
     sent_in_window: sentInWindow,
     received_total: receivedTotal,
     deliveries: inWindow,
-    ...latencyStats(),
+    ...latencies.stats(),
     mismatches,
     conn_errors: connErrors,
     unexpected_closes: unexpectedCloses,
@@ -460,19 +374,6 @@ const hardDeadlineMs =
   opts.mode === 'echo' || opts.mode === 'ack'
     ? (opts.warmup + opts.duration + 2 * opts.openTimeout + 30) * 1000
     : opts.maxSeconds * 1000;
-const deadline = setTimeout(() => {
-  emit({ event: 'result', error: `hard deadline of ${hardDeadlineMs / 1000}s reached`, mismatches, conn_errors: connErrors });
-  process.exit(2);
-}, hardDeadlineMs);
-
 const run = { echo: runEchoOrAck, ack: runEchoOrAck, bcast: runBcast, idle: runIdle }[opts.mode];
-run()
-  .then((code) => {
-    clearTimeout(deadline);
-    // Leave a moment for the disconnect packets to go out, then exit (bounded).
-    setTimeout(() => process.exit(code), 200);
-  })
-  .catch((err) => {
-    emit({ event: 'result', error: String(err && err.stack ? err.stack : err) });
-    process.exit(1);
-  });
+// On success, leave a moment for the disconnect packets to go out, then exit (bounded).
+runWithDeadline(run, hardDeadlineMs, () => ({ mismatches, conn_errors: connErrors }), 200);

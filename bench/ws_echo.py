@@ -19,26 +19,18 @@ targets (printed, never asserted). Usage (from the repository root)::
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import re
-import resource
-import shutil
-import socket
 import subprocess
 import sys
-import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-BENCH = Path(__file__).resolve().parent
-SERVERS_DIR = BENCH / "servers"
+import harness
+from harness import BENCH, HOST, IdleResult, Window, fmt, human_size, ratio
+
 LOADGEN = BENCH / "loadgen.js"
-HOST = "127.0.0.1"
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-PAGE_KIB = os.sysconf("SC_PAGE_SIZE") // 1024
 
 OURS = "pyserver"
 # name -> (interpreter kind, script)
@@ -101,16 +93,6 @@ class EchoResult:
 
 
 @dataclass
-class IdleResult:
-    server: str
-    connections: int = 0
-    rss_before_kib: int = 0
-    rss_after_kib: int = 0
-    kib_per_conn: float | None = None
-    error: str | None = None
-
-
-@dataclass
 class Report:
     args: dict[str, Any]
     echo: list[EchoResult] = field(default_factory=list)
@@ -118,161 +100,31 @@ class Report:
     server_errors: dict[str, str] = field(default_factory=dict)
 
 
-def human_size(n: int) -> str:
-    if n >= 1024 and n % 1024 == 0:
-        return f"{n // 1024}KiB"
-    return f"{n}B"
-
-
-# ---- /proc readings ---------------------------------------------------------------------
-
-
-def cpu_seconds(pid: int) -> float:
-    """User+system CPU time of one process (all its threads), from /proc/<pid>/stat."""
-    with open(f"/proc/{pid}/stat") as f:
-        stat = f.read()
-    fields = stat[stat.rindex(")") + 2 :].split()
-    # fields[0] is field 3 (state); utime and stime are fields 14 and 15.
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
-
-
-def machine_busy_seconds() -> float:
-    """CPU time spent by the whole machine (all cores, not idle or iowait), from /proc/stat."""
-    with open("/proc/stat") as f:
-        fields = [int(x) for x in f.readline().split()[1:]]
-    # user nice system idle iowait irq softirq steal (guest time is already in user)
-    return (sum(fields[:8]) - fields[3] - fields[4]) / CLK_TCK
-
-
-def rss_kib(pid: int) -> int:
-    with open(f"/proc/{pid}/statm") as f:
-        return int(f.read().split()[1]) * PAGE_KIB
-
-
-# ---- processes --------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
-
-
-def raise_nofile() -> None:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    want = hard if hard != resource.RLIM_INFINITY else 65536
-    if soft < want:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
-
-
-class ServerProcess:
+class ServerProcess(harness.ServerProcess):
     """One echo server in its own process; stderr goes to a temporary log."""
 
     def __init__(self, name: str, node: str, python: str) -> None:
         kind, script = SERVERS[name]
-        self.name = name
-        self.port = free_port()
-        exe = node if kind == "node" else python
-        self.cmd = [exe, str(SERVERS_DIR / script), "--port", str(self.port)]
-        self.log = tempfile.NamedTemporaryFile(prefix=f"bench-{name}-", suffix=".log", delete=False)
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         env.setdefault("PYTHONPATH", str(BENCH.parent))
-        self.proc = subprocess.Popen(
-            self.cmd,
-            stdin=subprocess.DEVNULL,
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-            cwd=BENCH.parent,
+        super().__init__(
+            name,
+            kind,
+            script,
+            node,
+            python,
+            log_prefix="bench-",
             env=env,
-            preexec_fn=raise_nofile,
+            cwd=BENCH.parent,
+            error_prefix=f"{name} ",
         )
 
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
 
-    def wait_ready(self, timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(
-                    f"{self.name} exited with {self.proc.returncode}: {self.log_tail()}"
-                )
-            try:
-                with socket.create_connection((HOST, self.port), timeout=0.5):
-                    return
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError(f"{self.name} did not listen on {HOST}:{self.port} within {timeout}s")
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def log_tail(self, n: int = 1500) -> str:
-        try:
-            return Path(self.log.name).read_text(errors="replace")[-n:].strip()
-        except OSError:
-            return ""
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        self.log.close()
-        os.unlink(self.log.name)
-
-
-class LoadGen:
+class LoadGen(harness.LoadGen):
     """bench/loadgen.js, speaking JSON lines on stdout and waiting on stdin where asked."""
 
     def __init__(self, node: str, args: list[str], timeout: float) -> None:
-        self.proc = subprocess.Popen(
-            [node, str(LOADGEN), *args],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            cwd=BENCH,
-            preexec_fn=raise_nofile,
-        )
-        self.deadline = time.monotonic() + timeout
-
-    def next_event(self) -> dict[str, Any]:
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()  # loadgen has its own hard deadline, so this ends
-        if not line:
-            self.finish()
-            err = self.proc.stderr.read() if self.proc.stderr else ""
-            return {
-                "event": "result",
-                "error": f"load generator exited ({self.proc.returncode}): {err[-800:]}",
-            }
-        try:
-            return dict(json.loads(line))
-        except json.JSONDecodeError:
-            return {"event": "noise", "line": line}
-
-    def wait_for(self, *events: str) -> dict[str, Any]:
-        while True:
-            ev = self.next_event()
-            if ev.get("event") in events or ev.get("event") == "result":
-                return ev
-
-    def go(self) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write("go\n")
-        self.proc.stdin.flush()
-
-    def finish(self) -> None:
-        try:
-            self.proc.wait(max(1.0, self.deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        super().__init__(node, LOADGEN, args, timeout, err_tail=800)
 
 
 # ---- measurements -----------------------------------------------------------------------
@@ -298,15 +150,11 @@ def run_echo(
         res.error = ev.get("error", "no measure_start")
         gen.finish()
         return res
-    cpu0, busy0, t0 = cpu_seconds(server.pid), machine_busy_seconds(), time.monotonic()
+    win = Window(server)
+    win.start()
     profiler = start_profiler(server, sc, opts)
     ev = gen.wait_for("measure_end")
-    if server.alive():
-        cpu1: float | None = cpu_seconds(server.pid)
-        busy1 = machine_busy_seconds()
-        t1: float | None = time.monotonic()
-    else:
-        cpu1 = t1 = None
+    win.stop()
     result = gen.wait_for("result")
     gen.finish()
     if profiler is not None:
@@ -321,17 +169,16 @@ def run_echo(
     res.gen_cpu_pct = float(result["gen_cpu_pct"])
     for name in ("mismatches", "lost", "conn_errors", "unexpected_closes"):
         setattr(res, name, int(result.get(name, 0)))
-    if cpu1 is None or t1 is None:
+    if win.cpu is None or win.elapsed is None or win.busy is None:
         res.error = f"server died: {server.log_tail(300)}"
     else:
-        cpu = cpu1 - cpu0
-        res.server_cpu_pct = 100.0 * cpu / (t1 - t0)
+        res.server_cpu_pct = 100.0 * win.cpu / win.elapsed
         # Everything else on the machine: busy time minus the server and the generator.
         gen_cpu = float(result["gen_cpu_s"])
-        res.other_cpu_pct = max(0.0, 100.0 * (busy1 - busy0 - cpu - gen_cpu) / (t1 - t0))
+        res.other_cpu_pct = max(0.0, 100.0 * (win.busy - win.cpu - gen_cpu) / win.elapsed)
         messages = int(result["messages"])
         if messages:
-            res.server_us_per_msg = cpu * 1e6 / messages
+            res.server_us_per_msg = win.cpu * 1e6 / messages
     return res
 
 
@@ -350,7 +197,7 @@ def run_idle(server: ServerProcess, node: str, opts: argparse.Namespace) -> Idle
         gen.finish()
         return res
     time.sleep(0.5)
-    res.rss_before_kib = rss_kib(server.pid)
+    res.rss_before_kib = harness.rss_kib(server.pid)
     gen.go()
     ev = gen.wait_for("idle_ready")
     if ev.get("event") != "idle_ready":
@@ -358,7 +205,7 @@ def run_idle(server: ServerProcess, node: str, opts: argparse.Namespace) -> Idle
         gen.finish()
         return res
     time.sleep(1.0)  # let lazily allocated buffers and timers settle
-    res.rss_after_kib = rss_kib(server.pid) if server.alive() else 0
+    res.rss_after_kib = harness.rss_kib(server.pid) if server.alive() else 0
     res.connections = int(ev["connections"])
     gen.go()
     result = gen.wait_for("result")
@@ -384,92 +231,22 @@ def start_profiler(
         return None
     if SERVERS[server.name][0] != "python":
         return None
-    py_spy = shutil.which("py-spy") or str(Path(opts.python).parent / "py-spy")
-    opts.profile.mkdir(parents=True, exist_ok=True)
     out = opts.profile / f"{server.name}-{human_size(sc.size)}-x{sc.inflight}.txt"
-    cmd = [
-        py_spy, "record", "--pid", str(server.pid), "--format", "raw", "--nonblocking",
-        "--rate", "200", "--duration", str(max(1, int(opts.duration))), "-o", str(out),
-    ]  # fmt: skip
-    try:
-        proc = subprocess.Popen(
-            cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-        )
-    except OSError as exc:
-        print(f"(py-spy not started: {exc})", file=sys.stderr)
-        return None
-    return proc, out
+    return harness.start_py_spy(server.pid, out, opts.duration, opts.python)
 
 
 def finish_profiler(proc: subprocess.Popen[bytes], out: Path) -> dict[str, Any]:
-    try:
-        _, err = proc.communicate(timeout=30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        _, err = proc.communicate()
-    if not out.exists():
-        return {"file": str(out), "error": (err or b"").decode(errors="replace")[-300:]}
-    return {"file": str(out), **summarize_collapsed(out)}
-
-
-def summarize_collapsed(path: Path, top: int = 12) -> dict[str, Any]:
-    """Self and inclusive sample shares per frame from py-spy's collapsed stacks."""
-    self_counts: dict[str, int] = {}
-    incl_counts: dict[str, int] = {}
-    total = 0
-    for line in path.read_text(errors="replace").splitlines():
-        stack, _, count = line.rpartition(" ")
-        if not stack or not count.isdigit():
-            continue
-        n = int(count)
-        total += n
-        frames = stack.split(";")
-        # Skip the process/thread header frames py-spy may prepend.
-        frames = [f for f in frames if not f.startswith(("process ", "thread "))]
-        # Aggregate per function: "func (file.py:123)" -> "func (file.py)".
-        frames = [re.sub(r":\d+\)$", ")", f) for f in frames]
-        if not frames:
-            continue
-        leaf = frames[-1]
-        self_counts[leaf] = self_counts.get(leaf, 0) + n
-        for f in set(frames):
-            incl_counts[f] = incl_counts.get(f, 0) + n
-
-    def share(d: dict[str, int]) -> list[tuple[str, float]]:
-        return [(k, 100.0 * v / total) for k, v in sorted(d.items(), key=lambda kv: -kv[1])[:top]]
-
-    return {"samples": total, "self": share(self_counts), "inclusive": share(incl_counts)}
+    return harness.finish_py_spy(proc, out, top=12)
 
 
 def print_profiles(report: Report, out: Any = sys.stdout) -> None:
     for r in report.echo:
-        if not r.profile:
-            continue
-        print(
-            f"py-spy profile of {r.server}, {human_size(r.size)} x{r.inflight} "
-            f"({r.profile['file']}):",
-            file=out,
-        )
-        if "error" in r.profile:
-            print(f"  error: {r.profile['error']}", file=out)
-            continue
-        print(f"  {r.profile['samples']} samples; top self frames:", file=out)
-        for frame, pct in r.profile["self"]:
-            print(f"  {pct:5.1f}%  {frame[:120]}", file=out)
-        print(file=out)
+        if r.profile:
+            key = f"{r.server}, {human_size(r.size)} x{r.inflight}"
+            harness.print_profile(key, r.profile, out, width=120, inclusive=False)
 
 
 # ---- table ------------------------------------------------------------------------------
-
-
-def fmt(v: float | None, spec: str) -> str:
-    return "-" if v is None else format(v, spec)
-
-
-def ratio(ours: float | None, peer: float | None) -> str:
-    if ours is None or peer is None or peer <= 0:
-        return "-"
-    return f"{ours / peer:.2f}x"
 
 
 def print_table(
@@ -481,8 +258,7 @@ def print_table(
         f"{'gen cpu':>7} {'other':>6} {'p50 ms':>7} {'p99 ms':>8} {'errors':>6}  "
         f"{'ours/this':>9} {'ref us':>6}  note"
     )
-    print(header, file=out)
-    print("-" * len(header), file=out)
+    harness.print_header(header, out)
     for sc in scenarios:
         ours = by_key.get((OURS, sc.size, sc.inflight))
         ours_us = ours.server_us_per_msg if ours else None
@@ -523,8 +299,7 @@ def print_table(
             f"{'idle':<11} {'server':<15} {'conns':>9} {'KiB/conn':>10} "
             f"{'ours/this':>9} {'ref':>6}  note"
         )
-        print(header, file=out)
-        print("-" * len(header), file=out)
+        harness.print_header(header, out)
         for ir in sorted(report.idle, key=lambda x: servers.index(x.server)):
             notes = []
             if ir.error:
@@ -541,8 +316,7 @@ def print_table(
             )
         print(file=out)
 
-    for name, err in report.server_errors.items():
-        print(f"{name}: not measured: {err}", file=out)
+    harness.print_server_errors(report.server_errors, out)
 
     # Targets, printed beside the results and never asserted.
     lines = []
@@ -580,7 +354,7 @@ def print_table(
 
 def best_of(runs: list[EchoResult]) -> EchoResult:
     """The cheapest run: on a shared machine, noise only ever adds CPU."""
-    best = min(runs, key=lambda x: (x.error is not None, x.server_us_per_msg or 1e18))
+    best = harness.cheapest(runs, lambda x: x.server_us_per_msg, lambda x: x.error)
     best.repeats_us_per_msg = [x.server_us_per_msg for x in runs]
     return best
 
@@ -710,44 +484,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="py-spy record (collapsed stacks) each measured window of --profile-servers into DIR; "
         "the profiler takes CPU on this machine, so figures of a profiled run are not comparable",
     )  # fmt: skip
-    p.add_argument(
-        "--profile-servers",
-        default=OURS,
-        help="which Python servers --profile samples (default pyserver)",
-    )
-    p.add_argument("--node", default=shutil.which("node") or "node")
-    p.add_argument("--python", default=sys.executable, help="interpreter for the Python servers")
+    harness.add_tail_args(p, OURS)
     opts = p.parse_args(argv)
-    if opts.warmup is None:
-        opts.warmup = 0.5 if opts.quick else 2.0
-    if opts.duration is None:
-        opts.duration = 2.0 if opts.quick else 8.0
-    opts.profile_servers = {s.strip() for s in opts.profile_servers.split(",") if s.strip()}
-    if opts.idle_connections is None:
-        opts.idle_connections = 200 if opts.quick else 1000
+    harness.fill_defaults(opts, idle_quick=200, idle_full=1000)
     return opts
 
 
 def main(argv: list[str] | None = None) -> int:
     opts = parse_args(argv)
-    servers = [s.strip() for s in opts.servers.split(",") if s.strip()]
-    unknown = [s for s in servers if s not in SERVERS]
-    if unknown:
-        print(f"unknown servers: {unknown}; known: {list(SERVERS)}", file=sys.stderr)
-        return 2
-    if not (BENCH / "node_modules" / "ws").is_dir():
-        print("missing bench/node_modules/ws: run `npm install --prefix bench`", file=sys.stderr)
+    servers = harness.pick_servers(opts.servers, SERVERS)
+    if servers is None or harness.node_modules_missing("ws"):
         return 2
     scenarios = [
         Scenario(int(s), int(k)) for s in opts.sizes.split(",") for k in opts.inflight.split(",")
     ]
-    report = Report(
-        args={
-            k: (v if isinstance(v, (int, float, str, bool, type(None))) else str(v))
-            for k, v in vars(opts).items()
-        }
-    )
-    raise_nofile()
+    report = Report(args=harness.args_for_json(opts))
+    harness.raise_nofile()
 
     print(
         f"ws echo: {opts.connections} connections, warm-up {opts.warmup:g} s, "
@@ -763,9 +515,7 @@ def main(argv: list[str] | None = None) -> int:
 
     print_table(report, scenarios, servers)
     print_profiles(report)
-    if opts.json:
-        opts.json.write_text(json.dumps(asdict(report), indent=2) + "\n")
-        print(f"wrote {opts.json}")
+    harness.write_json(opts.json, report)
     return 0
 
 
