@@ -53,10 +53,12 @@ class ServerThread:
     """Run ``build()`` in a fresh ``trio.run`` on a daemon thread, serving on 127.0.0.1 and a
     free port. ``build`` returns the App (anything with ``async serve(host, port, *,
     task_status)``), or ``(app, services)`` where each service is started first with
-    ``nursery.start(service)`` (the Engine.IO server's timer task, for one)."""
+    ``nursery.start(service)`` (the Engine.IO server's timer task, for one). ``port`` binds a
+    given port instead (to restart a server on the port its clients know)."""
 
-    def __init__(self, build: Callable[[], Any]) -> None:
+    def __init__(self, build: Callable[[], Any], port: int = 0) -> None:
         self._build = build
+        self._wanted_port = port
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._run, name="pyserver-under-test", daemon=True)
         self._token: trio.lowlevel.TrioToken | None = None
@@ -84,8 +86,8 @@ class ServerThread:
             self._cancel = nursery.cancel_scope
             for service in services:  # e.g. EngineIOServer.serve, the Engine.IO timer task
                 await nursery.start(service)
-            started = await nursery.start(self.app.serve, "127.0.0.1", 0)
-            self.port = _port_of(started)
+            started = await nursery.start(self.app.serve, "127.0.0.1", self._wanted_port)
+            self.port = started if isinstance(started, int) else _port_of(started)
             self._ready.set()
 
     def start(self) -> int:
@@ -117,16 +119,21 @@ class ServerThread:
 # Node and the official engine.io-client
 
 
-@pytest.fixture(scope="session")
-def node() -> str:
+def _node_with(package: str) -> str:
+    """``node``, with ``package`` installed next to the scripts: skip when Node is absent,
+    fail when Node is here but the packages are not (a setup error, not an absent tool)."""
     path = shutil.which("node")
     if path is None:
-        pytest.skip("node is not installed (the official engine.io-client runs under Node)")
-    modules = HERE / "node_modules" / "engine.io-client"
+        pytest.skip(f"node is not installed (the official {package} runs under Node)")
+    modules = HERE / "node_modules" / package
     if not modules.is_dir():
-        # Node is here but the packages are not: a setup error, not an absent tool.
         pytest.fail(f"{modules} is missing: run `npm ci` in {HERE} (scripts/bootstrap.sh does)")
     return path
+
+
+@pytest.fixture(scope="session")
+def node() -> str:
+    return _node_with("engine.io-client")
 
 
 @dataclass
@@ -277,18 +284,46 @@ def _as_list(reply: Any) -> list[Any]:
     return list(reply) if isinstance(reply, tuple) else [reply]
 
 
-class SioSite:
-    """Our Socket.IO server running the test protocol, plus what its handlers saw (appended
-    from the server thread, read from the test thread under ``lock``)."""
+class Site:
+    """What a server under test saw, appended from its thread and read from the test thread
+    under ``lock``; the ``wait_*`` methods poll it with a bound."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.disconnected: dict[str, str] = {}
+        self.server: ServerThread | None = None
+
+    @property
+    def url(self) -> str:
+        assert self.server is not None
+        return self.server.base_url
+
+    def wait_until(self, read: Callable[[], Any], timeout: float = 10.0) -> Any:
+        """The first value of ``read()`` (called under ``lock``) that is not None, or None
+        once ``timeout`` seconds have passed."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with self.lock:
+                value = read()
+            if value is not None or time.monotonic() >= deadline:
+                return value
+            time.sleep(0.02)
+
+    def wait_disconnect(self, sid: str, timeout: float = 10.0) -> str | None:
+        """The reason the server gave for ``sid`` ending (bounded wait)."""
+        result: str | None = self.wait_until(lambda: self.disconnected.get(sid), timeout)
+        return result
+
+
+class SioSite(Site):
+    """Our Socket.IO server running the test protocol, plus what its handlers saw."""
 
     def __init__(self, **options: Any) -> None:
+        super().__init__()
         self.options = {"cors_allowed_origins": "*", **options}
-        self.lock = threading.Lock()
         self.connected: dict[str, dict[str, Any]] = {}
-        self.disconnected: dict[str, str] = {}
         self.tickers: dict[str, str] = {}
         self.asks: dict[str, str] = {}
-        self.server: SioServerThread | None = None
         self.sio: Any = None
 
     # -- the server --------------------------------------------------------------------------
@@ -536,88 +571,35 @@ class SioSite:
     # -- the thread --------------------------------------------------------------------------
 
     def start(self, port: int = 0) -> int:
-        self.server = SioServerThread(self.build, port=port)
+        self.server = ServerThread(self.build, port=port)
         return self.server.start()
 
     def stop(self) -> None:
         if self.server is not None:
             self.server.stop()
 
-    @property
-    def url(self) -> str:
-        assert self.server is not None
-        return self.server.base_url
-
-    def wait_disconnect(self, sid: str, timeout: float = 10.0) -> str | None:
-        """The reason the server's disconnect handler got for ``sid`` (bounded wait)."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with self.lock:
-                if sid in self.disconnected:
-                    return self.disconnected[sid]
-            time.sleep(0.02)
-        return None
-
     def wait_ticker(self, room: str, state: str, timeout: float = 10.0) -> str | None:
         """The state of the room task of ``room`` once it is ``state`` (or the last seen)."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with self.lock:
-                if self.tickers.get(room) == state:
-                    return state
-            time.sleep(0.02)
+        if self.wait_until(lambda: state if self.tickers.get(room) == state else None, timeout):
+            return state
         with self.lock:
             return self.tickers.get(room)
 
     def wait_ask(self, tag: str, timeout: float = 10.0) -> str | None:
         """How the server's ``ask``/``ask-room`` tagged ``tag`` ended: "reply", "replies", or
         the exception's type name (bounded wait; None if it has not ended)."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with self.lock:
-                if tag in self.asks:
-                    return self.asks[tag]
-            time.sleep(0.02)
-        return None
+        result: str | None = self.wait_until(lambda: self.asks.get(tag), timeout)
+        return result
 
     def wait_connected(self, sid: str, timeout: float = 10.0) -> dict[str, Any] | None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with self.lock:
-                if sid in self.connected:
-                    return self.connected[sid]
-            time.sleep(0.02)
-        return None
-
-
-class SioServerThread(ServerThread):
-    """A :class:`ServerThread` that can bind a given port (to restart a server on the port its
-    clients know). ``build`` returns an object with ``serve(host, port, *, task_status)``."""
-
-    def __init__(self, build: Callable[[], Any], port: int = 0) -> None:
-        super().__init__(build)
-        self._wanted_port = port
-
-    async def _main(self) -> None:
-        self._token = trio.lowlevel.current_trio_token()
-        self.app = self._build()
-        async with trio.open_nursery() as nursery:
-            self._cancel = nursery.cancel_scope
-            started = await nursery.start(self.app.serve, "127.0.0.1", self._wanted_port)
-            self.port = started if isinstance(started, int) else _port_of(started)
-            self._ready.set()
+        result: dict[str, Any] | None = self.wait_until(lambda: self.connected.get(sid), timeout)
+        return result
 
 
 @pytest.fixture(scope="session")
 def node_sio() -> str:
     """``node`` with the official socket.io-client installed next to the scripts."""
-    path = shutil.which("node")
-    if path is None:
-        pytest.skip("node is not installed (the official socket.io-client runs under Node)")
-    modules = HERE / "node_modules" / "socket.io-client"
-    if not modules.is_dir():
-        pytest.fail(f"{modules} is missing: run `npm ci` in {HERE} (scripts/bootstrap.sh does)")
-    return path
+    return _node_with("socket.io-client")
 
 
 def sio_argv(

@@ -13,14 +13,12 @@ official client always encodes it that way, so the binary echoes below exercise 
 from __future__ import annotations
 
 import hashlib
-import threading
-import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from .conftest import NodeRun, ServerThread, run_eio_client
+from .conftest import NodeRun, ServerThread, Site, run_eio_client
 
 pytestmark = pytest.mark.interop
 
@@ -35,14 +33,12 @@ FAST_PING_TIMEOUT = 1.0
 HEARTBEAT_DURATION_MS = 2000
 
 
-class EioSite:
-    """The server under test plus what its callbacks saw (appended from the server thread)."""
+class EioSite(Site):
+    """The Engine.IO server under test plus what its callbacks saw."""
 
     def __init__(self) -> None:
-        self.lock = threading.Lock()
+        super().__init__()
         self.connected: list[str] = []
-        self.disconnected: dict[str, str] = {}
-        self.server: ServerThread | None = None
 
     def build(self, app_options: dict[str, Any], **options: Any) -> Any:
         from pyserver.app import App
@@ -68,21 +64,6 @@ class EioSite:
         app = App(serve_client=False, health_path=None, **app_options)
         app.mount("/engine.io/", eio)
         return app, [eio.serve]
-
-    @property
-    def url(self) -> str:
-        assert self.server is not None
-        return self.server.base_url
-
-    def wait_disconnect(self, sid: str, timeout: float = 10.0) -> str | None:
-        """The reason the server gave for ``sid`` ending, waiting (bounded) for it."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with self.lock:
-                if sid in self.disconnected:
-                    return self.disconnected[sid]
-            time.sleep(0.02)
-        return None
 
 
 def _site(app_options: dict[str, Any] | None = None, **options: Any) -> Iterator[EioSite]:
