@@ -217,6 +217,21 @@ class WsClient:
         return received
 
 
+@asynccontextmanager
+async def waiting_poll(r: Running, sid: str) -> AsyncIterator[list[HttpResult]]:
+    """A long-polling GET started in the background and parked in the server; its answer is
+    in the yielded list once the block ends."""
+    results: list[HttpResult] = []
+
+    async def poll() -> None:
+        results.append(await http(r.connect, "GET", f"{EIO}&sid={sid}"))
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(poll)
+        await trio.testing.wait_all_tasks_blocked()
+        yield results
+
+
 def open_payload(text: str) -> dict[str, Any]:
     assert text.startswith("0")
     value: dict[str, Any] = json.loads(text[1:])
@@ -335,14 +350,7 @@ async def test_duplicate_poll_closes_the_session() -> None:
     with trio.fail_after(10):
         async with running() as r:
             sid = await handshake(r.connect)
-            results: list[HttpResult] = []
-
-            async def first() -> None:
-                results.append(await http(r.connect, "GET", f"{EIO}&sid={sid}"))
-
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(first)
-                await trio.testing.wait_all_tasks_blocked()
+            async with waiting_poll(r, sid) as results:
                 second = await http(r.connect, "GET", f"{EIO}&sid={sid}&t=burst")
             assert second.status == 400
             assert (results[0].status, results[0].text) == (200, "1")
@@ -431,14 +439,7 @@ async def test_polling_close_from_the_client() -> None:
     with trio.fail_after(10):
         async with running() as r:
             sid = await handshake(r.connect)
-            results: list[HttpResult] = []
-
-            async def poll() -> None:
-                results.append(await http(r.connect, "GET", f"{EIO}&sid={sid}"))
-
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(poll)
-                await trio.testing.wait_all_tasks_blocked()
+            async with waiting_poll(r, sid) as results:
                 push = await http(r.connect, "POST", f"{EIO}&sid={sid}", b"1")
                 assert push.status == 200
             assert (results[0].status, results[0].text) == (200, "6")
@@ -485,14 +486,7 @@ async def test_server_side_close_with_a_reason() -> None:
         async with running() as r:
             sid = await handshake(r.connect)
             session = r.eio.sessions[EioSid(sid)]
-            results: list[HttpResult] = []
-
-            async def poll() -> None:
-                results.append(await http(r.connect, "GET", f"{EIO}&sid={sid}"))
-
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(poll)
-                await trio.testing.wait_all_tasks_blocked()
+            async with waiting_poll(r, sid) as results:
                 session.send("x")  # answers the waiting GET
                 await trio.testing.wait_all_tasks_blocked()
                 session.send("queued")
@@ -580,14 +574,7 @@ async def test_upgrade_from_polling_to_websocket() -> None:
         async with running() as r:
             sid = await handshake(r.connect)
             session = r.eio.sessions[EioSid(sid)]
-            results: list[HttpResult] = []
-
-            async def poll() -> None:
-                results.append(await http(r.connect, "GET", f"{EIO}&sid={sid}"))
-
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(poll)
-                await trio.testing.wait_all_tasks_blocked()
+            async with waiting_poll(r, sid) as results:
                 ws = await WsClient.open(r.connect, f"{WS}&sid={sid}")
                 await ws.send("2probe")
                 assert await ws.recv() == "3probe"
@@ -626,14 +613,7 @@ async def test_poll_racing_the_upgrade_is_refused() -> None:
         async with running() as r:
             sid = await handshake(r.connect)
             ws = await WsClient.open(r.connect, f"{WS}&sid={sid}")
-            results: list[HttpResult] = []
-
-            async def poll() -> None:
-                results.append(await http(r.connect, "GET", f"{EIO}&sid={sid}"))
-
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(poll)
-                await trio.testing.wait_all_tasks_blocked()
+            async with waiting_poll(r, sid) as results:
                 await ws.send("2probe")
                 await ws.send("5")
                 assert await ws.recv() == "3probe"
