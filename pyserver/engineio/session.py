@@ -416,6 +416,11 @@ class Session:
     def has_packets(self) -> bool:
         return bool(self._outbox)
 
+    @property
+    def queued(self) -> int:
+        """Packets waiting to be sent (by a GET, or by the WebSocket writer)."""
+        return len(self._outbox)
+
     def take_packets(self) -> list[Packet]:
         """Everything queued, for a WebSocket writer (one packet per message)."""
         packets = list(self._outbox)

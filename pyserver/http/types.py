@@ -79,6 +79,10 @@ class WebSocket(Protocol):
     async def receive(self) -> str | bytes: ...
     async def send(self, message: str | bytes) -> None: ...
     def send_nowait(self, message: str | bytes) -> None: ...
+    @property
+    def outbox_depth(self) -> int:
+        """Frames queued for the writer and not yet written."""
+
     def send_frame_nowait(self, frame: bytes) -> None:
         """Queue an already encoded frame (the broadcast path: encode once, send many)."""
 

@@ -158,12 +158,8 @@ class EngineSession:
     def outbox_depth(self) -> int:
         """Messages queued for this session and not yet on their way: packets waiting for a
         GET (polling) or frames waiting for the WebSocket writer. Read-only; never blocks."""
-        depth = len(self.core._outbox)  # the sans-IO core of this same layer
         ws = self._ws
-        if ws is not None:
-            # the WebSocket (pyserver.transports.websocket) has no public outbox size yet
-            depth += len(getattr(ws, "_outbox", ()))
-        return depth
+        return self.core.queued + (ws.outbox_depth if ws is not None else 0)
 
     @property
     def writable(self) -> bool:

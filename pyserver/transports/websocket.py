@@ -173,6 +173,11 @@ class WebSocket:
         return self._conn.state is not _OPEN
 
     @property
+    def outbox_depth(self) -> int:
+        """Frames queued for the writer and not yet written."""
+        return len(self._outbox)
+
+    @property
     def close_code(self) -> int | None:
         return self._conn.close_code
 
