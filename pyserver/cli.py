@@ -39,6 +39,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     demo.add_argument("--host", default="127.0.0.1")
     demo.add_argument("--port", type=int, default=3000)
     demo.add_argument("--web-dir", type=Path, default=None)
+    demo.add_argument(
+        "--redis-url",
+        default=None,
+        help="share rooms and broadcasts with other nodes through Redis (redis://host:port/db)",
+    )
 
     run = sub.add_parser("run", help="serve an application object: pyserver run module:app")
     run.add_argument("target", help="module:attribute of an App or Server")
@@ -51,9 +56,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     if args.command == "demo":
-        from pyserver.demo import build_app
+        from pyserver.demo import build_server
 
-        app: Any = build_app(args.web_dir)
+        app: Any = build_server(args.web_dir, redis_url=args.redis_url)
     else:
         app = _load(args.target)
     logging.getLogger("pyserver").info("serving on http://%s:%d/", args.host, args.port)

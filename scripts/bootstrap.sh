@@ -31,6 +31,7 @@ if [ "$want_system" = 1 ]; then
   missing=()
   [ -x /usr/bin/chromium ] || missing+=(chromium)
   command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+  [ -x /usr/sbin/nginx ] || command -v nginx >/dev/null 2>&1 || missing+=(nginx)
   if [ "${#missing[@]}" -gt 0 ]; then
     if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
     log "installing system packages: ${missing[*]}"
@@ -56,10 +57,18 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$deps_key" ]; then
 import sys, tomllib
 meta = tomllib.load(open("pyproject.toml", "rb"))
 project = meta["project"]
-reqs = list(project["dependencies"])
-for extra in sys.argv[1].split(","):
-    reqs += project["optional-dependencies"][extra]
-print("\n".join(reqs))
+extras = project["optional-dependencies"]
+def expand(names):  # "pyserver[redis,demo]" inside an extra names our own extras
+    out = []
+    for name in names:
+        for req in extras[name]:
+            if req.startswith("pyserver["):
+                out += expand(req[len("pyserver["):-1].split(","))
+            else:
+                out.append(req)
+    return out
+reqs = list(project["dependencies"]) + expand(sys.argv[1].split(","))
+print("\n".join(dict.fromkeys(reqs)))
 PY
   $py -m pip install -q -r .venv/.requirements.txt
   echo "$deps_key" > "$stamp"
