@@ -110,6 +110,11 @@ class ServerThread:
         if self.error is not None:
             raise RuntimeError(f"the server crashed: {self.error!r}") from self.error
 
+    def run_sync(self, fn: Callable[[], Any]) -> Any:
+        """Call ``fn()`` in the server's thread, between its tasks (to act on server state)."""
+        assert self._token is not None, "the server is not running"
+        return trio.from_thread.run_sync(fn, trio_token=self._token)
+
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
