@@ -223,6 +223,7 @@ class App:
                     method,
                     request.headers,
                     cache_control=self.static_cache_control,
+                    query_string=request.query_string,
                 )
             )
             if answer is not None:

@@ -41,6 +41,7 @@ async def test_index_and_content_types(site: Path) -> None:
             home = await fetch(port, "GET", "/")
             game = await fetch(port, "GET", "/game/")
             redirect = await fetch(port, "GET", "/game")
+            redirect_query = await fetch(port, "GET", "/game?match=a%20b&x=1")
             types = {
                 name: (await fetch(port, "GET", "/" + name)).headers["content-type"]
                 for name in [
@@ -60,6 +61,7 @@ async def test_index_and_content_types(site: Path) -> None:
     assert game.body == b"<h1>game</h1>"
     assert redirect.status == 301
     assert redirect.headers["location"] == "/game/"
+    assert redirect_query.headers["location"] == "/game/?match=a%20b&x=1"
     assert types == {
         "app.js": "text/javascript; charset=utf-8",
         "mod.mjs": "text/javascript; charset=utf-8",

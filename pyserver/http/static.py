@@ -16,6 +16,7 @@ import mimetypes
 import os
 import re
 from pathlib import Path
+from urllib.parse import quote
 
 from pyserver.http.types import Headers, Response
 
@@ -106,9 +107,16 @@ def _file_response(
 
 
 def static_file_response(
-    root: Path, url_path: str, method: str, headers: Headers, *, cache_control: str
+    root: Path,
+    url_path: str,
+    method: str,
+    headers: Headers,
+    *,
+    cache_control: str,
+    query_string: str = "",
 ) -> Response | None:
-    """The answer for ``url_path`` under ``root``, or None when there is no such file."""
+    """The answer for ``url_path`` under ``root``, or None when there is no such file.
+    ``query_string`` is kept in the redirect from a directory to its slash form."""
     segments = url_path.split("/")
     for seg in segments:
         if seg in ("..", ".") or "\x00" in seg or "\\" in seg:
@@ -123,7 +131,8 @@ def static_file_response(
         return _text(403, "Forbidden\n")
     if resolved.is_dir():
         if not url_path.endswith("/"):
-            return Response(301, [("Location", url_path + "/"), ("Content-Length", "0")])
+            location = quote(url_path + "/") + (f"?{query_string}" if query_string else "")
+            return Response(301, [("Location", location), ("Content-Length", "0")])
         resolved = resolved / "index.html"
     if not resolved.is_file():
         return None
