@@ -19,6 +19,8 @@ _EXPORTS: dict[str, str] = {
     "ConnectionClosed": "pyserver.errors",
     "ConnectionRefused": "pyserver.errors",
     "Server": "pyserver.server",
+    "RedisAdapter": "pyserver.adapters.redis",
+    "RequestTimeout": "pyserver.sio.adapter",
     "Socket": "pyserver.sio.socket",
     "LocalProtocolError": "pyserver.errors",
     "RemoteProtocolError": "pyserver.errors",
@@ -38,8 +40,10 @@ __all__ = [
     "Headers",
     "LocalProtocolError",
     "Mount",
+    "RedisAdapter",
     "RemoteProtocolError",
     "Request",
+    "RequestTimeout",
     "Response",
     "Server",
     "Socket",
@@ -49,6 +53,7 @@ __all__ = [
 
 if TYPE_CHECKING:
     from pyserver._frames import FrameError
+    from pyserver.adapters.redis import RedisAdapter
     from pyserver.app import App
     from pyserver.engineio import EngineIOServer
     from pyserver.errors import (
@@ -59,6 +64,7 @@ if TYPE_CHECKING:
     )
     from pyserver.http.types import Headers, Mount, Request, Response
     from pyserver.server import Server
+    from pyserver.sio.adapter import RequestTimeout
     from pyserver.sio.socket import Socket
     from pyserver.transports import WebSocket
     from pyserver.ws import broadcast

@@ -28,6 +28,14 @@ per window per socket (refused events are acked ``{"error": "rate limited"}``, o
 an ack, answered with an ``"error"`` event ``{"message": "rate limited", "event": name}``;
 ``flood_windows`` windows in a row over the limit close the connection).
 
+Several processes as one: ``Server(adapter=RedisAdapter("redis://..."))`` (see
+:mod:`pyserver.adapters.redis`). ``run`` then starts the adapter's tasks in the server's
+nursery; broadcasts, ``fetch_sockets``, ``sockets_join``/``sockets_leave``/
+``disconnect_sockets`` and broadcasts with acks reach every node (``local`` keeps them on
+this one), and nodes talk to each other with ``server_side_emit`` /
+``server_side_emit_with_ack`` and ``@sio.on_server_event(name)``. The default adapter is
+:class:`~pyserver.sio.adapter.InMemoryAdapter` (one process).
+
 Logging (``pyserver.socketio``): a line per socket connected and per socket gone with its
 reason, per refused namespace, per refused or malformed input.
 """
@@ -46,7 +54,7 @@ from pyserver.app import App
 from pyserver.engineio.http_answers import OriginSpec
 from pyserver.engineio.session import CloseReason
 from pyserver.http.types import Request
-from pyserver.sio.adapter import Adapter, InMemoryAdapter
+from pyserver.sio.adapter import AdapterFactory, InMemoryAdapter, RemoteSocket
 from pyserver.sio.broadcast import BroadcastOperator
 from pyserver.sio.client import Client
 from pyserver.sio.namespace import DynamicNamespace, Namespace, NamespaceMatcher
@@ -89,7 +97,7 @@ class Server:
         room_grace_period: float = 0.0,
         max_attachments: int = 10,
         max_pending_events: int = 256,
-        adapter: Callable[[], Adapter] = InMemoryAdapter,
+        adapter: AdapterFactory = InMemoryAdapter,
         app: App | None = None,
     ) -> None:
         if rate_limit is not None and (rate_limit[0] < 1 or rate_limit[1] <= 0):
@@ -216,7 +224,8 @@ class Server:
     async def emit_with_ack(self, event: str, *args: Any) -> list[Any]:
         return await self.main.emit_with_ack(event, *args)
 
-    async def fetch_sockets(self) -> list[Socket]:
+    async def fetch_sockets(self) -> list[Socket | RemoteSocket]:
+        """The main namespace's sockets, on every node (see :meth:`Namespace.fetch_sockets`)."""
         return await self.main.fetch_sockets()
 
     def sockets_join(self, room: str | Iterable[str]) -> None:
@@ -227,6 +236,24 @@ class Server:
 
     def disconnect_sockets(self, close: bool = False) -> None:
         self.main.disconnect_sockets(close)
+
+    def server_side_emit(self, event: str, *args: Any) -> None:
+        """Send ``event(*args)`` to the other nodes' :meth:`on_server_event` handlers."""
+        self.main.server_side_emit(event, *args)
+
+    async def server_side_emit_with_ack(
+        self,
+        event: str,
+        *args: Any,
+        timeout: float | None = None,  # noqa: ASYNC109
+    ) -> list[Any]:
+        """Ask the other nodes; their replies (see :meth:`Namespace.server_side_emit_with_ack`)."""
+        return await self.main.server_side_emit_with_ack(event, *args, timeout=timeout)
+
+    def on_server_event(self, event: str, handler: F | None = None) -> Any:
+        """A handler for another node's ``server_side_emit`` (see
+        :meth:`Namespace.on_server_event`)."""
+        return self.main.on_server_event(event, handler)
 
     def room(self, name: str, grace: float | None = None) -> RoomHandle:
         """A room of the main namespace, for room-scoped tasks (see :mod:`pyserver.sio.rooms`)."""
@@ -298,6 +325,9 @@ class Server:
                 try:
                     await nursery.start(self.eio.serve)
                     nursery.start_soon(self._timer.run)
+                    adapter_run = getattr(self.adapter_factory, "run", None)
+                    if adapter_run is not None:  # a cluster adapter's tasks
+                        await nursery.start(adapter_run, self)
                     task_status.started()
                     await trio.sleep_forever()
                 finally:

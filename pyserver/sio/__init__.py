@@ -4,7 +4,14 @@ The public entry point is :class:`pyserver.Server` (``pyserver/server.py``); the
 protocol cores are in :mod:`pyserver.socketio`.
 """
 
-from pyserver.sio.adapter import Adapter, BroadcastOptions, InMemoryAdapter
+from pyserver.sio.adapter import (
+    AckSink,
+    Adapter,
+    BroadcastOptions,
+    InMemoryAdapter,
+    RemoteSocket,
+    RequestTimeout,
+)
 from pyserver.sio.broadcast import BroadcastOperator
 from pyserver.sio.namespace import DynamicNamespace, Namespace
 from pyserver.sio.ratelimit import RateLimiter, Verdict
@@ -12,6 +19,7 @@ from pyserver.sio.rooms import RoomHandle, current_room
 from pyserver.sio.socket import Handshake, Socket
 
 __all__ = [
+    "AckSink",
     "Adapter",
     "BroadcastOperator",
     "BroadcastOptions",
@@ -20,6 +28,8 @@ __all__ = [
     "InMemoryAdapter",
     "Namespace",
     "RateLimiter",
+    "RemoteSocket",
+    "RequestTimeout",
     "RoomHandle",
     "Socket",
     "Verdict",

@@ -6,8 +6,17 @@ same methods, publish what it must to the other nodes and call the in-memory log
 local sockets. :class:`InMemoryAdapter` is the single-process one, over the sans-IO
 :class:`~pyserver.rooms.RoomIndex`.
 
-Everything here is synchronous except :meth:`Adapter.fetch_sockets` (a multi-node adapter
-has to ask the other nodes). The adapter reports room life cycle to the namespace through
+Everything here is synchronous except what has to ask the other nodes of a cluster and wait
+for their answers: :meth:`Adapter.fetch_sockets`, :meth:`Adapter.broadcast_with_ack` and
+:meth:`Adapter.server_side_emit_with_ack`.
+
+The server gets an *adapter factory*: a callable ``factory(namespace) -> Adapter`` that each
+:class:`~pyserver.sio.namespace.Namespace` calls once (``InMemoryAdapter`` itself is one). A
+factory that also has ``async def run(server, *, task_status)`` (a
+:class:`~pyserver.adapters.RedisAdapter`) is started by ``Server.run`` in the server's
+nursery, for the tasks it needs (subscriber, publisher, heartbeats).
+
+The adapter reports room life cycle to the namespace through
 ``on_room_created(room)`` / ``on_room_deleted(room)`` (the namespace's room nurseries use
 them).
 
@@ -22,16 +31,25 @@ from __future__ import annotations
 import abc
 from collections.abc import Callable, Iterable, Sequence, Set
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pyserver.rooms import Room, RoomIndex
-from pyserver.socketio.packets import Sid
+from pyserver.socketio.packets import Sid, encode_event
 from pyserver.transports.engineio import OutgoingMessage
 
 if TYPE_CHECKING:
+    from pyserver.sio.namespace import Namespace
     from pyserver.sio.socket import Socket
 
-__all__ = ["Adapter", "BroadcastOptions", "InMemoryAdapter"]
+__all__ = [
+    "AckSink",
+    "Adapter",
+    "AdapterFactory",
+    "BroadcastOptions",
+    "InMemoryAdapter",
+    "RemoteSocket",
+    "RequestTimeout",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,10 +73,82 @@ class BroadcastOptions:
 AckCallback = Callable[[Any], None]
 
 
+class RequestTimeout(TimeoutError):
+    """Not every node (or client) answered in time; ``responses`` holds what did arrive."""
+
+    def __init__(self, message: str, responses: list[Any]) -> None:
+        super().__init__(message)
+        self.responses = responses
+
+    @property
+    def replies(self) -> list[Any]:
+        """The same list as ``responses``."""
+        return self.responses
+
+
+class AckSink(Protocol):
+    """Where an adapter reports a broadcast with acks (see :meth:`Adapter.broadcast_with_ack`)."""
+
+    def expect_nodes(self, nodes: int) -> None:
+        """How many ``client_count`` reports to wait for (1, this node, unless told)."""
+
+    def client_count(self, count: int) -> None:
+        """One node asked ``count`` of its sockets (each node reports once)."""
+
+    def reply(self, value: Any) -> None:
+        """One socket answered."""
+
+    def gone(self) -> None:
+        """One local socket left (or timed out) before answering."""
+
+
+class RemoteSocket:
+    """A socket of another node, as ``fetch_sockets`` returns it: ``id``, ``handshake`` (a
+    dict, as the owning node sent it), ``rooms``, ``data``; ``emit``, ``join``, ``leave`` and
+    ``disconnect`` go through the adapter to the node that owns it."""
+
+    __slots__ = ("adapter", "data", "handshake", "id", "rooms")
+
+    def __init__(
+        self, adapter: Adapter, sid: Sid, handshake: Any, rooms: Iterable[Room], data: Any
+    ) -> None:
+        self.adapter = adapter
+        self.id = sid
+        self.handshake = handshake
+        self.rooms: set[Room] = set(rooms)
+        self.data = data
+
+    def _only_me(self) -> BroadcastOptions:
+        return BroadcastOptions(rooms=frozenset((self.id,)))
+
+    def emit(self, event: str, *args: Any) -> None:
+        self.adapter.broadcast(
+            encode_event(self.adapter.name, event, args), self._only_me(), (event, *args)
+        )
+
+    def join(self, rooms: str | Iterable[str]) -> None:
+        self.adapter.add_sockets(self._only_me(), (rooms,) if isinstance(rooms, str) else rooms)
+
+    def leave(self, room: str) -> None:
+        self.adapter.del_sockets(self._only_me(), (room,))
+
+    def disconnect(self, close: bool = False) -> None:
+        self.adapter.disconnect_sockets(self._only_me(), close)
+
+    def __repr__(self) -> str:
+        return f"<RemoteSocket {self.id} {self.adapter.name}>"
+
+
 class Adapter(abc.ABC):
     """The interface a namespace uses for rooms and broadcasts."""
 
-    def __init__(self) -> None:
+    #: Used when a broadcast with acks has no ``timeout(...)``: None waits as long as it
+    #: takes (single node); a cluster adapter bounds it (a node may never answer).
+    default_ack_timeout: float | None = None
+
+    def __init__(self, nsp: Namespace | None = None) -> None:
+        self.nsp = nsp
+        self.name: str = nsp.name if nsp is not None else "/"
         self.on_room_created: Callable[[Room], None] = _ignore
         self.on_room_deleted: Callable[[Room], None] = _ignore
         self.sockets: dict[Sid, Socket] = {}
@@ -97,26 +187,28 @@ class Adapter(abc.ABC):
     # -- broadcasting --------------------------------------------------------------------
 
     @abc.abstractmethod
-    def broadcast(self, parts: Sequence[str | bytes], opts: BroadcastOptions) -> int:
-        """Send the encoded packet ``parts`` to the selected sockets; return how many got it."""
-
-    @abc.abstractmethod
-    def broadcast_with_ack(
+    def broadcast(
         self,
-        event: str,
-        args: Sequence[Any],
+        parts: Sequence[str | bytes],
         opts: BroadcastOptions,
-        on_count: Callable[[int], None],
-        on_reply: Callable[[Sid, Any], None],
-        on_gone: Callable[[Sid], None],
-    ) -> None:
-        """Emit asking every selected socket for an answer. ``on_count`` gets the number of
-        sockets asked (called once, before any reply), ``on_reply`` each reply, ``on_gone``
-        each socket that left before it replied."""
+        packet: Sequence[Any] = (),
+    ) -> int:
+        """Send the encoded packet ``parts`` to the selected sockets; return how many got it
+        on this node. ``packet`` is ``[event, *args]`` as given (a cluster adapter forwards
+        it to the other nodes; the encoded parts serve the local sockets)."""
 
     @abc.abstractmethod
-    async def fetch_sockets(self, opts: BroadcastOptions) -> list[Socket]:
-        """The selected sockets (a multi-node adapter adds remote ones)."""
+    async def broadcast_with_ack(
+        self, event: str, args: Sequence[Any], opts: BroadcastOptions, sink: AckSink
+    ) -> None:
+        """Emit asking every selected socket for an answer, and return once it is sent.
+        ``sink.expect_nodes`` first (cluster adapters: how many nodes will report), then
+        each node's ``client_count`` (this node's before any of its replies), each
+        ``reply``, and ``gone`` for each local socket that left before it replied."""
+
+    @abc.abstractmethod
+    async def fetch_sockets(self, opts: BroadcastOptions) -> list[Socket | RemoteSocket]:
+        """The selected sockets (a multi-node adapter adds :class:`RemoteSocket` ones)."""
 
     @abc.abstractmethod
     def add_sockets(self, opts: BroadcastOptions, rooms: Iterable[Room]) -> None:
@@ -133,16 +225,29 @@ class Adapter(abc.ABC):
     def server_side_emit(self, event: str, args: Sequence[Any]) -> None:  # noqa: B027
         """Tell the other nodes (nothing to do with a single node)."""
 
+    async def server_side_emit_with_ack(
+        self,
+        event: str,
+        args: Sequence[Any],
+        timeout: float | None = None,  # noqa: ASYNC109
+    ) -> list[Any]:
+        """Ask the other nodes; their replies (none with a single node)."""
+        return []
+
 
 def _ignore(room: Room) -> None:
     pass
 
 
+AdapterFactory = Callable[["Namespace"], Adapter]
+"""What ``Server(adapter=...)`` takes: called once per namespace."""
+
+
 class InMemoryAdapter(Adapter):
     """The single-process adapter over a :class:`~pyserver.rooms.RoomIndex`."""
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, nsp: Namespace | None = None) -> None:
+        super().__init__(nsp)
         self.index = RoomIndex()
 
     def add_all(self, sid: Sid, rooms: Iterable[Room]) -> None:
@@ -173,7 +278,12 @@ class InMemoryAdapter(Adapter):
     def room_sizes(self) -> dict[Room, int]:
         return self.index.room_sizes()
 
-    def broadcast(self, parts: Sequence[str | bytes], opts: BroadcastOptions) -> int:
+    def broadcast(
+        self,
+        parts: Sequence[str | bytes],
+        opts: BroadcastOptions,
+        packet: Sequence[Any] = (),
+    ) -> int:
         sockets = self.sockets
         messages = [OutgoingMessage(part) for part in parts]
         volatile = opts.volatile
@@ -191,25 +301,31 @@ class InMemoryAdapter(Adapter):
             sent += 1
         return sent
 
-    def broadcast_with_ack(
+    async def broadcast_with_ack(
+        self, event: str, args: Sequence[Any], opts: BroadcastOptions, sink: AckSink
+    ) -> None:
+        self.local_broadcast_with_ack(event, args, opts, sink.client_count, sink.reply, sink.gone)
+
+    def local_broadcast_with_ack(
         self,
         event: str,
         args: Sequence[Any],
         opts: BroadcastOptions,
         on_count: Callable[[int], None],
-        on_reply: Callable[[Sid, Any], None],
-        on_gone: Callable[[Sid], None],
+        on_reply: Callable[[Any], None],
+        on_gone: Callable[[], None],
     ) -> None:
+        """Ask this node's selected sockets: ``on_count`` once (before any reply), then
+        ``on_reply`` per answer and ``on_gone`` per socket that left or timed out."""
         targets = [s for sid in self.sids(opts) if (s := self.sockets.get(sid)) is not None]
         if opts.volatile:
             targets = [s for s in targets if s.client.ready_for_volatile()]
         on_count(len(targets))
+        reply_to = _ReplyTo(on_reply, on_gone)
         for socket in targets:
-            socket._emit_with_callback(
-                event, args, _ReplyTo(socket.id, on_reply, on_gone), opts.timeout
-            )
+            socket._emit_with_callback(event, args, reply_to, opts.timeout)
 
-    async def fetch_sockets(self, opts: BroadcastOptions) -> list[Socket]:
+    async def fetch_sockets(self, opts: BroadcastOptions) -> list[Socket | RemoteSocket]:
         return [s for sid in self.sids(opts) if (s := self.sockets.get(sid)) is not None]
 
     def add_sockets(self, opts: BroadcastOptions, rooms: Iterable[Room]) -> None:
@@ -235,19 +351,16 @@ class InMemoryAdapter(Adapter):
 
 
 class _ReplyTo:
-    """The ack callback of one socket in a broadcast with acks."""
+    """The ack callback of the sockets in a broadcast with acks."""
 
-    __slots__ = ("on_gone", "on_reply", "sid")
+    __slots__ = ("on_gone", "on_reply")
 
-    def __init__(
-        self, sid: Sid, on_reply: Callable[[Sid, Any], None], on_gone: Callable[[Sid], None]
-    ) -> None:
-        self.sid = sid
+    def __init__(self, on_reply: Callable[[Any], None], on_gone: Callable[[], None]) -> None:
         self.on_reply = on_reply
         self.on_gone = on_gone
 
     def __call__(self, reply: Any, error: BaseException | None) -> None:
         if error is None:
-            self.on_reply(self.sid, reply)
+            self.on_reply(reply)
         else:
-            self.on_gone(self.sid)
+            self.on_gone()

@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from pyserver.sio.adapter import BroadcastOptions
-from pyserver.socketio.packets import Sid, encode_event
+from pyserver.sio.adapter import BroadcastOptions, RemoteSocket, RequestTimeout
+from pyserver.socketio.packets import encode_event
 
 if TYPE_CHECKING:
     from pyserver.sio.namespace import Namespace
@@ -77,51 +77,42 @@ class BroadcastOperator:
         """Send ``event(*args)`` to every selected socket. Never blocks. Returns how many
         local sockets it was queued for (volatile drops not counted)."""
         parts = encode_event(self.nsp.name, event, args)
-        return self.nsp.adapter.broadcast(parts, self.opts)
+        return self.nsp.adapter.broadcast(parts, self.opts, (event, *args))
 
     def send(self, *args: Any) -> int:
         """``emit("message", *args)``."""
         return self.emit("message", *args)
 
     async def emit_with_ack(self, event: str, *args: Any) -> list[Any]:
-        """Send ``event(*args)`` asking every selected socket for an answer; return the
-        replies (in arrival order; each as :meth:`Socket.emit_with_ack` returns it). Raises
-        ``TimeoutError`` if a socket did not answer within ``timeout(...)`` (or left before
-        answering); without a timeout it waits until each has answered or left."""
-        replies: list[Any] = []
-        state = _AckCollector()
-        done = trio.Event()
-
-        def on_count(count: int) -> None:
-            state.expected = count
-            if count == 0:
-                done.set()
-
-        def on_reply(sid: Sid, reply: Any) -> None:
-            replies.append(reply)
-            state.answered += 1
-            if state.answered >= state.expected:
-                done.set()
-
-        def on_gone(sid: Sid) -> None:
-            state.missing += 1
-            state.answered += 1
-            if state.answered >= state.expected:
-                done.set()
-
-        self.nsp.adapter.broadcast_with_ack(event, args, self.opts, on_count, on_reply, on_gone)
-        timeout = self.opts.timeout
+        """Send ``event(*args)`` asking every selected socket (on every node) for an answer;
+        return the replies (in arrival order; each as :meth:`Socket.emit_with_ack` returns
+        it). Raises :class:`~pyserver.sio.adapter.RequestTimeout` (a ``TimeoutError``, with
+        the replies that did arrive) if a socket did not answer within ``timeout(...)`` (or
+        left before answering), or a node did not report how many sockets it asked.
+        Without a timeout a single node waits until each socket has answered or left; a
+        cluster adapter bounds the wait (its ``default_ack_timeout``)."""
+        adapter = self.nsp.adapter
+        opts = self.opts
+        if opts.timeout is None and adapter.default_ack_timeout is not None:
+            opts = replace(opts, timeout=adapter.default_ack_timeout)
+        acks = _AckCollector()
+        await adapter.broadcast_with_ack(event, args, opts, acks)
+        acks.check()
+        timeout = opts.timeout
         with trio.move_on_after(timeout + 1.0 if timeout is not None else float("inf")):
-            await done.wait()
-        if state.missing or state.answered < state.expected:
-            raise TimeoutError(
-                f"{state.expected - len(replies)} of {state.expected} sockets did not answer "
-                f"{event!r} in time"
+            await acks.done.wait()
+        if not acks.complete():
+            raise RequestTimeout(
+                f"operation has timed out: {len(acks.replies)} replies of "
+                f"{acks.expected} from {acks.nodes_counted} of {acks.nodes} nodes "
+                f"for {event!r}",
+                acks.replies,
             )
-        return replies
+        return acks.replies
 
-    async def fetch_sockets(self) -> list[Socket]:
-        """The selected sockets."""
+    async def fetch_sockets(self) -> list[Socket | RemoteSocket]:
+        """The selected sockets, on every node (other nodes' as
+        :class:`~pyserver.sio.adapter.RemoteSocket`)."""
         return await self.nsp.adapter.fetch_sockets(self.opts)
 
     def sockets_join(self, room: str | Iterable[str]) -> None:
@@ -137,14 +128,54 @@ class BroadcastOperator:
         their whole connection (every namespace)."""
         self.nsp.adapter.disconnect_sockets(self.opts, close)
 
+    async def server_side_emit_with_ack(self, event: str, *args: Any) -> list[Any]:
+        """Ask the other nodes' server-side handlers (``timeout(...)`` bounds the wait)."""
+        return await self.nsp.adapter.server_side_emit_with_ack(event, args, self.opts.timeout)
+
     def __repr__(self) -> str:
         return f"<BroadcastOperator {self.nsp.name} {self.opts}>"
 
 
 class _AckCollector:
-    __slots__ = ("answered", "expected", "missing")
+    """Counts a broadcast with acks to completion: every node has reported how many
+    sockets it asked, and that many answers arrived (replies, or sockets gone: those
+    make it fail)."""
+
+    __slots__ = ("answered", "done", "expected", "missing", "nodes", "nodes_counted", "replies")
 
     def __init__(self) -> None:
+        self.nodes = 1
+        self.nodes_counted = 0
         self.expected = 0
         self.answered = 0
         self.missing = 0
+        self.replies: list[Any] = []
+        self.done = trio.Event()
+
+    def expect_nodes(self, nodes: int) -> None:
+        self.nodes = nodes
+        self.check()
+
+    def client_count(self, count: int) -> None:
+        self.nodes_counted += 1
+        self.expected += count
+        self.check()
+
+    def reply(self, value: Any) -> None:
+        self.replies.append(value)
+        self.answered += 1
+        self.check()
+
+    def gone(self) -> None:
+        self.missing += 1
+        self.answered += 1
+        self.check()
+
+    def complete(self) -> bool:
+        return (
+            self.nodes_counted >= self.nodes and self.answered >= self.expected and not self.missing
+        )
+
+    def check(self) -> None:
+        if self.missing or (self.nodes_counted >= self.nodes and self.answered >= self.expected):
+            self.done.set()

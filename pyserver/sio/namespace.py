@@ -10,7 +10,7 @@ import re
 from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from pyserver.sio.adapter import Adapter, BroadcastOptions
+from pyserver.sio.adapter import Adapter, BroadcastOptions, RemoteSocket
 from pyserver.sio.broadcast import BroadcastOperator
 from pyserver.sio.ratelimit import RateLimit
 from pyserver.sio.rooms import RoomHandle, RoomNursery
@@ -31,6 +31,7 @@ class _Handlers:
 
     handlers: dict[str, Callable[..., Any]]
     middlewares: list[Middleware]
+    server_handlers: dict[str, Callable[..., Any]]
 
     def on(self, event: str, handler: F | None = None) -> Any:
         """Register ``handler`` for ``event`` (decorator or direct call).
@@ -50,6 +51,18 @@ class _Handlers:
         """Register ``handler`` for the event named after the function."""
         self.handlers[handler.__name__] = handler
         return handler
+
+    def on_server_event(self, event: str, handler: F | None = None) -> Any:
+        """Register ``handler(*args)`` (sync or async) for ``event`` sent by another node's
+        ``server_side_emit``; its return value is the reply ``server_side_emit_with_ack``
+        collects (an exception is logged and answered ``{"error": "internal server
+        error"}``). Usable as a decorator."""
+
+        def register(fn: F) -> F:
+            self.server_handlers[event] = fn
+            return fn
+
+        return register if handler is None else register(handler)
 
     def use(self, middleware: F) -> F:
         """Connection middleware ``async def middleware(socket)``, run in order before the
@@ -79,7 +92,11 @@ class Namespace(_Handlers):
             self.handlers = {}
             self.middlewares = []
         self.rate_limit = rate_limit if rate_limit is not None else server.rate_limit
-        self.adapter: Adapter = server.adapter_factory()
+        #: Handlers of events other nodes send with ``server_side_emit`` (cluster adapters).
+        self.server_handlers: dict[str, Callable[..., Any]] = (
+            parent.server_handlers if parent is not None else {}
+        )
+        self.adapter: Adapter = server.adapter_factory(self)
         self.adapter.on_room_created = self._room_created
         self.adapter.on_room_deleted = self._room_deleted
         self.sockets: dict[Any, Socket] = self.adapter.sockets
@@ -122,7 +139,7 @@ class Namespace(_Handlers):
     async def emit_with_ack(self, event: str, *args: Any) -> list[Any]:
         return await self._op().emit_with_ack(event, *args)
 
-    async def fetch_sockets(self) -> list[Socket]:
+    async def fetch_sockets(self) -> list[Socket | RemoteSocket]:
         return await self._op().fetch_sockets()
 
     def sockets_join(self, room: str | Iterable[str]) -> None:
@@ -135,8 +152,21 @@ class Namespace(_Handlers):
         self._op().disconnect_sockets(close)
 
     def server_side_emit(self, event: str, *args: Any) -> None:
-        """Tell the other nodes of a cluster (nothing to do on a single node)."""
+        """Tell the other nodes of a cluster (nothing to do on a single node): their
+        :meth:`on_server_event` handlers for ``event`` get ``*args``. Never blocks."""
         self.adapter.server_side_emit(event, args)
+
+    async def server_side_emit_with_ack(
+        self,
+        event: str,
+        *args: Any,
+        timeout: float | None = None,  # noqa: ASYNC109
+    ) -> list[Any]:
+        """Ask the other nodes' :meth:`on_server_event` handlers; return their replies (one
+        per node). Raises :class:`~pyserver.sio.adapter.RequestTimeout` (with the replies
+        that came) when a node did not answer within ``timeout`` (default: the adapter's
+        ``requests_timeout``). ``[]`` on a single node."""
+        return await self.adapter.server_side_emit_with_ack(event, args, timeout)
 
     # -- rooms -----------------------------------------------------------------------------
 
@@ -206,6 +236,7 @@ class DynamicNamespace(_Handlers):
         self.rate_limit = rate_limit
         self.handlers = {}
         self.middlewares = []
+        self.server_handlers: dict[str, Callable[..., Any]] = {}
         self.children: dict[str, Namespace] = {}
 
     async def matches(self, name: str, auth: dict[str, Any] | None) -> bool:
