@@ -1,13 +1,15 @@
-"""The ``pyserver`` command line: ``pyserver demo`` and ``pyserver run module:app``."""
+"""The ``pyserver`` command line: ``pyserver demo``, ``pyserver run module:app`` and
+``pyserver cluster`` (N nodes sharing one Redis, see :mod:`pyserver.cluster`)."""
 
 from __future__ import annotations
 
 import argparse
 import importlib
 import logging
+import os
+import signal
 import sys
 from collections.abc import Sequence
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -50,11 +52,63 @@ def main(argv: Sequence[str] | None = None) -> None:
     run.add_argument("--host", default="127.0.0.1")
     run.add_argument("--port", type=int, default=3000)
 
+    cluster = sub.add_parser(
+        "cluster",
+        help="N server processes on consecutive ports sharing one Redis",
+        description="Start N server processes on ports BASE..BASE+N-1 sharing one Redis; "
+        "Ctrl-C (or SIGTERM, SIGHUP) stops them all. Without a target each node runs the "
+        "demo; a target module:attribute builds its own adapter from $PYSERVER_REDIS_URL.",
+    )
+    cluster.add_argument("target", nargs="?", help="module:attribute (default: the demo)")
+    cluster.add_argument("--nodes", type=int, default=3, help="how many nodes (default 3)")
+    cluster.add_argument(
+        "--base-port", type=int, default=3001, help="port of the first node (default 3001)"
+    )
+    cluster.add_argument("--host", default="127.0.0.1")
+    redis = cluster.add_mutually_exclusive_group(required=True)
+    redis.add_argument("--redis-url", help="the shared Redis (redis://host:port/db)")
+    redis.add_argument(
+        "--start-redis",
+        action="store_true",
+        help="start a redis-server here (no persistence), stopped with the nodes",
+    )
+    cluster.add_argument(
+        "--redis-port", type=int, default=None, help="with --start-redis (default: a free port)"
+    )
+    cluster.add_argument("--web-dir", type=Path, default=None, help="the demo's web directory")
+    cluster.add_argument(
+        "--grace",
+        type=float,
+        default=10.0,
+        help="seconds a node gets to stop before it is killed (default 10)",
+    )
+
     args = parser.parse_args(argv)
+    node = os.environ.get("PYSERVER_NODE")
+    where = f" [node {node}]" if node else ""
     logging.basicConfig(
         level=args.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        format=f"%(asctime)s %(levelname)s{where} %(name)s: %(message)s",
     )
+    if args.command == "cluster":
+        from pyserver.cluster import Cluster, ClusterError, supervise
+
+        try:
+            nodes = Cluster(
+                nodes=args.nodes,
+                base_port=args.base_port,
+                redis_url=args.redis_url,
+                start_redis=args.start_redis,
+                redis_port=args.redis_port,
+                host=args.host,
+                target=args.target,
+                web_dir=args.web_dir,
+                log_level=args.log_level,
+                grace=args.grace,
+            )
+        except ClusterError as exc:
+            raise SystemExit(f"pyserver cluster: {exc}") from None
+        raise SystemExit(supervise(nodes))
     if args.command == "demo":
         from pyserver.demo import build_server
 
@@ -63,9 +117,28 @@ def main(argv: Sequence[str] | None = None) -> None:
         app = _load(args.target)
     logging.getLogger("pyserver").info("serving on http://%s:%d/", args.host, args.port)
     try:
-        trio.run(partial(app.serve, args.host, args.port))
-    except KeyboardInterrupt:
+        trio.run(_serve_until_signalled, app, args.host, args.port)
+    except* KeyboardInterrupt:  # a second Ctrl-C while shutting down
         pass
+
+
+async def _serve_until_signalled(app: Any, host: str, port: int) -> None:
+    """Serve until SIGINT or SIGTERM, then shut down gracefully: cancelling ``serve`` closes
+    every connection with "server shutting down" (what ``pyserver cluster`` relies on to stop
+    its nodes). A second signal while shutting down interrupts at once."""
+    log = logging.getLogger("pyserver")
+    async with trio.open_nursery() as nursery:
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            nursery.start_soon(_serve_then_cancel, app, host, port, nursery.cancel_scope)
+            async for signum in signals:
+                log.info("%s: shutting down", signal.Signals(signum).name)
+                nursery.cancel_scope.cancel()
+                break
+
+
+async def _serve_then_cancel(app: Any, host: str, port: int, scope: trio.CancelScope) -> None:
+    await app.serve(host, port)
+    scope.cancel()  # serve returned by itself: stop waiting for signals
 
 
 if __name__ == "__main__":

@@ -77,7 +77,7 @@ fi
 log "building the Rust extension (maturin develop --release)"
 (. .venv/bin/activate && maturin develop --release --quiet)
 
-for dir in web tests/interop; do
+for dir in web tests/interop tests/cluster/node; do
   if [ -f "$dir/package.json" ]; then
     if [ ! -d "$dir/node_modules" ] || [ "$dir/package-lock.json" -nt "$dir/node_modules/.package-lock.json" ]; then
       log "npm install in $dir"
