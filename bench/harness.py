@@ -102,6 +102,18 @@ class ServerProcess:
         self.port = free_port()
         exe = node if kind == "node" else python
         self.cmd = [exe, str(SERVERS_DIR / script), "--port", str(self.port)]
+        #: With --callgrind, Python servers run under valgrind's callgrind, counting
+        #: instructions only inside measured windows (see Window).
+        self.callgrind: Path | None = None
+        if CALLGRIND_DIR is not None and kind == "python":
+            self.callgrind = CALLGRIND_DIR / f"{name}.{self.port}"
+            self.cmd = [
+                "valgrind",
+                "--tool=callgrind",
+                "--instr-atstart=no",
+                f"--callgrind-out-file={self.callgrind}",
+                *self.cmd,
+            ]
         self.log = tempfile.NamedTemporaryFile(
             prefix=f"{log_prefix}{name}-", suffix=".log", delete=False
         )
@@ -120,6 +132,8 @@ class ServerProcess:
         return self.proc.pid
 
     def wait_ready(self, timeout: float = 30.0) -> None:
+        if self.callgrind is not None:
+            timeout *= 10  # imports alone take a while under valgrind
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -234,13 +248,18 @@ class IdleResult:
 
 
 class Window:
-    """Server CPU and machine busy time between start() and stop()."""
+    """Server CPU and machine busy time between start() and stop(); under --callgrind also
+    the instructions the server executed in between (``instructions``)."""
 
     def __init__(self, server: ServerProcess) -> None:
         self.server = server
         self.cpu = self.busy = self.elapsed = None  # type: float | None
+        self.instructions: int | None = None
 
     def start(self) -> None:
+        if self.server.callgrind is not None:
+            _callgrind_control("--zero", self.server.pid)
+            _callgrind_control("--instr=on", self.server.pid)
         self._cpu0 = cpu_seconds(self.server.pid)
         self._busy0 = machine_busy_seconds()
         self._t0 = time.monotonic()
@@ -251,6 +270,56 @@ class Window:
         self.cpu = cpu_seconds(self.server.pid) - self._cpu0
         self.busy = machine_busy_seconds() - self._busy0
         self.elapsed = time.monotonic() - self._t0
+        if self.server.callgrind is not None:
+            _callgrind_control("--instr=off", self.server.pid)
+            self.instructions = _callgrind_dump(self.server.callgrind, self.server.pid)
+
+
+#: Set by --callgrind DIR (see add_tail_args): where Python servers' callgrind files go.
+CALLGRIND_DIR: Path | None = None
+
+
+def print_instructions(rows: Sequence[tuple[str, str, int | None]], out: Any = sys.stdout) -> None:
+    """The --callgrind table: (scenario, server, instructions per message) rows, with each
+    row's ratio to the first server's of the same scenario."""
+    rows = [r for r in rows if r[2] is not None]
+    if not rows:
+        return
+    print(f"\n{'callgrind':<17} {'server':<15} {'instr/msg':>10} {'vs first':>9}", file=out)
+    first: dict[str, int] = {}
+    for scenario, server, ir in rows:
+        assert ir is not None
+        ref = first.setdefault(scenario, ir)
+        rel = f"{ir / ref:>8.2f}x" if ref else "        -"
+        print(f"{scenario:<17} {server:<15} {ir:>10,} {rel}", file=out)
+
+
+def _callgrind_control(option: str, pid: int) -> None:
+    done = subprocess.run(
+        ["callgrind_control", option, str(pid)],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    if "OK" not in done.stdout:
+        print(f"callgrind_control {option} {pid}: {done.stdout} {done.stderr}", file=sys.stderr)
+
+
+def _callgrind_dump(base: Path, pid: int) -> int | None:
+    """Dump the counters (instructions since the last --zero) and read their total."""
+    before = set(base.parent.glob(base.name + "*"))
+    _callgrind_control("--dump", pid)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        new = sorted(set(base.parent.glob(base.name + "*")) - before)
+        for path in new:
+            text = path.read_text(errors="replace")
+            m = re.search(r"^totals:\s*(\d+)", text, re.MULTILINE)
+            if m:
+                return int(m.group(1))
+        time.sleep(0.2)
+    return None
 
 
 def wait_quiet(servers: list[ServerProcess], limit: float = 20.0, below_pct: float = 10.0) -> float:
@@ -387,10 +456,60 @@ def add_tail_args(p: argparse.ArgumentParser, ours: str) -> None:
     )
     p.add_argument("--node", default=shutil.which("node") or "node")
     p.add_argument("--python", default=sys.executable, help="interpreter for the Python servers")
+    p.add_argument(
+        "--callgrind",
+        type=Path,
+        metavar="DIR",
+        help="run the Python servers under valgrind's callgrind (about 50x slower) and report "
+        "instructions per message, counted in the measured windows only: a figure a busy "
+        "machine does not move (the per-second and CPU figures of such a run mean little)",
+    )
+    p.add_argument(
+        "--baseline",
+        type=Path,
+        metavar="DIR",
+        help=f"also run {ours}{BASELINE_SUFFIX}: the same server script importing the "
+        "pyserver package found in DIR (e.g. an earlier commit unpacked with `git archive "
+        "REV pyserver | tar -x -C DIR` plus the built extension), for before/after ratios "
+        "measured in one run",
+    )
+
+
+BASELINE_SUFFIX = "@base"
+
+
+def add_baseline(
+    opts: argparse.Namespace, servers: dict[str, tuple[str, str]], ours: str
+) -> str | None:
+    """With --baseline DIR: register ``ours@base`` in ``servers`` (the same script as ours)
+    and put it right after ours in --servers; return its name (None without --baseline)."""
+    if opts.baseline is None:
+        return None
+    if not (opts.baseline / "pyserver" / "__init__.py").is_file():
+        raise SystemExit(f"--baseline {opts.baseline}: no pyserver/__init__.py there")
+    name = ours + BASELINE_SUFFIX
+    servers[name] = servers[ours]
+    picked = [s.strip() for s in opts.servers.split(",") if s.strip()]
+    if name not in picked:
+        at = picked.index(ours) + 1 if ours in picked else len(picked)
+        picked.insert(at, name)
+    opts.servers = ",".join(picked)
+    return name
+
+
+def python_path(name: str, repo_root: Path, baseline: Path | None) -> str:
+    """PYTHONPATH for a Python server: the baseline tree for ``*@base``, else the repo."""
+    first = baseline if name.endswith(BASELINE_SUFFIX) and baseline is not None else repo_root
+    rest = os.environ.get("PYTHONPATH", "")
+    return os.pathsep.join(p for p in (str(first.resolve()), rest) if p)
 
 
 def fill_defaults(opts: argparse.Namespace, idle_quick: int, idle_full: int) -> None:
     """The defaults that depend on --quick, and --profile-servers as a set."""
+    global CALLGRIND_DIR
+    if opts.callgrind is not None:
+        opts.callgrind.mkdir(parents=True, exist_ok=True)
+        CALLGRIND_DIR = opts.callgrind.resolve()
     if opts.warmup is None:
         opts.warmup = 0.5 if opts.quick else 2.0
     if opts.duration is None:

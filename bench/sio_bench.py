@@ -119,12 +119,10 @@ class ServerProcess(harness.ServerProcess):
 
     log_tail_chars = 1200
 
-    def __init__(self, name: str, node: str, python: str) -> None:
+    def __init__(self, name: str, node: str, python: str, baseline: Path | None = None) -> None:
         kind, script = SERVERS[name]
         env = dict(os.environ, PYTHONUNBUFFERED="1", NODE_PATH=str(BENCH / "node_modules"))
-        env["PYTHONPATH"] = os.pathsep.join(
-            p for p in (str(BENCH.parent), os.environ.get("PYTHONPATH", "")) if p
-        )
+        env["PYTHONPATH"] = harness.python_path(name, BENCH.parent, baseline)
         super().__init__(name, kind, script, node, python, log_prefix="sio-", env=env, cwd=BENCH)
 
     @property
@@ -150,6 +148,8 @@ def fill_window(res: Result, win: Window, gen_cpu_s: float, count: int) -> None:
     res.other_cpu_pct = max(0.0, 100.0 * (win.busy - win.cpu - gen_cpu_s) / win.elapsed)
     if count:
         res.server_us = win.cpu * 1e6 / count
+        if win.instructions is not None:
+            res.detail["instructions_per_msg"] = round(win.instructions / count)
 
 
 def run_echo(server: ServerProcess, sc: Scenario, opts: argparse.Namespace) -> Result:
@@ -612,6 +612,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     opts = parse_args(argv)
+    harness.add_baseline(opts, SERVERS, OURS)
     servers = harness.pick_servers(opts.servers, SERVERS)
     if servers is None or harness.node_modules_missing("socket.io", "socket.io-client"):
         return 2
@@ -635,7 +636,7 @@ def main(argv: list[str] | None = None) -> int:
         if srv is not None:
             report.server_errors.setdefault(name, f"died, restarted: {srv.log_tail(400)}")
             srv.stop()
-        srv = ServerProcess(name, opts.node, opts.python)
+        srv = ServerProcess(name, opts.node, opts.python, opts.baseline)
         try:
             srv.wait_ready()
         except Exception as exc:
@@ -697,6 +698,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  ({time.monotonic() - started:.0f} s)\n", flush=True)
 
     print_table(report, scenarios, servers)
+    harness.print_instructions(
+        [(r.scenario, r.server, r.detail.get("instructions_per_msg")) for r in report.results]
+    )
     print_profiles(opts.profiles)
     report.profiles = opts.profiles
     harness.write_json(opts.json, report)

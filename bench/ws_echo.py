@@ -89,6 +89,7 @@ class EchoResult:
     unexpected_closes: int = 0
     error: str | None = None
     profile: dict[str, Any] | None = None
+    instructions_per_msg: int | None = None  # with --callgrind
     repeats_us_per_msg: list[float | None] = field(default_factory=list)
 
 
@@ -103,10 +104,10 @@ class Report:
 class ServerProcess(harness.ServerProcess):
     """One echo server in its own process; stderr goes to a temporary log."""
 
-    def __init__(self, name: str, node: str, python: str) -> None:
+    def __init__(self, name: str, node: str, python: str, baseline: Path | None = None) -> None:
         kind, script = SERVERS[name]
         env = dict(os.environ, PYTHONUNBUFFERED="1")
-        env.setdefault("PYTHONPATH", str(BENCH.parent))
+        env["PYTHONPATH"] = harness.python_path(name, BENCH.parent, baseline)
         super().__init__(
             name,
             kind,
@@ -179,6 +180,8 @@ def run_echo(
         messages = int(result["messages"])
         if messages:
             res.server_us_per_msg = win.cpu * 1e6 / messages
+            if win.instructions is not None:
+                res.instructions_per_msg = round(win.instructions / messages)
     return res
 
 
@@ -366,7 +369,7 @@ def run_server_major(
     for name in servers:
         print(f"  {name}: ", end="", flush=True)
         started = time.monotonic()
-        server = ServerProcess(name, opts.node, opts.python)
+        server = ServerProcess(name, opts.node, opts.python, opts.baseline)
         try:
             server.wait_ready()
             if not opts.no_idle:
@@ -397,7 +400,7 @@ def run_interleaved(
         print("  idle: ", end="", flush=True)
         for name in servers:
             try:
-                server = ServerProcess(name, opts.node, opts.python)
+                server = ServerProcess(name, opts.node, opts.python, opts.baseline)
                 try:
                     server.wait_ready()
                     report.idle.append(run_idle(server, opts.node, opts))
@@ -415,7 +418,7 @@ def run_interleaved(
                 if name in report.server_errors:
                     continue
                 try:
-                    server = ServerProcess(name, opts.node, opts.python)
+                    server = ServerProcess(name, opts.node, opts.python, opts.baseline)
                     try:
                         server.wait_ready()
                         res = run_echo(server, opts.node, sc, opts)
@@ -452,7 +455,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help=f"comma-separated subset of {','.join(SERVERS)}",
     )
     p.add_argument("--json", type=Path, help="also write every figure to this JSON file")
-    p.add_argument("--sizes", default="32,4096,65536", help="message sizes in bytes")
+    p.add_argument(
+        "--sizes", default="32,4096,65536", help='message sizes in bytes ("" for idle only)'
+    )
     p.add_argument("--inflight", default="1,16", help="messages in flight per connection")
     p.add_argument("--connections", type=int, default=50)
     p.add_argument("--warmup", type=float, help="seconds before measuring (default 2, quick 0.5)")
@@ -492,11 +497,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     opts = parse_args(argv)
+    harness.add_baseline(opts, SERVERS, OURS)
     servers = harness.pick_servers(opts.servers, SERVERS)
     if servers is None or harness.node_modules_missing("ws"):
         return 2
     scenarios = [
-        Scenario(int(s), int(k)) for s in opts.sizes.split(",") for k in opts.inflight.split(",")
+        Scenario(int(s), int(k))
+        for s in opts.sizes.split(",")
+        if s.strip()  # --sizes "" runs the idle test only
+        for k in opts.inflight.split(",")
     ]
     report = Report(args=harness.args_for_json(opts))
     harness.raise_nofile()
@@ -514,6 +523,9 @@ def main(argv: list[str] | None = None) -> int:
     print(flush=True)
 
     print_table(report, scenarios, servers)
+    harness.print_instructions(
+        [(f"{r.size}B x{r.inflight}", r.server, r.instructions_per_msg) for r in report.echo]
+    )
     print_profiles(report)
     harness.write_json(opts.json, report)
     return 0

@@ -107,7 +107,8 @@ def _remote_address(stream: trio.abc.Stream) -> tuple[str, int]:
         except OSError:
             return ("", 0)
         if isinstance(peer, tuple) and len(peer) >= 2:
-            return (str(peer[0]), int(peer[1]))
+            # many connections come from one host (a proxy, a NAT): one string for them all
+            return (_shared(str(peer[0])), int(peer[1]))
     return ("", 0)
 
 
@@ -284,7 +285,7 @@ class _Connection:
             method=event.method.decode("ascii"),
             path=path,
             query_string=query,
-            headers=Headers((k.decode("latin-1"), v.decode("latin-1")) for k, v in event.headers),
+            headers=Headers((k.decode("latin-1"), _value(k, v)) for k, v in event.headers),
             remote_address=self.remote,
             http_version=event.http_version.decode("ascii"),
         )
@@ -333,6 +334,36 @@ async def serve_connection(stream: trio.abc.Stream, site: Site) -> None:
         logger.exception("connection failed")
     finally:
         await trio.aclose_forcefully(stream)
+
+
+#: Header values that differ on every request: not worth interning.
+_UNIQUE_HEADERS = frozenset({b"sec-websocket-key", b"cookie", b"authorization", b"content-length"})
+_SHARED_MAX_LENGTH = 256
+_SHARED_MAX_COUNT = 4096
+_SHARED: dict[str, str] = {}
+
+
+def _shared(text: str) -> str:
+    """One copy of a string that many requests carry. The table is bounded (up to 4096
+    strings of up to 256 characters, about 1 MiB): when full it starts over, so values a
+    peer makes up cannot grow it (``sys.intern`` is not bounded, and interned strings are
+    immortal on some Python versions)."""
+    if len(text) > _SHARED_MAX_LENGTH:
+        return text
+    shared = _SHARED.get(text)
+    if shared is None:
+        if len(_SHARED) >= _SHARED_MAX_COUNT:
+            _SHARED.clear()
+        _SHARED[text] = shared = text
+    return shared
+
+
+def _value(name: bytes, value: bytes) -> str:
+    """A header value as ``str``. Most values repeat across requests (Host, User-Agent,
+    Upgrade, Accept-*, ...), and the request of a WebSocket lives as long as the connection:
+    a thousand idle connections share one copy of each."""
+    text = value.decode("latin-1")
+    return text if name in _UNIQUE_HEADERS else _shared(text)
 
 
 def _peer(address: tuple[str, int]) -> str:

@@ -86,9 +86,23 @@ class WebSocket(Protocol):
     def send_frame_nowait(self, frame: bytes) -> None:
         """Queue an already encoded frame (the broadcast path: encode once, send many)."""
 
+    def send_frames_nowait(self, frames: list[bytes]) -> bool:
+        """Queue encoded frames in order when open (True); False, nothing queued, once
+        closing."""
+
+    async def serve_messages(self, on_message: Callable[[str | bytes], None]) -> None:
+        """Hand every message to the synchronous ``on_message`` as it is read, until the
+        connection is closed (instead of ``async for``)."""
+
+    def close_nowait(self, code: int = 1000, reason: str = "") -> None:
+        """Start the close handshake without waiting for its end."""
+
     async def close(self, code: int = 1000, reason: str = "") -> None: ...
     @property
     def closed(self) -> bool: ...
+    @property
+    def close_code(self) -> int | None:
+        """The close code once closed (the peer's, or ours); None before."""
 
 
 class Mount(Protocol):

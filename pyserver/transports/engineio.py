@@ -3,7 +3,8 @@
 It drives one sans-IO :class:`~pyserver.engineio.session.Session` per session id and does the
 I/O around it: the session table, one timer task for every session's heartbeat and upgrade
 deadlines (a heap, no task per session), long-polling GETs parked until there is something to
-send, WebSocket reader loops, the polling -> WebSocket upgrade, CORS and HTTP compression.
+send, WebSocket sessions fed straight by their WebSocket's reader, the polling -> WebSocket
+upgrade, CORS and HTTP compression.
 
 Resource handling: every session's outgoing queue is bounded (``max_queued_packets`` /
 ``max_queued_bytes`` while on polling; the WebSocket's own outbox bound once on WebSocket); a
@@ -58,7 +59,7 @@ from pyserver.errors import ConnectionClosed
 from pyserver.http.types import Request, Response, WebSocket
 from pyserver.transports.timers import DeadlineTimer
 
-__all__ = ["EngineIOServer", "EngineSession", "OutgoingMessage"]
+__all__ = ["EngineIOServer", "EngineSession", "OutgoingMessage", "send_encoded_many"]
 
 logger = logging.getLogger("pyserver.engineio")
 
@@ -91,6 +92,24 @@ class OutgoingMessage:
         return self._frame
 
 
+def send_encoded_many(
+    messages: Sequence[OutgoingMessage], sessions: Iterable[EngineSession]
+) -> None:
+    """Queue ``messages`` (in order: a packet and its attachments) for every session: the
+    broadcast path, the same as ``session.send_encoded(m)`` for each session and message,
+    with one call per WebSocket recipient and the frames built once before the loop."""
+    frames: list[bytes] | None = None
+    for session in sessions:
+        ws = session._ws
+        if ws is not None:
+            if frames is None:
+                frames = [message.frame() for message in messages]
+            ws.send_frames_nowait(frames)
+        else:
+            for message in messages:
+                session._server._process(session, session.core.send_packet(message.packet))
+
+
 class EngineSession:
     """One Engine.IO session as the next layer sees it. Methods never block."""
 
@@ -99,10 +118,10 @@ class EngineSession:
         "_closed_event",
         "_poll_wakeup",
         "_probe_scope",
-        "_reader_scope",
         "_server",
         "_upgrade_waiter",
         "_ws",
+        "_ws_close_code",
         "core",
         "data",
         "request",
@@ -118,9 +137,9 @@ class EngineSession:
         #: Free for the next layer (Socket.IO keeps its per-connection state here).
         self.data: dict[str, Any] = {}
         self._ws: WebSocket | None = None  # set while the session runs on WebSocket
+        self._ws_close_code = 1000  # what the WebSocket closes with when the session ends
         self._poll_wakeup: trio.Event | None = None
         self._upgrade_waiter: trio.Event | None = None
-        self._reader_scope: trio.CancelScope | None = None
         self._probe_scope: trio.CancelScope | None = None
         self._closed_event: trio.Event | None = None
 
@@ -186,6 +205,32 @@ class EngineSession:
             self._closed_event = trio.Event()
         await self._closed_event.wait()
 
+    def _receive_ws(self, message: str | bytes) -> None:
+        """One WebSocket message (one packet), called by the WebSocket's reader. Message
+        packets (the hot path) go straight to ``on_message``: they change no session state,
+        so the core only sees the others."""
+        core = self.core
+        if core.state is not SessionState.OPEN:
+            return  # closing: what the client still sends is dropped
+        server = self._server
+        if len(message) > server._ws_char_limit and _too_big(message, server.config.max_payload):
+            self._ws_close_code = 1009
+            server._process(
+                self, core.transport_closed(CloseReason.TRANSPORT_ERROR, "message too big")
+            )
+            return
+        if message.__class__ is str:
+            if message[:1] != "4":  # not a message packet: the state machine decides
+                server._process(self, core.receive_data(message, trio.current_time()))
+                return
+            message = message[1:]
+        on_message = server.on_message
+        if on_message is not None:
+            try:
+                on_message(self, message)
+            except Exception:
+                server._callback_failed(self, "on_message")
+
     def __repr__(self) -> str:
         return f"<EngineSession {self.sid} {self.core.transport} {self.core.state.value}>"
 
@@ -244,6 +289,8 @@ class EngineIOServer:
         self.on_message = on_message
         self.on_disconnect = on_disconnect
         self.sessions: dict[EioSid, EngineSession] = {}
+        # a str of up to this many characters is within max_payload whatever it holds
+        self._ws_char_limit = max_payload // 4
         self._timer: DeadlineTimer[EngineSession] = DeadlineTimer(self._session_due)
         self._running = False
         self._warned_not_running = False
@@ -463,52 +510,19 @@ class EngineIOServer:
         return False
 
     async def _read_loop(self, session: EngineSession, ws: WebSocket) -> None:
-        """One WebSocket message is one packet. Message packets (the hot path) go straight to
-        ``on_message``: they change no session state, so the core only sees the others."""
+        """One WebSocket message is one packet: the WebSocket's reader hands each to the
+        session as it is read (no task switch per message), until the WebSocket is closed.
+        A session that ends first closes the WebSocket (``_closed``)."""
+        await ws.serve_messages(session._receive_ws)
         core = session.core
-        max_payload = self.config.max_payload
-        char_limit = max_payload // 4  # a str of up to this many chars is within the limit
-        on_message = self.on_message
-        open_ = SessionState.OPEN
-        close_code = 1000
-        with trio.CancelScope() as scope:
-            session._reader_scope = scope
-            async for message in ws:
-                if len(message) > char_limit and _too_big(message, max_payload):
-                    self._process(
-                        session,
-                        core.transport_closed(CloseReason.TRANSPORT_ERROR, "message too big"),
-                    )
-                    close_code = 1009
-                    break
-                if message.__class__ is str:
-                    if message[:1] != "4":  # not a message packet: the state machine decides
-                        self._process(session, core.receive_data(message, trio.current_time()))
-                        if core.state is not open_:
-                            break
-                        continue
-                    message = message[1:]
-                if on_message is not None:
-                    try:
-                        on_message(session, message)
-                    except Exception:
-                        self._callback_failed(session, "on_message")
-                if core.state is not open_:
-                    break
-        session._reader_scope = None
         if core.state is SessionState.OPEN:
-            code = getattr(ws, "close_code", None)
+            code = ws.close_code
             reason = (
                 CloseReason.TRANSPORT_ERROR
                 if code in _ERROR_CLOSE_CODES
                 else CloseReason.TRANSPORT_CLOSE
             )
             self._process(session, core.transport_closed(reason, f"close code {code}"))
-        if not ws.closed:
-            self._flush_ws(session)
-            with trio.move_on_after(5) as cleanup:
-                cleanup.shield = True
-                await ws.close(close_code)
 
     # ------------------------------------------------------------------ session plumbing
 
@@ -567,11 +581,19 @@ class EngineIOServer:
     def _closed(self, session: EngineSession, event: SessionClosed) -> None:
         if self.sessions.get(session.sid) is session:
             del self.sessions[session.sid]
-        # the last packets (a "1") go out now; nothing sent after the close may follow them
-        self._flush_ws(session)
-        session._ws = None
-        if session._reader_scope is not None:
-            session._reader_scope.cancel()
+        # the last packets (a "1") go out now; nothing sent after the close may follow them,
+        # then the WebSocket's close handshake (its reader goes on until the peer answers).
+        # Shutting down, no "1": clients take it as "sent away" and stay away (python-
+        # socketio's client does not reconnect); 1001 "going away" brings them back.
+        ws = session._ws
+        if ws is not None and event.reason is CloseReason.SERVER_SHUTTING_DOWN:
+            session.core.take_packets()
+            session._ws = None
+            ws.close_nowait(1001, "server shutting down")
+        elif ws is not None:
+            self._flush_ws(session)
+            session._ws = None
+            ws.close_nowait(session._ws_close_code)
         if session._probe_scope is not None:
             session._probe_scope.cancel()
         if session._closed_event is not None:

@@ -2,31 +2,51 @@
 
 Tasks per connection (all in one nursery, ended together):
 
-* the **reader** calls ``receive_some`` and feeds every chunk to the sans-IO core in one call
-  (one Rust crossing per read); data messages go to the inbox (a deque), the consumer is woken
-  only when it is parked. The reader pauses while the inbox holds ``max_inbox`` messages.
+* the **reader** reads the socket and feeds every chunk to the sans-IO core in one call (one
+  Rust crossing per read). Data messages go to the inbox (a list), the consumer is woken only
+  when it is parked; the reader pauses while the inbox holds ``max_inbox`` messages. A
+  consumer that takes messages through a callback (:meth:`WebSocket.serve_messages`, what
+  Engine.IO does) gets them straight from the reader, and when it asks before the reader task
+  has started, it does the reading itself: one task fewer per connection.
 * the **writer** is the only task that writes to the stream: it takes everything queued in the
-  outbox and writes it with one ``send_all``. It closes the stream once the connection is
-  CLOSED and the outbox is flushed.
+  outbox and writes it in one write. It closes the stream once the connection is CLOSED and
+  the outbox is flushed. A writer with nothing to write for ``WRITER_IDLE_SECONDS`` or more
+  ends (an idle connection keeps no writer task); the next frame queued starts a new one, so
+  there is still never more than one.
 * the **timer** (only with keepalive pings, or once a close is under way) sleeps until the
   core's ``next_deadline()``.
 * the **handler** runs in the task that called :meth:`WebSocket.run`.
+
+I/O: on a plain ``trio.SocketStream`` the reader and the writer use the socket's file
+descriptor directly: ``os.read``/``os.write`` (non-blocking; the socket is) and
+``trio.lowlevel.wait_readable``/``wait_writable`` when the kernel has nothing to give or no
+room. That spares the scheduler pass ``receive_some``/``send_all`` take after every
+successful call, and a reader parked in ``wait_readable`` holds a much smaller stack than one
+parked in ``receive_some``. The descriptor is looked up before every call (a closed socket
+says -1), never cached. Any other stream (TLS, memory streams in tests) goes through
+``receive_some``/``send_all``.
 
 Resource handling: the outbox is bounded by frame count and bytes. ``send`` waits for room;
 ``send_nowait``/``send_frame_nowait`` never wait: overflowing closes the connection as a slow
 consumer (1008 "slow consumer", one log line) and drops what was queued, so one slow peer
 never holds up anyone else. Waking uses ``wait_task_rescheduled``/``reschedule`` directly:
 no channel, Event or task per message, and no checkpoint per message while messages are
-ready (a full checkpoint every 32 consecutive ready messages keeps the scheduler fair).
+ready (a full checkpoint every 32 consecutive ready messages or reads keeps the scheduler
+fair).
 
 Error handling: a peer's protocol error is answered with its close code by the core and
-logged once (``pyserver.ws``); a handler exception is logged once and closes with 1011.
+logged once (``pyserver.ws``); a handler (or message callback) exception is logged once and
+closes with 1011. Cancelled from outside while open (the server is shutting down), the
+connection says 1001 "server shutting down" if the socket takes it at once.
 """
 
 from __future__ import annotations
 
+import enum
 import logging
 import math
+import os
+import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -36,7 +56,7 @@ from pyserver.errors import ConnectionClosed
 from pyserver.http.types import Request
 from pyserver.ws.connection import ConnectionState, WebSocketConnection
 
-__all__ = ["WebSocket"]
+__all__ = ["WRITER_IDLE_SECONDS", "WebSocket"]
 
 logger = logging.getLogger("pyserver.ws")
 
@@ -46,34 +66,45 @@ _CLOSED = ConnectionState.CLOSED
 _reschedule = trio.lowlevel.reschedule
 _current_task = trio.lowlevel.current_task
 _wait_rescheduled = trio.lowlevel.wait_task_rescheduled
+_wait_readable = trio.lowlevel.wait_readable
+_wait_writable = trio.lowlevel.wait_writable
 _SUCCEEDED = trio.lowlevel.Abort.SUCCEEDED
+_os_read = os.read
+_os_write = os.write
 _FAIR_STREAK = 32
 _DRAINED: list[str | bytes] = []  # never appended to
+_FD_IO = sys.platform != "win32"  # os.read/os.write work on socket descriptors
+
+WRITER_IDLE_SECONDS = 0.5
+"""A writer task that wrote nothing for this long (up to twice as long) ends."""
+
+MessageCallback = Callable[[str | bytes], None]
 
 
-class _Parked:
-    """Room for exactly one parked task; waking it is one ``reschedule``."""
+class _Reading(enum.Enum):
+    """Who reads the socket."""
 
-    __slots__ = ("task",)
+    PENDING = "pending"  # the reader task is started but has not run yet
+    TASK = "task"  # the reader task
+    INLINE = "inline"  # the task in serve_messages(); the reader task found it so and left
 
-    def __init__(self) -> None:
-        self.task: trio.lowlevel.Task | None = None
 
-    async def park(self) -> None:
-        if self.task is not None:
-            raise trio.BusyResourceError("another task is already waiting here")
-        self.task = _current_task()
-        await _wait_rescheduled(self.abort)
+class _WriterState(enum.Enum):
+    NONE = "none"  # no writer task (not started yet, or retired while idle)
+    RUNNING = "running"
+    RETIRING = "retiring"  # asked to end at its next idle moment
 
-    def abort(self, _: Any) -> trio.lowlevel.Abort:
-        self.task = None
-        return _SUCCEEDED
 
-    def unpark(self) -> None:
-        task = self.task
-        if task is not None:
-            self.task = None
-            _reschedule(task)
+_W_NONE = _WriterState.NONE
+_W_RUNNING = _WriterState.RUNNING
+_W_RETIRING = _WriterState.RETIRING
+
+
+def _socket_of(stream: trio.abc.Stream) -> trio.socket.SocketType | None:
+    # the exact type: a subclass may wrap its I/O, and TLS streams are not SocketStreams
+    if _FD_IO and type(stream) is trio.SocketStream:
+        return stream.socket
+    return None
 
 
 class WebSocket:
@@ -81,12 +112,12 @@ class WebSocket:
 
     __slots__ = (
         "__weakref__",
-        "_binary",
         "_conn",
         "_consumer",
         "_discard",
         "_done",
         "_done_event",
+        "_encoder",
         "_head",
         "_inbox",
         "_inbox_low",
@@ -94,19 +125,24 @@ class WebSocket:
         "_max_outbox",
         "_max_outbox_bytes",
         "_nursery",
+        "_on_message",
         "_outbox",
         "_outbox_bytes",
         "_paused_reader",
         "_reader_finished",
+        "_reading",
         "_seen_state",
+        "_sock",
         "_space",
         "_streak",
         "_stream",
-        "_text",
         "_timer_running",
         "_timer_sleep",
+        "_torn",
         "_trailing",
-        "_writer_idle",
+        "_writer",
+        "_writer_busy",
+        "_writer_state",
         "deflate_window_bits",
         "remote_address",
         "request",
@@ -137,15 +173,17 @@ class WebSocket:
             else None
         )
         self._stream = stream
+        self._sock = _socket_of(stream)
         self._conn = conn
-        self._text = conn.encoder.text
-        self._binary = conn.encoder.binary
+        self._encoder = conn.encoder  # shared by connections without deflate
         self._trailing = trailing_data
         # The inbox is the decoder's own result list, adopted whole when the previous one is
         # consumed (no copy), read from ``_head``; the shared empty list marks "drained".
         self._inbox: list[str | bytes] = _DRAINED
         self._head = 0
         self._discard = False  # the handler is done: nobody will read the inbox again
+        self._on_message: MessageCallback | None = None
+        self._reading = _Reading.PENDING
         self._reader_finished = False
         self._max_inbox = max_inbox
         self._inbox_low = max_inbox // 2
@@ -153,9 +191,14 @@ class WebSocket:
         self._outbox_bytes = 0
         self._max_outbox = max_outbox
         self._max_outbox_bytes = max_outbox_bytes
-        self._consumer = _Parked()
-        self._paused_reader = _Parked()
-        self._writer_idle = _Parked()
+        # parked tasks (each woken by one ``reschedule``): the consumer, the reader while the
+        # inbox is full, the writer while the outbox is empty
+        self._consumer: trio.lowlevel.Task | None = None
+        self._paused_reader: trio.lowlevel.Task | None = None
+        self._writer: trio.lowlevel.Task | None = None
+        self._writer_state = _W_NONE
+        self._writer_busy = False  # woken since the idle sweeper last looked
+        self._torn = False  # the writer was cancelled in the middle of a frame
         self._space: trio.lowlevel.ParkingLot | None = None
         self._done = False
         self._done_event: trio.Event | None = None
@@ -193,38 +236,27 @@ class WebSocket:
         head = self._head
         if head < len(inbox):
             self._streak += 1
-            if self._streak >= _FAIR_STREAK:
-                self._streak = 0
-                await trio.lowlevel.checkpoint()
-                return await self._wait_message(StopAsyncIteration)
-            message = inbox[head]
-            head += 1
-            if head == len(inbox):
-                self._inbox = _DRAINED
-                head = 0
-            self._head = head
-            if self._paused_reader.task is not None and len(inbox) - head <= self._inbox_low:
-                self._paused_reader.unpark()
-            return message
-        return await self._wait_message(StopAsyncIteration)
-
-    async def receive(self) -> str | bytes:
-        """The next message (``str`` text, ``bytes`` binary); ConnectionClosed at the end."""
-        try:
-            return await self.__anext__()
-        except StopAsyncIteration:
-            raise self._closed_error() from None
-
-    async def _wait_message(self, end: type[BaseException]) -> str | bytes:
+            if self._streak < _FAIR_STREAK:
+                message = inbox[head]
+                head += 1
+                if head == len(inbox):
+                    self._inbox = _DRAINED
+                    head = 0
+                self._head = head
+                if self._paused_reader is not None and len(inbox) - head <= self._inbox_low:
+                    self._unpark_reader()
+                return message
+            self._streak = 0
+            await trio.lowlevel.checkpoint()
+        # parked inline (no helper coroutine): an idle consumer's stack stays short
         while self._head >= len(self._inbox):
             if self._conn.state is _CLOSED:
                 await trio.lowlevel.checkpoint()
-                raise end
-            consumer = self._consumer
-            if consumer.task is not None:
+                raise StopAsyncIteration
+            if self._consumer is not None:
                 raise trio.BusyResourceError("another task is already receiving")
-            consumer.task = _current_task()  # parked inline: one coroutine frame less
-            await _wait_rescheduled(consumer.abort)
+            self._consumer = _current_task()
+            await _wait_rescheduled(self._abort_consumer)
         self._streak = 0
         inbox = self._inbox
         head = self._head
@@ -234,33 +266,67 @@ class WebSocket:
             self._inbox = _DRAINED
             head = 0
         self._head = head
-        if self._paused_reader.task is not None and len(inbox) - head <= self._inbox_low:
-            self._paused_reader.unpark()
+        if self._paused_reader is not None and len(inbox) - head <= self._inbox_low:
+            self._unpark_reader()
         return message
+
+    async def receive(self) -> str | bytes:
+        """The next message (``str`` text, ``bytes`` binary); ConnectionClosed at the end."""
+        try:
+            return await self.__anext__()
+        except StopAsyncIteration:
+            raise self._closed_error() from None
+
+    async def serve_messages(self, on_message: MessageCallback) -> None:
+        """Hand every message to ``on_message(message)`` as it is read, until the connection
+        is closed; then return. Messages already received go first, in order.
+
+        ``on_message`` is synchronous and must not block: it runs in the task that reads
+        the socket. When the reader task has not started yet, that is the calling task
+        itself (one task fewer per connection). An exception from ``on_message`` is logged
+        and closes the connection with 1011. Not together with ``async for``/``receive``."""
+        if self._on_message is not None or self._consumer is not None:
+            raise trio.BusyResourceError("another task is already receiving")
+        self._on_message = on_message
+        if self._head < len(self._inbox):
+            inbox, head = self._inbox, self._head
+            self._inbox = _DRAINED
+            self._head = 0
+            self._deliver(inbox[head:] if head else inbox)
+            self._unpark_reader()
+        if self._reading is _Reading.PENDING:
+            # the reader task is started but has not run: it will see this and leave
+            self._reading = _Reading.INLINE
+            await self._read_loop()
+            return
+        while not self._reader_finished:
+            self._consumer = _current_task()
+            await _wait_rescheduled(self._abort_consumer)
 
     def send_nowait(self, message: str | bytes) -> None:
         """Queue one message without waiting. Raises ConnectionClosed if the connection is
         already closing; a full outbox closes it as a slow consumer (the message is lost)."""
         if self._conn.state is not _OPEN:
             raise self._closed_error()
-        frame = self._text(message) if message.__class__ is str else self._binary(message)  # type: ignore[arg-type]
-        outbox = self._outbox
-        outbox.append(frame)
-        size = self._outbox_bytes + len(frame)
-        self._outbox_bytes = size
-        if len(outbox) > self._max_outbox or (size > self._max_outbox_bytes and len(outbox) > 1):
-            self._slow_consumer()
-            return
-        task = self._writer_idle.task
-        if task is not None:
-            self._writer_idle.task = None
-            _reschedule(task)
+        encoder = self._encoder
+        frame = encoder.text(message) if message.__class__ is str else encoder.binary(message)  # type: ignore[arg-type]
+        self._enqueue(frame)
 
     def send_frame_nowait(self, frame: bytes) -> None:
         """Queue an already encoded frame (the broadcast path: encode once, send many)."""
         if self._conn.state is not _OPEN:
             raise self._closed_error()
         self._enqueue(frame)
+
+    def send_frames_nowait(self, frames: list[bytes]) -> bool:
+        """Queue already encoded frames, in order (a broadcast's parts), when the connection
+        is open: True; False (nothing queued) once it is closing. Never waits; a full
+        outbox closes the connection as a slow consumer, as for ``send_frame_nowait``."""
+        if self._conn.state is not _OPEN:
+            return False
+        for frame in frames:
+            self._enqueue(frame)
+        return True
 
     async def send(self, message: str | bytes) -> None:
         """Queue one message, waiting while the outbox is full."""
@@ -272,7 +338,8 @@ class WebSocket:
         if self._streak >= _FAIR_STREAK:  # a sender that never waits still lets others run
             self._streak = 0
             await trio.lowlevel.checkpoint()
-        frame = self._text(message) if message.__class__ is str else self._binary(message)  # type: ignore[arg-type]
+        encoder = self._encoder
+        frame = encoder.text(message) if message.__class__ is str else encoder.binary(message)  # type: ignore[arg-type]
         size = len(frame)
         # wait until the frame fits (an empty outbox takes any frame); no await between
         # this check and the append, so concurrent senders cannot overfill it
@@ -289,11 +356,15 @@ class WebSocket:
             raise self._closed_error()
         self._enqueue(frame)
 
+    def close_nowait(self, code: int = 1000, reason: str = "") -> None:
+        """Start the close handshake (a no-op unless open) without waiting for its end."""
+        self._conn.close(code, reason, now=trio.current_time())
+        self._sync()
+
     async def close(self, code: int = 1000, reason: str = "") -> None:
         """Start the close handshake (if still open) and wait until the connection is done:
         the peer answered, or ``close_timeout`` passed and the connection was dropped."""
-        self._conn.close(code, reason, now=trio.current_time())
-        self._sync()
+        self.close_nowait(code, reason)
         await self.wait_closed()
 
     async def wait_closed(self) -> None:
@@ -310,12 +381,12 @@ class WebSocket:
     async def run(self, handler: Callable[[WebSocket], Awaitable[None]]) -> None:
         """Run the connection's tasks and ``handler(self)`` until all are done; the stream
         is closed on the way out."""
+        conn = self._conn
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
-                nursery.start_soon(self._reader)
-                nursery.start_soon(self._writer)
-                if self._conn.next_deadline() is not None:
+                nursery.start_soon(self._reader)  # the writer starts with the first frame
+                if conn.next_deadline() is not None:
                     self._start_timer()
                 try:
                     await handler(self)
@@ -327,28 +398,67 @@ class WebSocket:
                         self.request.path,
                         _peer(self.remote_address),
                     )
-                    self._close_quietly(1011, "internal error")
+                    self.close_nowait(1011, "internal error")
                 else:
-                    self._close_quietly(1000, "")
+                    self.close_nowait(1000, "")
                 # while we wait for the peer's Close, what it still sends is dropped
                 self._discard = True
+                self._on_message = None
                 self._inbox = _DRAINED
                 self._head = 0
-                self._paused_reader.unpark()
+                self._unpark_reader()
         finally:
-            self._nursery = None
+            self._nursery = None  # nothing starts a writer from here on
+            # Cancelled from outside (the server is shutting down): an open connection says
+            # 1001 "going away", a closing one sends what is queued (its Close last), if the
+            # socket takes it right away; never after a partly written frame. Every task of
+            # the connection has ended: this is the only one touching the stream.
+            last: list[bytes] = []
+            if conn.state is _OPEN:
+                last = [conn.encoder.close(1001, "server shutting down")]
+                conn.abort(1001, "server shutting down")
+            elif conn.state is _CLOSING and self._outbox:
+                last = self._outbox
+                self._outbox = []
+                self._outbox_bytes = 0
+            if last and not self._torn:
+                with trio.CancelScope(shield=True, deadline=trio.current_time() + 0.5):
+                    try:
+                        await self._write(b"".join(last))
+                    except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                        pass
             self._finish()
             await trio.aclose_forcefully(self._stream)
-
-    def _close_quietly(self, code: int, reason: str) -> None:
-        self._conn.close(code, reason, now=trio.current_time())
-        self._sync()
 
     # -- internals ---------------------------------------------------------------------
 
     def _closed_error(self) -> ConnectionClosed:
         conn = self._conn
         return ConnectionClosed(conn.close_code or 1006, conn.close_reason)
+
+    def _abort_consumer(self, _: Any) -> trio.lowlevel.Abort:
+        self._consumer = None
+        return _SUCCEEDED
+
+    def _abort_reader(self, _: Any) -> trio.lowlevel.Abort:
+        self._paused_reader = None
+        return _SUCCEEDED
+
+    def _abort_writer(self, _: Any) -> trio.lowlevel.Abort:
+        self._writer = None
+        return _SUCCEEDED
+
+    def _unpark_consumer(self) -> None:
+        task = self._consumer
+        if task is not None:
+            self._consumer = None
+            _reschedule(task)
+
+    def _unpark_reader(self) -> None:
+        task = self._paused_reader
+        if task is not None:
+            self._paused_reader = None
+            _reschedule(task)
 
     def _enqueue(self, frame: bytes) -> None:
         outbox = self._outbox
@@ -358,10 +468,51 @@ class WebSocket:
         if len(outbox) > self._max_outbox or (size > self._max_outbox_bytes and len(outbox) > 1):
             self._slow_consumer()
             return
-        task = self._writer_idle.task
+        task = self._writer
         if task is not None:
-            self._writer_idle.task = None
+            self._writer = None
+            self._writer_busy = True
             _reschedule(task)
+        elif self._writer_state is not _W_RUNNING:
+            self._start_writer()
+        else:
+            self._writer_busy = True
+
+    def _wake_writer(self) -> None:
+        task = self._writer
+        if task is not None:
+            self._writer = None
+            self._writer_busy = True
+            _reschedule(task)
+        elif self._writer_state is not _W_RUNNING:
+            self._start_writer()
+
+    def _start_writer(self) -> None:
+        nursery = self._nursery
+        if nursery is None or self._done:
+            return
+        if self._writer_state is _W_NONE:
+            try:
+                nursery.start_soon(self._writer_task)
+            except RuntimeError:
+                # the connection's tasks were cancelled and have all ended (the server is
+                # shutting down); run() has not resumed yet to say goodbye
+                self._nursery = None
+                return
+        # a retiring writer that has not left yet simply stays
+        self._writer_state = _W_RUNNING
+        self._writer_busy = True
+
+    def _retire_writer(self) -> bool:
+        """Called by the idle sweeper: end the writer if it is parked with nothing to do."""
+        task = self._writer
+        if task is None or self._outbox or self._writer_busy or self._conn.state is not _OPEN:
+            self._writer_busy = False
+            return False
+        self._writer = None
+        self._writer_state = _W_RETIRING
+        _reschedule(task)
+        return True
 
     def _slow_consumer(self) -> None:
         logger.warning(
@@ -384,7 +535,7 @@ class WebSocket:
             conn.pending = []
             self._outbox.extend(frames)
             self._outbox_bytes += sum(map(len, frames))
-            self._writer_idle.unpark()
+            self._wake_writer()
         state = conn.state
         if state is self._seen_state:
             return
@@ -399,9 +550,9 @@ class WebSocket:
                 reason,
             )
         if state is _CLOSED:
-            self._consumer.unpark()
-            self._paused_reader.unpark()
-            self._writer_idle.unpark()
+            self._unpark_consumer()
+            self._unpark_reader()
+            self._wake_writer()
             if self._space is not None:
                 self._space.unpark_all()
         self._update_timer()
@@ -416,8 +567,12 @@ class WebSocket:
 
     def _start_timer(self) -> None:
         if self._nursery is not None and not self._timer_running:
+            try:
+                self._nursery.start_soon(self._timer)
+            except RuntimeError:  # every task of the connection has ended (see _start_writer)
+                self._nursery = None
+                return
             self._timer_running = True
-            self._nursery.start_soon(self._timer)
 
     async def _timer(self) -> None:
         conn = self._conn
@@ -444,10 +599,37 @@ class WebSocket:
             self._timer_sleep = None
             self._timer_running = False
 
+    def _deliver(self, messages: list[str | bytes]) -> None:
+        """Hand messages to the ``serve_messages`` callback."""
+        on_message = self._on_message
+        assert on_message is not None
+        for message in messages:
+            try:
+                on_message(message)
+            except Exception:
+                logger.exception(
+                    "WebSocket message callback failed (%s, peer %s)",
+                    self.request.path,
+                    _peer(self.remote_address),
+                )
+                self._on_message = None
+                self._discard = True
+                self.close_nowait(1011, "internal error")
+                return
+            if self._on_message is None:
+                return
+
     async def _reader(self) -> None:
+        if self._reading is _Reading.PENDING:
+            self._reading = _Reading.TASK
+            await self._read_loop()
+
+    async def _read_loop(self) -> None:
         conn = self._conn
-        consumer = self._consumer
+        sock = self._sock
         receive_some = self._stream.receive_some
+        full = False  # the last read filled its buffer: more is probably waiting
+        streak = 0
         try:
             data = self._trailing
             self._trailing = b""
@@ -455,16 +637,19 @@ class WebSocket:
                 if data:
                     messages = conn.receive_data(data)
                     if messages and not self._discard:
-                        inbox = self._inbox
-                        if self._head >= len(inbox):
-                            self._inbox = messages  # adopt the decoder's list: no copy
-                            self._head = 0
+                        if self._on_message is not None:
+                            self._deliver(messages)
                         else:
-                            inbox.extend(messages)
-                        task = consumer.task
-                        if task is not None:
-                            consumer.task = None
-                            _reschedule(task)
+                            inbox = self._inbox
+                            if self._head >= len(inbox):
+                                self._inbox = messages  # adopt the decoder's list: no copy
+                                self._head = 0
+                            else:
+                                inbox.extend(messages)
+                            task = self._consumer
+                            if task is not None:
+                                self._consumer = None
+                                _reschedule(task)
                     if conn.pending or conn.state is not self._seen_state:
                         self._sync()
                     if conn.state is _CLOSED:
@@ -475,21 +660,41 @@ class WebSocket:
                         len(self._inbox) - self._head >= self._max_inbox
                         and conn.state is not _CLOSED
                     ):
-                        await self._paused_reader.park()
+                        self._paused_reader = _current_task()
+                        await _wait_rescheduled(self._abort_reader)
                 # 64 KiB as a rule (larger buffers cost an mmap each in CPython); the
                 # whole rest of a large partial frame (up to 1 MiB) in one call.
                 wanted = conn.wanted
-                data = bytes(await receive_some(65536 if wanted <= 65536 else min(wanted, 1 << 20)))
+                size = 65536 if wanted <= 65536 else min(wanted, 1 << 20)
+                if sock is None:
+                    data = bytes(await receive_some(size))
+                else:
+                    if full and streak < _FAIR_STREAK:
+                        streak += 1  # read again at once: the kernel had more than we took
+                    else:
+                        streak = 0
+                        await _wait_readable(sock)
+                    fd = sock.fileno()
+                    if fd < 0:
+                        raise trio.ClosedResourceError
+                    try:
+                        data = _os_read(fd, size)
+                    except BlockingIOError:
+                        data = b""
+                        full = False
+                        continue
+                    full = len(data) == size
                 if not data:
                     break
             conn.receive_eof()
             self._sync()
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
             conn.receive_eof()
             self._sync()
         finally:
             self._reader_finished = True
-            self._writer_idle.unpark()
+            self._unpark_consumer()
+            self._wake_writer()
 
     async def _drain(self) -> None:
         """After failing the connection: read and drop what the peer still sends (its
@@ -500,11 +705,41 @@ class WebSocket:
             while await receive_some(65536):
                 pass
 
-    async def _writer(self) -> None:
+    async def _write(self, data: bytes | memoryview) -> None:
+        """Write all of ``data`` (only ever called by the writer, or by ``run`` once every
+        other task of the connection has ended)."""
+        sock = self._sock
+        if sock is None:
+            await self._stream.send_all(data)
+            return
+        view: memoryview | None = None
+        while True:
+            fd = sock.fileno()
+            if fd < 0:
+                raise trio.ClosedResourceError
+            try:
+                sent = _os_write(fd, data if view is None else view)
+            except BlockingIOError:
+                sent = 0
+            if view is None:
+                if sent == len(data):
+                    return
+                view = memoryview(data)[sent:]
+            else:
+                if sent == len(view):
+                    return
+                view = view[sent:]
+            await _wait_writable(sock)
+
+    async def _writer_task(self) -> None:
         conn = self._conn
-        send_all = self._stream.send_all
-        idle = self._writer_idle
+        sock = self._sock
         writing = False
+        sweeper = _sweeper()
+        sweeper.add(self)
+        me = _current_task()
+        abort = self._abort_writer
+        ended = False  # the connection is done (closed and flushed, or its stream broke)
         try:
             while True:
                 batch = self._outbox
@@ -515,43 +750,76 @@ class WebSocket:
                     if self._space is not None:
                         self._space.unpark_all()
                     writing = True
-                    if len(batch) == 1:
-                        await send_all(batch[0])
-                    elif size <= _JOIN_LIMIT:
-                        await send_all(b"".join(batch))
+                    if size > _JOIN_LIMIT and len(batch) > 1:
+                        await self._write_large_batch(batch)
                     else:
-                        await _send_large_batch(send_all, batch)
+                        data = batch[0] if len(batch) == 1 else b"".join(batch)
+                        # the usual case, without a coroutine: the kernel takes it all now
+                        sent = -1
+                        if sock is not None:
+                            fd = sock.fileno()
+                            if fd >= 0:
+                                try:
+                                    sent = _os_write(fd, data)
+                                except BlockingIOError:
+                                    sent = 0
+                        if sent != len(data):
+                            await self._write(data if sent <= 0 else memoryview(data)[sent:])
                     writing = False
                 elif conn.state is _CLOSED:
                     if conn.failure is not None and not self._reader_finished:
                         await self._linger()
+                    ended = True
                     break
+                elif self._writer_state is _W_RETIRING:
+                    return  # idle: the next frame queued starts a new writer
                 else:
-                    idle.task = _current_task()  # parked inline: one coroutine frame less
-                    await _wait_rescheduled(idle.abort)
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    self._writer = me  # parked inline: one coroutine frame less
+                    await _wait_rescheduled(abort)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            ended = True
             conn.abort()
             self._sync()
         finally:
-            if conn.state is _OPEN and not writing:
-                # cancelled from outside (the server is shutting down): say so if the
-                # socket takes it right away; never after a partly written frame
-                with trio.CancelScope(shield=True, deadline=trio.current_time() + 0.5):
-                    try:
-                        await send_all(conn.encoder.close(1001, "server shutting down"))
-                    except (trio.BrokenResourceError, trio.ClosedResourceError):
-                        pass
-                conn.abort(1001, "server shutting down")
-            self._finish()
-            self._update_timer()
-            # closing the stream also ends a reader blocked in receive_some
-            await trio.aclose_forcefully(self._stream)
+            sweeper.discard(self)
+            self._writer = None
+            self._writer_state = _W_NONE
+            if not ended:
+                # retired while idle (open, nothing torn), or cancelled from outside: then
+                # run() says goodbye on the stream once every task has ended
+                self._torn = writing
+            else:
+                self._finish()
+                self._update_timer()
+                # closing the stream also ends a reader blocked on it
+                await trio.aclose_forcefully(self._stream)
+
+    async def _write_large_batch(self, batch: list[bytes]) -> None:
+        """A batch over ``_JOIN_LIMIT``: small frames joined up to it, large ones on their
+        own, so echoing large messages does not build a multi-megabyte buffer per batch."""
+        group: list[bytes] = []
+        group_size = 0
+        for frame in batch:
+            if len(frame) >= _JOIN_LIMIT:
+                if group:
+                    await self._write(group[0] if len(group) == 1 else b"".join(group))
+                    group = []
+                    group_size = 0
+                await self._write(frame)
+                continue
+            group.append(frame)
+            group_size += len(frame)
+            if group_size >= _JOIN_LIMIT:
+                await self._write(group[0] if len(group) == 1 else b"".join(group))
+                group = []
+                group_size = 0
+        if group:
+            await self._write(group[0] if len(group) == 1 else b"".join(group))
 
     async def _linger(self) -> None:
         """Half-close after our failure Close, then wait (bounded) for the reader to drain
         the peer's remaining bytes up to its end of stream."""
         stream = self._stream
-        idle = self._writer_idle
         with trio.move_on_after(self._conn.close_timeout):
             if isinstance(stream, trio.abc.HalfCloseableStream):
                 try:
@@ -559,8 +827,8 @@ class WebSocket:
                 except (trio.BrokenResourceError, trio.ClosedResourceError):
                     return
             while not self._reader_finished:
-                idle.task = _current_task()
-                await _wait_rescheduled(idle.abort)
+                self._writer = _current_task()
+                await _wait_rescheduled(self._abort_writer)
 
     def _finish(self) -> None:
         if not self._done:
@@ -577,27 +845,53 @@ class WebSocket:
 _JOIN_LIMIT = 65536
 
 
-async def _send_large_batch(
-    send_all: Callable[[bytes], Awaitable[None]], batch: list[bytes]
-) -> None:
-    group: list[bytes] = []
-    group_size = 0
-    for frame in batch:
-        if len(frame) >= _JOIN_LIMIT:
-            if group:
-                await send_all(group[0] if len(group) == 1 else b"".join(group))
-                group = []
-                group_size = 0
-            await send_all(frame)
-            continue
-        group.append(frame)
-        group_size += len(frame)
-        if group_size >= _JOIN_LIMIT:
-            await send_all(group[0] if len(group) == 1 else b"".join(group))
-            group = []
-            group_size = 0
-    if group:
-        await send_all(group[0] if len(group) == 1 else b"".join(group))
+class _IdleSweeper:
+    """Ends the writer tasks of idle connections, for one Trio run.
+
+    Every ``WRITER_IDLE_SECONDS`` it looks at each connection with a writer task: one not
+    woken since the previous look, parked with an empty outbox, is asked to end. It runs as
+    a system task only while some connection has a writer, and costs a dict entry per
+    connection."""
+
+    __slots__ = ("running", "writers")
+
+    def __init__(self) -> None:
+        self.writers: dict[WebSocket, None] = {}
+        self.running = False
+
+    def add(self, ws: WebSocket) -> None:
+        self.writers[ws] = None
+        if not self.running:
+            self.running = True
+            trio.lowlevel.spawn_system_task(self._run, name="pyserver WebSocket idle sweeper")
+
+    def discard(self, ws: WebSocket) -> None:
+        self.writers.pop(ws, None)
+
+    async def _run(self) -> None:
+        try:
+            while self.writers:
+                await trio.sleep(WRITER_IDLE_SECONDS)
+                for ws in list(self.writers):
+                    try:
+                        ws._retire_writer()
+                    except Exception:  # a system task must never raise
+                        logger.exception("WebSocket idle sweeper failed for %s", ws.request.path)
+                        self.writers.pop(ws, None)
+        finally:
+            self.running = False
+
+
+_SWEEPER: trio.lowlevel.RunVar[_IdleSweeper] = trio.lowlevel.RunVar("pyserver_ws_sweeper")
+
+
+def _sweeper() -> _IdleSweeper:
+    try:
+        return _SWEEPER.get()
+    except LookupError:
+        sweeper = _IdleSweeper()
+        _SWEEPER.set(sweeper)
+        return sweeper
 
 
 def _peer(address: tuple[str, int]) -> str:

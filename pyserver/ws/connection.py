@@ -56,6 +56,20 @@ def _valid_code(code: int) -> bool:
     return code in _SENDABLE or 3000 <= code <= 4999
 
 
+_ENCODERS: dict[tuple[int, int], _frames.Encoder] = {}
+
+
+def _shared_encoder(compression_level: int, compress_threshold: int) -> _frames.Encoder:
+    """The stateless server encoder (no deflate), one per setting."""
+    key = (compression_level, compress_threshold)
+    encoder = _ENCODERS.get(key)
+    if encoder is None:
+        encoder = _ENCODERS[key] = _frames.Encoder(
+            client=False, compression_level=compression_level, compress_threshold=compress_threshold
+        )
+    return encoder
+
+
 class WebSocketConnection:
     """The protocol state of one server-side WebSocket (see the module docstring)."""
 
@@ -95,11 +109,17 @@ class WebSocketConnection:
             deflate=deflate,
         )
         #: The frame encoder: ``encoder.text(s)`` / ``encoder.binary(b)`` are the send path.
-        self.encoder = _frames.Encoder(
-            client=False,
-            deflate=deflate,
-            compression_level=compression_level,
-            compress_threshold=compress_threshold,
+        #: Without permessage-deflate a server encoder has no state (no mask, no compressor),
+        #: so every such connection shares one.
+        self.encoder = (
+            _shared_encoder(compression_level, compress_threshold)
+            if deflate is None
+            else _frames.Encoder(
+                client=False,
+                deflate=deflate,
+                compression_level=compression_level,
+                compress_threshold=compress_threshold,
+            )
         )
         self.deflate = deflate
         self.state = _OPEN

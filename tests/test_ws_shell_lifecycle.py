@@ -1,0 +1,239 @@
+"""The WebSocket shell's task economy (``pyserver.transports.websocket``): the writer task of
+an idle connection ends and comes back with the next frame, a callback consumer
+(``serve_messages``) reads in its own task, the descriptor I/O path survives partial writes,
+and streams without a descriptor (memory streams) take the stream API path.
+
+Peers: raw sockets with hand-made frames (``tests/test_app_websocket.py``'s ``RawClient``,
+independent of the codec under test) and, for the memory-stream path, the codec in the
+client role."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import pytest
+import trio
+import trio.testing
+
+from pyserver import _frames
+from pyserver.app import App
+from pyserver.http.types import Headers, Request, WebSocket
+from pyserver.transports import websocket as shell
+from pyserver.transports.websocket import WebSocket as TrioWebSocket
+from pyserver.ws.connection import WebSocketConnection
+from tests.test_app_websocket import BINARY, CLOSE, TEXT, RawClient, masked
+
+TIMEOUT = 20
+
+
+@pytest.fixture
+def quick_sweeper(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(shell, "WRITER_IDLE_SECONDS", 0.02)
+
+
+class Hub:
+    """Keeps the server side of each connection, for the white-box checks."""
+
+    def __init__(self) -> None:
+        self.members: list[TrioWebSocket] = []
+        self.joined = trio.Event()
+
+
+def hub_app(hub: Hub) -> App:
+    app = App()
+
+    @app.websocket("/echo")
+    async def echo(ws: WebSocket) -> None:
+        assert isinstance(ws, TrioWebSocket)
+        hub.members.append(ws)
+        hub.joined.set()
+        async for message in ws:
+            if message == "close please":
+                await ws.close(4000, "asked")
+                return
+            await ws.send(message)
+
+    return app
+
+
+@asynccontextmanager
+async def serving(app: App) -> AsyncIterator[tuple[trio.Nursery, int]]:
+    async with trio.open_nursery() as nursery:
+        listeners = await nursery.start(app.serve, "127.0.0.1", 0)
+        yield nursery, listeners[0].socket.getsockname()[1]
+        nursery.cancel_scope.cancel()
+
+
+async def wait_until_writer_retired(ws: TrioWebSocket) -> None:
+    # the sweeper is internal and signals nobody: poll its outcome (bounded by the caller)
+    while ws._writer_state is not shell._WriterState.NONE:  # noqa: ASYNC110
+        await trio.sleep(0.005)
+
+
+@pytest.mark.usefixtures("quick_sweeper")
+async def test_idle_writer_ends_and_the_next_frame_brings_it_back() -> None:
+    hub = Hub()
+    with trio.fail_after(TIMEOUT):
+        async with serving(hub_app(hub)) as (_, port):
+            client = await RawClient.open(port)
+            await client.send(masked(TEXT, b"one"))
+            assert await client.next() == "one"
+            ws = hub.members[0]
+            assert ws._writer_state is shell._WriterState.RUNNING
+            await wait_until_writer_retired(ws)
+            # the connection is still fine both ways, several times over
+            for n in range(3):
+                await client.send(masked(BINARY, b"again %d" % n))
+                assert await client.next() == b"again %d" % n
+                await wait_until_writer_retired(ws)
+            # the close handshake needs a writer too
+            await client.send(masked(TEXT, b"close please"))
+            close = await client.until_close()
+            assert close[1:] == (4000, "asked")
+            await client.send(masked(CLOSE, b"\x0f\xa0"))
+            assert await client.stream.receive_some(10) == b""
+
+
+@pytest.mark.usefixtures("quick_sweeper")
+async def test_peer_close_reaches_a_connection_without_writer() -> None:
+    hub = Hub()
+    with trio.fail_after(TIMEOUT):
+        async with serving(hub_app(hub)) as (_, port):
+            client = await RawClient.open(port)
+            await client.send(masked(TEXT, b"x"))
+            assert await client.next() == "x"
+            ws = hub.members[0]
+            await wait_until_writer_retired(ws)
+            await client.send(masked(CLOSE, b"\x03\xe8bye"))
+            close = await client.until_close()  # the echo of our Close
+            assert close[1] == 1000
+            assert await client.stream.receive_some(10) == b""  # then the server hangs up
+            await ws.wait_closed()
+            assert ws.close_code == 1000
+
+
+@pytest.mark.usefixtures("quick_sweeper")
+async def test_shutdown_says_going_away_without_a_writer() -> None:
+    hub = Hub()
+    with trio.fail_after(TIMEOUT):
+        async with trio.open_nursery() as server:
+            listeners = await server.start(hub_app(hub).serve, "127.0.0.1", 0)
+            port = listeners[0].socket.getsockname()[1]
+            client = await RawClient.open(port)
+            await client.send(masked(TEXT, b"up"))
+            assert await client.next() == "up"
+            await wait_until_writer_retired(hub.members[0])
+            server.cancel_scope.cancel()
+        close = await client.until_close()
+    assert close[1] == 1001
+
+
+async def test_a_large_message_survives_partial_writes() -> None:
+    """4 MiB echoed to a client that reads in small bites: the writer's descriptor path
+    meets a full socket buffer many times (partial writes and waits for room)."""
+    hub = Hub()
+    payload = bytes(range(256)) * (4 << 12)
+    with trio.fail_after(TIMEOUT):
+        app = hub_app(hub)
+        app.ws_max_message_size = 8 << 20
+        async with serving(app) as (_, port):
+            client = await RawClient.open(port)
+            await client.send(masked(BINARY, payload))
+            received = b""
+            while not client.messages:
+                data = await client.stream.receive_some(4096)
+                assert data
+                client._feed(data)
+            received = client.messages.pop(0)
+            assert received == payload
+
+
+# -- serve_messages: the callback consumer ---------------------------------------------
+
+
+def callback_app(log: list[str | bytes], modes: list[object], done: trio.Event) -> App:
+    app = App()
+
+    @app.websocket("/cb")
+    async def handler(ws: WebSocket) -> None:
+        assert isinstance(ws, TrioWebSocket)
+
+        def on_message(message: str | bytes) -> None:
+            log.append(message)
+            if message == "boom":
+                raise RuntimeError("callback failed")
+            ws.send_nowait(message)
+
+        await ws.serve_messages(on_message)
+        modes.append(ws._reading)
+        done.set()
+
+    return app
+
+
+async def test_serve_messages_reads_in_the_handler_task() -> None:
+    log: list[str | bytes] = []
+    modes: list[object] = []
+    done = trio.Event()
+    with trio.fail_after(TIMEOUT):
+        async with serving(callback_app(log, modes, done)) as (_, port):
+            client = await RawClient.open(port, "/cb", first_frames=masked(TEXT, b"early"))
+            assert await client.next() == "early"
+            await client.send(masked(TEXT, b"a") + masked(BINARY, b"b"))
+            assert [await client.next(), await client.next()] == ["a", b"b"]
+            await client.send(masked(CLOSE, b"\x03\xe8"))
+            assert (await client.until_close())[1] == 1000
+            assert await client.stream.receive_some(10) == b""
+            await done.wait()
+    assert log == ["early", "a", b"b"]
+    assert modes == [shell._Reading.INLINE]
+
+
+async def test_serve_messages_callback_failure_closes_with_1011(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    log: list[str | bytes] = []
+    with trio.fail_after(TIMEOUT):
+        async with serving(callback_app(log, [], trio.Event())) as (_, port):
+            client = await RawClient.open(port, "/cb")
+            await client.send(masked(TEXT, b"boom") + masked(TEXT, b"after"))
+            close = await client.until_close()
+    assert close[1] == 1011
+    assert log == ["boom"]  # nothing is delivered after the failure
+    assert "message callback failed" in caplog.text
+
+
+# -- a stream without a descriptor ------------------------------------------------------
+
+
+async def test_memory_stream_path_echoes_and_closes() -> None:
+    server_side, client_side = trio.testing.memory_stream_pair()
+    request = Request("GET", "/", "", Headers())
+    ws = TrioWebSocket(server_side, request, WebSocketConnection())
+    assert ws._sock is None
+    encoder = _frames.Encoder(client=True)
+    decoder = _frames.Decoder(client=True)
+
+    async def echo(ws: TrioWebSocket) -> None:
+        async for message in ws:
+            await ws.send(message)
+
+    pending: list[object] = []
+
+    async def next_message() -> object:
+        while not pending:
+            pending.extend(decoder.feed(await client_side.receive_some(65536)))
+        return pending.pop(0)
+
+    with trio.fail_after(TIMEOUT):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(ws.run, echo)
+            await client_side.send_all(encoder.text("hello") + encoder.binary(b"\x00\x01"))
+            assert await next_message() == "hello"
+            assert await next_message() == b"\x00\x01"
+            await client_side.send_all(encoder.close(1000, ""))
+            close = await next_message()
+            assert isinstance(close, _frames.Close)
+            assert close.code == 1000
+    assert ws.close_code == 1000
