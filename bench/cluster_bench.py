@@ -28,8 +28,13 @@ Columns: ``per s`` deliveries per second in the measured window (all receivers);
 ``deliv %`` every receipt (after a bounded drain) over the sender's emits x receivers;
 ``p50``/``p99`` send-to-receipt in ms (p99: the worst of the receiver processes);
 ``srv us`` user+system CPU of all the setup's server processes over the window / deliveries;
+``writes`` the servers' write system calls / deliveries (below 1: a writer sent several
+messages to its client in one call, which a server that falls behind should do);
 ``srv cpu`` their CPU as % of one core (summed), ``redis`` redis-server's, ``gen`` the load
-generators', ``other`` the rest of the machine. Then the ratios: pyserver on 3 nodes against
+generators', ``other`` the rest of the machine. ``--json`` adds, per server process over the
+window, user and system CPU, context switches, read/write system calls and the seconds it
+was runnable but waiting for a core (``wait_s``: the machine was short of cores), and per
+generator process its receipts and latencies. Then the ratios: pyserver on 3 nodes against
 pyserver on 1 node, and against Node on 3 nodes. Figures are printed, never asserted.
 
 Usage (from the repository root)::
@@ -89,6 +94,7 @@ class Result:
     max_ms: float | None = None
     server_us: float | None = None
     server_cpu_pct: float | None = None
+    writes_per_delivery: float | None = None
     redis_cpu_pct: float | None = None
     gen_cpu_pct: float | None = None
     gen_max_pct: float | None = None
@@ -212,6 +218,36 @@ def cpu_of(pids: list[int]) -> float:
     return total
 
 
+def proc_counters(pid: int) -> dict[str, float]:
+    """User and system CPU seconds of one process (all its threads); context switches, read
+    and write system calls and seconds spent runnable waiting for a core (its main thread)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            stat = f.read()
+        fields = stat[stat.rindex(")") + 2 :].split()
+        counters = {"user_s": int(fields[11]) / harness.CLK_TCK,
+                    "sys_s": int(fields[12]) / harness.CLK_TCK}  # fmt: skip
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                name, _, value = line.partition(":")
+                if name in ("voluntary_ctxt_switches", "nonvoluntary_ctxt_switches"):
+                    counters[name.split("_")[0]] = float(value)
+        with open(f"/proc/{pid}/io") as f:  # write syscalls: how much the writers batch
+            for line in f:
+                name, _, value = line.partition(":")
+                if name in ("syscr", "syscw"):
+                    counters[name] = float(value)
+        with open(f"/proc/{pid}/schedstat") as f:  # ns runnable but waiting for a core
+            counters["wait_s"] = int(f.read().split()[1]) / 1e9
+    except (OSError, ValueError):
+        return {}
+    return counters
+
+
+def counters_delta(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    return {k: round(after[k] - before[k], 3) for k in before if k in after}
+
+
 def run_setup(setup: str, redis: Redis, opts: argparse.Namespace) -> Result:
     count = SETUPS[setup][2]
     receivers_total = 3 * opts.receivers_per_node
@@ -264,6 +300,7 @@ def run_setup(setup: str, redis: Redis, opts: argparse.Namespace) -> Result:
             g.send(f"go {start_ms:.3f} {end_ms:.3f}")
         time.sleep(max(0.0, start_ms / 1000.0 - time.time()))
         cpu0, redis0 = cpu_of(server_pids), cpu_of([redis.proc.pid])
+        counters0 = [proc_counters(pid) for pid in server_pids]
         busy0, t0 = harness.machine_busy_seconds(), time.monotonic()
         profilers = []
         if opts.profile is not None and SETUPS[setup][0] == "python":
@@ -274,6 +311,10 @@ def run_setup(setup: str, redis: Redis, opts: argparse.Namespace) -> Result:
                     profilers.append((node.name, *started))
         time.sleep(max(0.0, end_ms / 1000.0 - time.time()))
         cpu, redis_cpu = cpu_of(server_pids) - cpu0, cpu_of([redis.proc.pid]) - redis0
+        node_counters = [
+            counters_delta(c0, proc_counters(pid))
+            for c0, pid in zip(counters0, server_pids, strict=True)
+        ]
         busy, elapsed = harness.machine_busy_seconds() - busy0, time.monotonic() - t0
         for name, proc, out in profilers:
             opts.profiles[name] = harness.finish_py_spy(proc, out, top=15)
@@ -320,11 +361,23 @@ def run_setup(setup: str, redis: Redis, opts: argparse.Namespace) -> Result:
     res.other_cpu_pct = max(0.0, 100.0 * (busy - cpu - redis_cpu - gen_cpu_s) / elapsed)
     if deliveries:
         res.server_us = cpu * 1e6 / deliveries
+        writes = sum(c.get("syscw", 0.0) for c in node_counters)
+        res.writes_per_delivery = writes / deliveries if writes else None
     res.detail = {
         "sent_total": sent_total,
         "received_total": received,
         "deliveries_in_window": deliveries,
         "first_error": next((r["first_error"] for r in results if r.get("first_error")), None),
+        # per server process over the window: CPU split and context switches
+        "nodes": node_counters,
+        # per generator process (the sender first)
+        "generators": [
+            {
+                k: r.get(k)
+                for k in ("received_total", "deliveries", "p50_ms", "p99_ms", "gen_cpu_pct")
+            }
+            for r in results
+        ],
     }
     return res
 
@@ -335,7 +388,8 @@ def run_setup(setup: str, redis: Redis, opts: argparse.Namespace) -> Result:
 def print_report(results: list[Result], opts: argparse.Namespace, out: Any = sys.stdout) -> None:
     header = (
         f"{'setup':<11} {'nodes':>5} {'per s':>9} {'deliv %':>7} {'p50 ms':>8} {'p99 ms':>8} "
-        f"{'srv us':>7} {'srv cpu':>7} {'redis':>6} {'gen':>6} {'other':>6} {'errors':>6}  note"
+        f"{'srv us':>7} {'writes':>6} {'srv cpu':>7} {'redis':>6} {'gen':>6} {'other':>6} "
+        f"{'errors':>6}  note"
     )
     harness.print_header(header, out)
     for r in results:
@@ -354,6 +408,7 @@ def print_report(results: list[Result], opts: argparse.Namespace, out: Any = sys
             f"{r.setup:<11} {r.nodes:>5} {fmt(r.per_s, ',.0f'):>9} "
             f"{fmt(r.delivered_pct, '.1f'):>7} {fmt(r.p50_ms, '.2f'):>8} "
             f"{fmt(r.p99_ms, '.2f'):>8} {fmt(r.server_us, '.2f'):>7} "
+            f"{fmt(r.writes_per_delivery, '.2f'):>6} "
             f"{fmt(r.server_cpu_pct, '.0f') + '%':>7} {fmt(r.redis_cpu_pct, '.0f') + '%':>6} "
             f"{fmt(r.gen_cpu_pct, '.0f') + '%':>6} {fmt(r.other_cpu_pct, '.0f') + '%':>6} "
             f"{r.errors:>6}  {'; '.join(notes)}",

@@ -14,9 +14,14 @@ nursery, and each namespace (static or dynamic, made before or after the start) 
 
 Tasks:
 
-* the **subscriber**: one Redis connection, subscribed to every namespace's request and
-  response channels and its broadcast pattern, plus the heartbeat channel. New namespaces
-  are subscribed on the fly. Incoming messages are handled at once, without waiting.
+* the **subscriber**: one Redis connection of its own (:mod:`pyserver.adapters.subscriber`),
+  subscribed to every namespace's request and response channels and its broadcast pattern,
+  plus the heartbeat channel. New namespaces are subscribed on the fly. Every message of a
+  read from the socket is handled at once, before any other task runs, so a burst's local
+  deliveries reach each client in one write; the socket is read no faster than messages are
+  handled, so a node that falls behind leaves its backlog in Redis (whose
+  ``client-output-buffer-limit pubsub`` cuts a hopeless one: it then reconnects), never in
+  its own memory. A message over ``max_message_bytes`` drops the connection (logged).
 * the **publisher**: ``emit`` never blocks, so everything to publish goes through one bounded
   queue (``publish_queue_size`` messages, ``publish_queue_bytes`` bytes) drained in order.
   What is queued goes out in pipelines of up to ``PUBLISH_BATCH`` messages. While Redis is
@@ -52,11 +57,11 @@ from typing import TYPE_CHECKING, Any
 
 import coredis
 import trio
-from coredis.retry import NoRetryPolicy
 
 from pyserver.adapters import codec
 from pyserver.adapters.nodes import NodeTable, heartbeat_message
 from pyserver.adapters.remote import RedisNamespaceAdapter
+from pyserver.adapters.subscriber import Subscriber
 
 if TYPE_CHECKING:
     from pyserver.server import Server
@@ -94,6 +99,7 @@ class RedisAdapter:
         max_handler_tasks: int = 256,
         start_timeout: float = 5.0,
         keepalive_interval: float = 5.0,
+        max_message_bytes: int = 64 * 1024 * 1024,
     ) -> None:
         if requests_timeout <= 0 or heartbeat_interval <= 0:
             raise ValueError("requests_timeout and heartbeat_interval must be > 0")
@@ -110,9 +116,10 @@ class RedisAdapter:
         #: The other Python nodes, by their heartbeats.
         self.nodes = NodeTable(self.uid, MAX_NODES)
         self.keepalive_interval = keepalive_interval
-        # a Redis that stops answering (a network cut without a reset, a hung server) is
-        # noticed by the subscriber's PING after keepalive_interval idle seconds, which
-        # then times out like every command after requests_timeout
+        self.max_message_bytes = max_message_bytes
+        # the publisher's and the requests' connection; a Redis that stops answering (a
+        # network cut without a reset, a hung server) is noticed by the subscriber's PING
+        # after keepalive_interval idle seconds, unanswered after requests_timeout
         self.client: coredis.Redis[bytes] = coredis.Redis.from_url(
             url,
             decode_responses=False,
@@ -125,6 +132,7 @@ class RedisAdapter:
         self._routes: dict[bytes, tuple[RedisNamespaceAdapter, bool]] = {}
         self._patterns: dict[bytes, RedisNamespaceAdapter] = {}
         self._heartbeat_channel = codec.heartbeat_channel(key)
+        self._heartbeat_bytes = self._heartbeat_channel.encode()
         self._changed = trio.Event()
         self.subscribed = trio.Event()
         """Set while the subscriber holds every subscription (replaced when it is lost)."""
@@ -207,26 +215,25 @@ class RedisAdapter:
             try:
                 channels, patterns = self._subscriptions()
                 self._changed = trio.Event()
-                async with self.client.pubsub(
-                    channels=channels,
-                    patterns=patterns,
-                    ignore_subscribe_messages=True,
-                    retry_policy=NoRetryPolicy(),
-                    max_idle_seconds=self.keepalive_interval,
-                ) as ps:
-                    backoff = 0.1
-                    self._subscribed_since = trio.current_time()
-                    self._state(up=True)
-                    self.subscribed.set()
+                conn = await Subscriber.connect(
+                    self.url,
+                    timeout=self.requests_timeout,
+                    keepalive=self.keepalive_interval,
+                    max_bulk=self.max_message_bytes,
+                )
+                try:
                     async with trio.open_nursery() as nursery:
-                        nursery.start_soon(self._subscribe_new, ps, set(channels), set(patterns))
-                        async for message in ps:
-                            self._dispatch(message)
-                        nursery.cancel_scope.cancel()
+                        nursery.start_soon(conn.run, self._dispatch, name="redis subscriber read")
+                        await conn.subscribe(channels, patterns)
+                        backoff = 0.1
+                        self._subscribed_since = trio.current_time()
+                        self._state(up=True)
+                        self.subscribed.set()
+                        await self._subscribe_new(conn, set(channels), set(patterns))
+                finally:
+                    await conn.aclose()
             except BaseException as exc:
                 if _cancelled():
-                    # coredis's cleanup may fail on the way out (a closed stream): a
-                    # checkpoint raises the Cancelled that stops us, without that noise
                     await trio.lowlevel.checkpoint()
                     raise
                 if not isinstance(exc, Exception):
@@ -236,7 +243,9 @@ class RedisAdapter:
             await trio.sleep(backoff * (0.5 + secrets.randbelow(1000) / 1000))
             backoff = min(backoff * 2, MAX_BACKOFF)
 
-    async def _subscribe_new(self, ps: Any, channels: set[bytes], patterns: set[bytes]) -> None:
+    async def _subscribe_new(
+        self, conn: Subscriber, channels: set[bytes], patterns: set[bytes]
+    ) -> None:
         """Subscribe the channels of namespaces made after the subscriber connected."""
         while True:
             await self._changed.wait()
@@ -245,12 +254,9 @@ class RedisAdapter:
             wanted_channels, wanted_patterns = self._subscriptions()
             new_channels = [c for c in wanted_channels if c not in channels]
             new_patterns = [p for p in wanted_patterns if p not in patterns]
-            if new_channels:
-                await ps.subscribe(*new_channels)
-                channels.update(new_channels)
-            if new_patterns:
-                await ps.psubscribe(*new_patterns)
-                patterns.update(new_patterns)
+            await conn.subscribe(new_channels, new_patterns)
+            channels.update(new_channels)
+            patterns.update(new_patterns)
             self.subscribed.set()
 
     def _state(self, *, up: bool, why: BaseException | None = None) -> None:
@@ -263,13 +269,11 @@ class RedisAdapter:
             self._redis_down = True
             logger.warning("Redis %s: connection lost (%s); reconnecting", self.url, _why(why))
 
-    def _dispatch(self, message: Any) -> None:
+    def _dispatch(self, pattern: bytes | None, channel: bytes, data: bytes) -> None:
+        """One message from Redis, handled at once (called by the subscriber's reader for
+        every message of a read before any other task runs: see
+        :mod:`pyserver.adapters.subscriber`)."""
         try:
-            data = message["data"]
-            channel = message["channel"]
-            if not isinstance(data, bytes):
-                return
-            pattern = message.get("pattern")
             if pattern is not None:
                 adapter = self._patterns.get(pattern)
                 if adapter is not None:
@@ -282,7 +286,7 @@ class RedisAdapter:
                     adapter.on_request(data)
                 else:
                     adapter.on_response(data)
-            elif channel == self._heartbeat_channel.encode():
+            elif channel == self._heartbeat_bytes:
                 self.nodes.heartbeat(data, trio.current_time())
         except codec.CodecError as exc:
             self.malformed(exc)
