@@ -149,7 +149,12 @@ class App:
             return endpoint
         mount = self._find_mount(request.path)
         if mount is not None:
-            return WebSocketEndpoint(mount.handle_websocket, (), mount.check_websocket)
+            return WebSocketEndpoint(
+                mount.handle_websocket,
+                (),
+                mount.check_websocket,
+                getattr(mount, "websocket_origin_allowed", None),
+            )
         return None
 
     def open_websocket(

@@ -163,9 +163,11 @@ class WsClient:
         self.data: list[bytes] = []
 
     @classmethod
-    async def open(cls, connect: Connect, target: str) -> WsClient:
+    async def open(cls, connect: Connect, target: str, origin: str | None = None) -> WsClient:
         client = cls(await connect())
-        await client.stream.send_all(client.conn.send(Request(host="localhost", target=target)))
+        headers = [("Origin", origin)] if origin is not None else []
+        request = Request(host="localhost", target=target, extra_headers=headers)
+        await client.stream.send_all(client.conn.send(request))
         while True:
             event = await client._next()
             if isinstance(event, AcceptConnection):
@@ -316,6 +318,33 @@ async def test_websocket_handshake_refused(target: str) -> None:
         async with running() as r:
             with pytest.raises(ConnectionRefusedError):
                 await WsClient.open(r.connect, target)
+
+
+@pytest.mark.parametrize(
+    ("cors", "origin", "accepted"),
+    [
+        (None, "http://localhost", True),  # same origin: always
+        (None, "http://elsewhere.example", False),  # no CORS: cross-site refused
+        (["http://app.example"], "http://app.example", True),  # allowed for polling: may upgrade
+        (["http://app.example"], "http://evil.example", False),
+        ("*", "http://anything.example", True),
+        ("http://app.example", "http://APP.example/", True),
+        (lambda origin: origin.endswith(".trusted.example"), "https://a.trusted.example", True),
+        (lambda origin: origin.endswith(".trusted.example"), "https://trusted.evil", False),
+    ],
+)
+async def test_websocket_origin_follows_cors(cors: Any, origin: str, accepted: bool) -> None:
+    """A page CORS lets poll may also upgrade: the WebSocket Origin check accepts the CORS
+    origins besides the App's same-origin rule (403 otherwise)."""
+    with trio.fail_after(10):
+        async with running(cors_allowed_origins=cors) as r:
+            if accepted:
+                ws = await WsClient.open(r.connect, WS, origin=origin)
+                assert open_payload(await ws.recv())["sid"]
+            else:
+                with pytest.raises(ConnectionRefusedError) as refused:
+                    await WsClient.open(r.connect, WS, origin=origin)
+                assert refused.value.args == (403,)
 
 
 # ---------------------------------------------------------------------------- messages

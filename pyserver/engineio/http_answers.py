@@ -77,6 +77,18 @@ class Cors:
             return None, False
         return (origin if origin in origins else None), True
 
+    def allows(self, origin: str) -> bool:
+        """Whether ``origin`` is one of the allowed origins (for WebSocket upgrades, which
+        CORS headers do not govern)."""
+        origins = self.origins
+        if origins is None:
+            return False
+        if isinstance(origins, str):
+            return origins == "*" or origin.rstrip("/").lower() == origins.rstrip("/").lower()
+        if callable(origins):
+            return bool(origins(origin))
+        return origin in origins
+
     def headers(self, request: Request, *, preflight: bool = False) -> list[tuple[str, str]]:
         allowed, vary_origin = self._allow_origin(request.headers.get("origin"))
         headers: list[tuple[str, str]] = []

@@ -65,6 +65,8 @@ class WebSocketEndpoint:
     handler: Callable[[WebSocket], Awaitable[None]]
     subprotocols: Sequence[str] = ()
     check: Callable[[Request], Response | None] | None = None
+    origin_ok: Callable[[str], bool] | None = None
+    """Origins accepted beyond the site's rule (the mount's own allow-list)."""
 
 
 class Site(Protocol):
@@ -298,6 +300,7 @@ class _Connection:
             request.headers,
             subprotocols=endpoint.subprotocols,
             allowed_origins=site.allowed_origins,
+            origin_ok=endpoint.origin_ok,
             compression=site.compression,
         )
         if isinstance(verdict, HandshakeRefused):

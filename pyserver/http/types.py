@@ -106,7 +106,11 @@ class WebSocket(Protocol):
 
 
 class Mount(Protocol):
-    """Something that owns every request under a path prefix (Engine.IO is one)."""
+    """Something that owns every request under a path prefix (Engine.IO is one).
+
+    Optionally it also has ``websocket_origin_allowed(origin: str) -> bool``: the origins whose
+    WebSocket upgrades it accepts although the App's own Origin rule (same-origin unless
+    ``allowed_origins``) refuses them."""
 
     async def handle_http(self, request: Request) -> Response:
         """Answer a plain HTTP request. May wait (a long-polling GET does)."""

@@ -450,6 +450,11 @@ class EngineIOServer:
 
     # ------------------------------------------------------------------ Mount: WebSocket
 
+    def websocket_origin_allowed(self, origin: str) -> bool:
+        """A cross-origin WebSocket upgrade is accepted from the origins CORS allows, so a
+        page that may poll may also upgrade (same-origin pages always may)."""
+        return self.cors is not None and self.cors.allows(origin)
+
     def check_websocket(self, request: Request) -> Response | None:
         query = request.query
         code: int | None = None

@@ -26,7 +26,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
@@ -148,9 +148,12 @@ def validate_handshake(
     *,
     subprotocols: Sequence[str] = (),
     allowed_origins: Sequence[str] | None = None,
+    origin_ok: Callable[[str], bool] | None = None,
     compression: bool = False,
 ) -> HandshakeAccepted | HandshakeRefused:
-    """Check an upgrade request against RFC 6455 4.2.1 and the server's policy."""
+    """Check an upgrade request against RFC 6455 4.2.1 and the server's policy.
+    ``origin_ok`` accepts an Origin that ``allowed_origins`` refuses (the endpoint's own
+    allow-list: Engine.IO's CORS origins)."""
     if method != "GET":
         return _refuse(405, "WebSocket handshake must use GET", ("Allow", "GET"))
     try:
@@ -187,7 +190,10 @@ def validate_handshake(
     origins = headers.get_all("origin")
     if len(origins) > 1:
         return _refuse(403, "more than one Origin header")
-    if not origin_allowed(origins[0] if origins else None, hosts[0], allowed_origins):
+    origin = origins[0] if origins else None
+    if not origin_allowed(origin, hosts[0], allowed_origins) and not (
+        origin is not None and origin_ok is not None and origin_ok(origin.strip())
+    ):
         return _refuse(403, "cross-origin WebSocket refused")
 
     deflate: _frames.Deflate | None = None
