@@ -14,13 +14,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from interop.conftest import CHROMIUM, CHROMIUM_ARGS, ServerThread
+from interop.conftest import ServerThread, chromium_browser
 
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = ROOT / "artifacts" / "screenshots"
 JWT_SECRET = "e2e-test-secret-that-is-long-enough-for-hs256"
 
-__all__ = ["JWT_SECRET", "SCREENSHOTS", "ServerThread"]
+__all__ = ["JWT_SECRET", "SCREENSHOTS", "ServerThread", "chromium_browser"]
 
 
 @pytest.fixture(scope="module")
@@ -39,32 +39,15 @@ def demo_server() -> Iterator[ServerThread]:
         server.stop()
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)")
-    sync_api = pytest.importorskip(
-        "playwright.sync_api", reason="the playwright Python package is not installed"
-    )
-    with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(
-            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, timeout=60_000
-        )
-        try:
-            yield browser
-        finally:
-            browser.close()
-
-
 @pytest.fixture
-def new_page(browser: Any) -> Iterator[Callable[..., Any]]:
+def new_page(chromium_browser: Any) -> Iterator[Callable[..., Any]]:
     """``new_page(url, **context_options)``: a page in a fresh browser context (its own
     cookies and storage: another user). Page errors fail the test at teardown."""
     contexts: list[Any] = []
     errors: list[str] = []
 
     def open_page(url: str, **options: Any) -> Any:
-        context = browser.new_context(viewport={"width": 1000, "height": 700}, **options)
+        context = chromium_browser.new_context(viewport={"width": 1000, "height": 700}, **options)
         contexts.append(context)
         page = context.new_page()
         page.set_default_timeout(15_000)

@@ -219,9 +219,9 @@ def test_image_shared_and_size_limit(demo_server: ServerThread, new_page: Any) -
     ],
 )
 def test_bad_token_refused_with_a_message(
-    demo_server: ServerThread, browser: Any, token: str, reason: str
+    demo_server: ServerThread, chromium_browser: Any, token: str, reason: str
 ) -> None:
-    context = browser.new_context(viewport={"width": 1000, "height": 700})
+    context = chromium_browser.new_context(viewport={"width": 1000, "height": 700})
     errors: list[str] = []
     try:
         context.add_init_script(
