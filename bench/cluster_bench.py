@@ -331,31 +331,16 @@ def run_setup(setup: str, redis: Redis, opts: argparse.Namespace) -> Result:
     if not alive:
         res.error = "a server died during the window"
         return res
-    errs = [r["error"] for r in results if r.get("error")]
-    if errs:
-        res.error = str(errs[0])[:300]
+    totals = harness.merge_bcast_results(results, receivers_total, opts.duration)
+    if totals.error is not None:
+        res.error = totals.error
         return res
-    deliveries = sum(int(r["deliveries"]) for r in results)
-    gen_cpu_s = sum(float(r["gen_cpu_s"]) for r in results)
-    window = max(float(r["duration_s"]) for r in results) or opts.duration
-    res.per_s = deliveries / window
-    res.gen_cpu_pct = 100.0 * gen_cpu_s / window
-    res.gen_max_pct = max(float(r["gen_cpu_pct"]) for r in results)
-    rec = [r for r in results[1:] if r.get("p50_ms") is not None]
-    if rec:
-        weight = max(1, sum(int(r["deliveries"]) for r in rec))
-        res.p50_ms = sum(r["p50_ms"] * int(r["deliveries"]) for r in rec) / weight
-        res.p99_ms = max(r["p99_ms"] for r in rec)
-        res.max_ms = max((r.get("max_ms") or 0.0) for r in rec)
-    sent_total = int(results[0]["sent_total"])
-    received = sum(int(r["received_total"]) for r in results)
-    if sent_total:
-        res.delivered_pct = 100.0 * received / (sent_total * receivers_total)
-    res.errors = sum(
-        int(r.get(k, 0) or 0)
-        for r in results
-        for k in ("mismatches", "conn_errors", "unexpected_closes")
-    )
+    deliveries, gen_cpu_s = totals.deliveries, totals.gen_cpu_s
+    sent_total, received = totals.sent_total, totals.received_total
+    res.per_s = totals.per_s
+    res.gen_cpu_pct, res.gen_max_pct = totals.gen_cpu_pct, totals.gen_max_pct
+    res.p50_ms, res.p99_ms, res.max_ms = totals.p50_ms, totals.p99_ms, totals.max_ms
+    res.delivered_pct, res.errors = totals.delivered_pct, totals.errors
     res.server_cpu_pct = 100.0 * cpu / elapsed
     res.redis_cpu_pct = 100.0 * redis_cpu / elapsed
     res.other_cpu_pct = max(0.0, 100.0 * (busy - cpu - redis_cpu - gen_cpu_s) / elapsed)

@@ -322,6 +322,58 @@ def _callgrind_dump(base: Path, pid: int) -> int | None:
     return None
 
 
+@dataclass
+class BcastTotals:
+    """The results of a broadcast's generator processes (the sender first, then the
+    receivers), merged: p50 is the deliveries-weighted mean of the receivers', p99 the worst
+    of theirs (an upper bound; exact with one receiver process)."""
+
+    error: str | None
+    deliveries: int = 0
+    per_s: float = 0.0
+    gen_cpu_s: float = 0.0
+    gen_cpu_pct: float = 0.0
+    gen_max_pct: float = 0.0
+    p50_ms: float | None = None
+    p99_ms: float | None = None
+    max_ms: float | None = None
+    sent_total: int = 0
+    received_total: int = 0
+    delivered_pct: float | None = None
+    errors: int = 0
+
+
+def merge_bcast_results(
+    results: Sequence[Mapping[str, Any]], receivers: int, default_window: float
+) -> BcastTotals:
+    errs = [r["error"] for r in results if r.get("error")]
+    if errs:
+        return BcastTotals(error=str(errs[0])[:300])
+    t = BcastTotals(error=None)
+    t.deliveries = sum(int(r["deliveries"]) for r in results)
+    t.gen_cpu_s = sum(float(r["gen_cpu_s"]) for r in results)
+    window = max(float(r["duration_s"]) for r in results) or default_window
+    t.per_s = t.deliveries / window
+    t.gen_cpu_pct = 100.0 * t.gen_cpu_s / window
+    t.gen_max_pct = max(float(r["gen_cpu_pct"]) for r in results)
+    rec = [r for r in results[1:] if r.get("p50_ms") is not None]
+    if t.deliveries and rec:
+        weight = max(1, sum(int(r["deliveries"]) for r in rec))
+        t.p50_ms = sum(r["p50_ms"] * int(r["deliveries"]) for r in rec) / weight
+        t.p99_ms = max(r["p99_ms"] for r in rec)
+        t.max_ms = max((r.get("max_ms") or 0.0) for r in rec)
+    t.sent_total = int(results[0]["sent_total"])
+    t.received_total = sum(int(r["received_total"]) for r in results)
+    if t.sent_total:
+        t.delivered_pct = 100.0 * t.received_total / (t.sent_total * receivers)
+    t.errors = sum(
+        int(r.get(k, 0) or 0)
+        for r in results
+        for k in ("mismatches", "conn_errors", "unexpected_closes")
+    )
+    return t
+
+
 def wait_quiet(servers: list[ServerProcess], limit: float = 20.0, below_pct: float = 10.0) -> float:
     """Wait (at most ``limit`` s) until the running servers together use under ``below_pct`` %
     of one core over 0.5 s, so that a backlog left by the previous run (a broadcast still

@@ -274,33 +274,16 @@ def run_bcast(server: ServerProcess, sc: Scenario, opts: argparse.Namespace) -> 
         for g in gens:
             g.send("end")
             g.finish()
-    errs = [r["error"] for r in results if r.get("error")]
-    if errs:
-        res.error = str(errs[0])[:300]
+    totals = harness.merge_bcast_results(results, sc.receivers, opts.duration)
+    if totals.error is not None:
+        res.error = totals.error
         return res
-    deliveries = sum(int(r["deliveries"]) for r in results)
-    gen_cpu_s = sum(float(r["gen_cpu_s"]) for r in results)
-    elapsed = max(float(r["duration_s"]) for r in results) or opts.duration
-    res.rate_per_s = deliveries / elapsed
-    res.gen_cpu_pct = 100.0 * gen_cpu_s / elapsed
-    res.gen_max_pct = max(float(r["gen_cpu_pct"]) for r in results)
-    # With several generator processes: p50 is the deliveries-weighted mean of theirs, p99 the
-    # worst of theirs (an upper bound). With one process both are exact.
-    rec = [r for r in results[1:] if r.get("p50_ms") is not None]
-    if deliveries and rec:
-        res.p50_ms = sum(r["p50_ms"] * int(r["deliveries"]) for r in rec) / max(
-            1, sum(int(r["deliveries"]) for r in rec)
-        )
-        res.p99_ms = max(r["p99_ms"] for r in rec)
-    sent_total = int(results[0]["sent_total"])
-    received_total = sum(int(r["received_total"]) for r in results)
-    if sent_total:
-        res.delivered_pct = 100.0 * received_total / (sent_total * sc.receivers)
-    res.errors = sum(
-        int(r.get(k, 0) or 0)
-        for r in results
-        for k in ("mismatches", "conn_errors", "unexpected_closes")
-    )
+    deliveries, gen_cpu_s = totals.deliveries, totals.gen_cpu_s
+    sent_total, received_total = totals.sent_total, totals.received_total
+    res.rate_per_s = totals.per_s
+    res.gen_cpu_pct, res.gen_max_pct = totals.gen_cpu_pct, totals.gen_max_pct
+    res.p50_ms, res.p99_ms = totals.p50_ms, totals.p99_ms
+    res.delivered_pct, res.errors = totals.delivered_pct, totals.errors
     res.detail = {
         "sent_total": sent_total,
         "sent_in_window": results[0].get("sent_in_window"),
