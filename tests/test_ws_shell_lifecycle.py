@@ -237,3 +237,60 @@ async def test_memory_stream_path_echoes_and_closes() -> None:
             assert isinstance(close, _frames.Close)
             assert close.code == 1000
     assert ws.close_code == 1000
+
+
+# -- try-write-first: the broadcast path writes from the calling task --------------------
+
+
+@pytest.mark.usefixtures("quick_sweeper")
+async def test_broadcast_frames_are_written_without_starting_a_writer() -> None:
+    hub = Hub()
+    with trio.fail_after(TIMEOUT):
+        async with serving(hub_app(hub)) as (_, port):
+            client = await RawClient.open(port)
+            await client.send(masked(TEXT, b"hi"))
+            assert await client.next() == "hi"
+            ws = hub.members[0]
+            await wait_until_writer_retired(ws)
+            encoder = _frames.Encoder()
+            for n in range(3):
+                frames = [encoder.text(f"part {n}"), encoder.binary(b"blob %d" % n)]
+                assert ws.send_frames_nowait(frames)
+                ws.send_frame_nowait(encoder.text(f"single {n}"))
+                # written at once by this task: nothing queued, no writer task started
+                assert ws._outbox == []
+                assert ws._writer_state is shell._WriterState.NONE
+                # busy until the scheduler has gone round (what a volatile emit checks)
+                assert ws.outbox_depth == 1
+                assert await client.next() == f"part {n}"
+                assert await client.next() == b"blob %d" % n
+                assert await client.next() == f"single {n}"
+                await trio.testing.wait_all_tasks_blocked()  # the scheduler went round
+                assert ws.outbox_depth == 0
+            # a normal send still brings a writer back, and the order holds
+            await client.send(masked(TEXT, b"after"))
+            assert await client.next() == "after"
+
+
+async def test_broadcast_remainder_goes_to_the_writer_in_order() -> None:
+    """A frame bigger than the socket takes at once: the kernel takes part of it directly,
+    the rest is queued whole before what follows, and the writer finishes it."""
+    hub = Hub()
+    big = bytes(range(256)) * (4 << 12)  # 4 MiB
+    with trio.fail_after(TIMEOUT):
+        async with serving(hub_app(hub)) as (_, port):
+            client = await RawClient.open(port)
+            await client.send(masked(TEXT, b"hi"))
+            assert await client.next() == "hi"
+            ws = hub.members[0]
+            encoder = _frames.Encoder()
+            assert ws.send_frames_nowait([encoder.binary(big)])
+            assert ws.outbox_depth == 1  # the remainder, for the writer
+            assert ws.send_frames_nowait([encoder.text("next")])  # queued behind it
+            assert ws.outbox_depth == 2
+            while not client.messages:
+                data = await client.stream.receive_some(65536)
+                assert data
+                client._feed(data)
+            assert client.messages.pop(0) == big
+            assert await client.next() == "next"

@@ -13,6 +13,19 @@ Tasks per connection (all in one nursery, ended together):
   the outbox is flushed. A writer with nothing to write for ``WRITER_IDLE_SECONDS`` or more
   ends (an idle connection keeps no writer task); the next frame queued starts a new one, so
   there is still never more than one.
+  **Try-write-first** (the one refinement of the single-writer rule, as asyncio/uvloop
+  transports do): ``send_frame_nowait``/``send_frames_nowait`` (the broadcast path) write
+  the frame at once from the calling task, with one non-blocking ``os.write`` on a plain
+  socket, when the outbox is empty and no write is in flight (the writer is parked idle,
+  retiring, or there is none) and the connection is open (so never after a Close was queued
+  or sent: control frames go through the outbox, which is then not empty). Bytes are then
+  still written by one party at a time, in queue order: nothing is queued that could go
+  before them, and nobody is mid-frame. What the kernel does not take goes to the outbox as
+  the first item (the rest of the frame, before anything queued later) and the writer
+  starts or wakes as usual; a failed write (no room, or a broken socket) queues the whole
+  frame, and the writer meets the error and closes as it always does. No await on that
+  path, so no cancellation point. ``send``/``send_nowait`` (replies) always queue, so a
+  handler answering a chunk of messages still goes out in one write.
 * the **timer** (only with keepalive pings, or once a close is under way) sleeps until the
   core's ``next_deadline()``.
 * the **handler** runs in the task that called :meth:`WebSocket.run`.
@@ -114,6 +127,7 @@ class WebSocket:
         "__weakref__",
         "_conn",
         "_consumer",
+        "_direct_gen",
         "_discard",
         "_done",
         "_done_event",
@@ -207,6 +221,7 @@ class WebSocket:
         self._nursery: trio.Nursery | None = None
         self._seen_state = conn.state
         self._streak = 0
+        self._direct_gen = -1  # the _Ticker generation of the last direct write, or -1
 
     # -- public API --------------------------------------------------------------------
 
@@ -217,8 +232,15 @@ class WebSocket:
 
     @property
     def outbox_depth(self) -> int:
-        """Frames queued for the writer and not yet written."""
-        return len(self._outbox)
+        """Frames queued for the writer and not yet written, plus one for a frame written
+        directly (try-write-first) in the current scheduler batch: like a Node socket, a
+        connection counts as busy until the loop has gone round once after a send."""
+        depth = len(self._outbox)
+        if self._direct_gen >= 0:
+            if self._direct_gen == _ticker().generation:
+                return depth + 1
+            self._direct_gen = -1
+        return depth
 
     @property
     def close_code(self) -> int | None:
@@ -316,6 +338,13 @@ class WebSocket:
         """Queue an already encoded frame (the broadcast path: encode once, send many)."""
         if self._conn.state is not _OPEN:
             raise self._closed_error()
+        if (
+            self._sock is not None
+            and not self._outbox
+            and (self._writer is not None or self._writer_idle())
+            and self._write_first(frame)
+        ):
+            return
         self._enqueue(frame)
 
     def send_frames_nowait(self, frames: list[bytes]) -> bool:
@@ -324,6 +353,13 @@ class WebSocket:
         outbox closes the connection as a slow consumer, as for ``send_frame_nowait``."""
         if self._conn.state is not _OPEN:
             return False
+        if (
+            self._sock is not None
+            and not self._outbox
+            and (self._writer is not None or self._writer_idle())
+            and self._write_first(frames[0] if len(frames) == 1 else b"".join(frames))
+        ):
+            return True
         for frame in frames:
             self._enqueue(frame)
         return True
@@ -477,6 +513,39 @@ class WebSocket:
             self._start_writer()
         else:
             self._writer_busy = True
+
+    def _writer_idle(self) -> bool:
+        """No write is in flight: the writer is parked with nothing to do, retiring, or
+        there is none (and one could be started: the connection's nursery runs)."""
+        if self._writer is not None:
+            return True
+        return (
+            self._writer_state is not _W_RUNNING
+            and self._nursery is not None
+            and not self._done
+            and not self._torn
+        )
+
+    def _write_first(self, data: bytes) -> bool:
+        """Try-write-first (module docstring; the caller checked that nothing is queued
+        and no write is in flight): write ``data`` now, without waiting. True when it is
+        dealt with: all written, or the rest queued for the writer; False when the kernel
+        took nothing or the write failed (the caller queues it: the writer meets the error
+        again and closes as usual)."""
+        fd = self._sock.fileno()  # type: ignore[union-attr]
+        if fd < 0:
+            return False
+        try:
+            sent = _os_write(fd, data)
+        except OSError:  # BlockingIOError: no room; anything else: the writer's business
+            return False
+        if sent == len(data):
+            self._direct_gen = _ticker().touch()
+            return True
+        if sent <= 0:
+            return False
+        self._enqueue(data[sent:])  # the rest of a frame: queued first, nothing interleaves
+        return True
 
     def _wake_writer(self) -> None:
         task = self._writer
@@ -892,6 +961,55 @@ def _sweeper() -> _IdleSweeper:
         sweeper = _IdleSweeper()
         _SWEEPER.set(sweeper)
         return sweeper
+
+
+class _Ticker:
+    """Counts scheduler batches in which some connection wrote directly, for one Trio run:
+    a system task woken (once per batch, whatever the number of writes) by the first
+    direct write, which bumps ``generation`` when it runs, that is in a later batch."""
+
+    __slots__ = ("generation", "parked", "running")
+
+    def __init__(self) -> None:
+        self.generation = 0
+        self.parked: trio.lowlevel.Task | None = None
+        self.running = False
+
+    def touch(self) -> int:
+        """The current generation; it changes once the scheduler has gone round."""
+        task = self.parked
+        if task is not None:
+            self.parked = None
+            _reschedule(task)
+        elif not self.running:
+            self.running = True
+            trio.lowlevel.spawn_system_task(self._run, name="pyserver WebSocket ticker")
+        return self.generation
+
+    def _abort(self, _: Any) -> trio.lowlevel.Abort:
+        self.parked = None
+        return _SUCCEEDED
+
+    async def _run(self) -> None:
+        try:
+            while True:
+                self.generation += 1
+                self.parked = _current_task()
+                await _wait_rescheduled(self._abort)
+        finally:
+            self.running = False
+
+
+_TICKER: trio.lowlevel.RunVar[_Ticker] = trio.lowlevel.RunVar("pyserver_ws_ticker")
+
+
+def _ticker() -> _Ticker:
+    try:
+        return _TICKER.get()
+    except LookupError:
+        ticker = _Ticker()
+        _TICKER.set(ticker)
+        return ticker
 
 
 def _peer(address: tuple[str, int]) -> str:
