@@ -61,7 +61,7 @@ import math
 import os
 import sys
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import trio
 
@@ -338,12 +338,7 @@ class WebSocket:
         """Queue an already encoded frame (the broadcast path: encode once, send many)."""
         if self._conn.state is not _OPEN:
             raise self._closed_error()
-        if (
-            self._sock is not None
-            and not self._outbox
-            and (self._writer is not None or self._writer_idle())
-            and self._write_first(frame)
-        ):
+        if self._may_write_first() and self._write_first(frame):
             return
         self._enqueue(frame)
 
@@ -353,11 +348,8 @@ class WebSocket:
         outbox closes the connection as a slow consumer, as for ``send_frame_nowait``."""
         if self._conn.state is not _OPEN:
             return False
-        if (
-            self._sock is not None
-            and not self._outbox
-            and (self._writer is not None or self._writer_idle())
-            and self._write_first(frames[0] if len(frames) == 1 else b"".join(frames))
+        if self._may_write_first() and self._write_first(
+            frames[0] if len(frames) == 1 else b"".join(frames)
         ):
             return True
         for frame in frames:
@@ -513,6 +505,14 @@ class WebSocket:
             self._start_writer()
         else:
             self._writer_busy = True
+
+    def _may_write_first(self) -> bool:
+        """Try-write-first applies: a plain socket, nothing queued, no write in flight."""
+        return (
+            self._sock is not None
+            and not self._outbox
+            and (self._writer is not None or self._writer_idle())
+        )
 
     def _writer_idle(self) -> bool:
         """No write is in flight: the writer is parked with nothing to do, retiring, or
@@ -954,13 +954,21 @@ class _IdleSweeper:
 _SWEEPER: trio.lowlevel.RunVar[_IdleSweeper] = trio.lowlevel.RunVar("pyserver_ws_sweeper")
 
 
-def _sweeper() -> _IdleSweeper:
+_T = TypeVar("_T")
+
+
+def _per_run(var: trio.lowlevel.RunVar[_T], make: Callable[[], _T]) -> _T:
+    """The value of ``var`` in this Trio run, made on first use."""
     try:
-        return _SWEEPER.get()
+        return var.get()
     except LookupError:
-        sweeper = _IdleSweeper()
-        _SWEEPER.set(sweeper)
-        return sweeper
+        value = make()
+        var.set(value)
+        return value
+
+
+def _sweeper() -> _IdleSweeper:
+    return _per_run(_SWEEPER, _IdleSweeper)
 
 
 class _Ticker:
@@ -1004,12 +1012,7 @@ _TICKER: trio.lowlevel.RunVar[_Ticker] = trio.lowlevel.RunVar("pyserver_ws_ticke
 
 
 def _ticker() -> _Ticker:
-    try:
-        return _TICKER.get()
-    except LookupError:
-        ticker = _Ticker()
-        _TICKER.set(ticker)
-        return ticker
+    return _per_run(_TICKER, _Ticker)
 
 
 def _peer(address: tuple[str, int]) -> str:
