@@ -90,9 +90,14 @@ class WebSocket(Protocol):
         """Queue encoded frames in order when open (True); False, nothing queued, once
         closing."""
 
-    async def serve_messages(self, on_message: Callable[[str | bytes], None]) -> None:
+    async def serve_messages(
+        self,
+        on_message: Callable[[str | bytes], None],
+        on_end: Callable[[], None] | None = None,
+    ) -> None:
         """Hand every message to the synchronous ``on_message`` as it is read, until the
-        connection is closed (instead of ``async for``)."""
+        connection is closed (instead of ``async for``); ``on_end()`` is called as soon as
+        the reading ends (this may return later: see ``pyserver.inline``)."""
 
     def close_nowait(self, code: int = 1000, reason: str = "") -> None:
         """Start the close handshake without waiting for its end."""

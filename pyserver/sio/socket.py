@@ -2,10 +2,13 @@
 
 Handler ordering: each socket runs its handlers one at a time, in the order their packets
 arrived (the "connection" handler first, the "disconnect" handler last), in one task that
-exists only while the socket has work: the first packet queued starts it in the Server's
-nursery, and it ends when the socket's queue is empty. So an idle socket costs no task, a
-slow handler delays only the later events of the same socket (never the connection's reader,
-never other sockets), and memory is bounded: at most ``max_pending_events`` events wait per
+has them only while the socket has work, until the socket's queue is empty. For packets
+read from a WebSocket that is the connection's reading task itself, right after the read
+(:mod:`pyserver.inline`: no task spawned, no task switch); if a handler blocks, the reading
+goes on in a new task while this one finishes the socket's queue. Otherwise (long-polling,
+events queued from elsewhere) the first packet queued starts a task in the Server's nursery.
+So an idle socket costs no task, a slow handler delays only the later events of the same
+socket (never the connection's reading, never other sockets), and memory is bounded: at most ``max_pending_events`` events wait per
 socket; past that an event is refused like a rate-limited one. Acks the client sends are
 delivered at once by the reader, never queued, so a handler may ``await
 socket.emit_with_ack(...)`` without deadlocking. Run work that should overlap with the
@@ -35,6 +38,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import trio
 
+from pyserver import inline
 from pyserver.errors import SocketDisconnected
 from pyserver.sio.adapter import BroadcastOptions
 from pyserver.sio.broadcast import BroadcastOperator
@@ -347,7 +351,10 @@ class Socket:
             self._queue = deque()
         self._queue.append((kind, item))
         if not self._running:
-            self._running = self.nsp.server._spawn(self._run, f"socket {self.id}")
+            if self.nsp.server._nursery is not None and inline.offer(self._run):
+                self._running = True  # the reader of this message runs it (pyserver.inline)
+            else:
+                self._running = self.nsp.server._spawn(self._run, f"socket {self.id}")
 
     async def _run(self) -> None:
         try:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import secrets
 from collections.abc import Callable, Iterable, Sequence
+from functools import partial
 from typing import Any
 
 import trio
@@ -518,7 +519,11 @@ class EngineIOServer:
         """One WebSocket message is one packet: the WebSocket's reader hands each to the
         session as it is read (no task switch per message), until the WebSocket is closed.
         A session that ends first closes the WebSocket (``_closed``)."""
-        await ws.serve_messages(session._receive_ws)
+        await ws.serve_messages(session._receive_ws, partial(self._ws_ended, session, ws))
+
+    def _ws_ended(self, session: EngineSession, ws: WebSocket) -> None:
+        """The WebSocket's reading ended (called by its reader: a handler that the reading
+        task still runs must not delay this, see ``WebSocket.serve_messages``)."""
         core = session.core
         if core.state is SessionState.OPEN:
             code = ws.close_code

@@ -7,7 +7,11 @@ Tasks per connection (all in one nursery, ended together):
   when it is parked; the reader pauses while the inbox holds ``max_inbox`` messages. A
   consumer that takes messages through a callback (:meth:`WebSocket.serve_messages`, what
   Engine.IO does) gets them straight from the reader, and when it asks before the reader task
-  has started, it does the reading itself: one task fewer per connection.
+  has started, it does the reading itself: one task fewer per connection. Work the callback
+  offers (:mod:`pyserver.inline`: Socket.IO handlers) runs in the reading task right after
+  the batch it came in, and what the batch queued on this connection goes out in one write
+  from the reader (no writer wake-up); work that blocks keeps the task, and a new reader task
+  goes on reading.
 * the **writer** is the only task that writes to the stream: it takes everything queued in the
   outbox and writes it in one write. It closes the stream once the connection is CLOSED and
   the outbox is flushed. A writer with nothing to write for ``WRITER_IDLE_SECONDS`` or more
@@ -25,7 +29,8 @@ Tasks per connection (all in one nursery, ended together):
   starts or wakes as usual; a failed write (no room, or a broken socket) queues the whole
   frame, and the writer meets the error and closes as it always does. No await on that
   path, so no cancellation point. ``send``/``send_nowait`` (replies) always queue, so a
-  handler answering a chunk of messages still goes out in one write.
+  handler answering a chunk of messages still goes out in one write; after a reader's batch
+  that write is made the same way by the reader itself.
 * the **timer** (only with keepalive pings, or once a close is under way) sleeps until the
   core's ``next_deadline()``.
 * the **handler** runs in the task that called :meth:`WebSocket.run`.
@@ -65,6 +70,7 @@ from typing import Any, TypeVar
 
 import trio
 
+from pyserver import inline
 from pyserver.errors import ConnectionClosed
 from pyserver.http.types import Request
 from pyserver.ws.connection import ConnectionState, WebSocketConnection
@@ -127,6 +133,7 @@ class WebSocket:
         "__weakref__",
         "_conn",
         "_consumer",
+        "_corked",
         "_direct_gen",
         "_discard",
         "_done",
@@ -139,11 +146,13 @@ class WebSocket:
         "_max_outbox",
         "_max_outbox_bytes",
         "_nursery",
+        "_on_end",
         "_on_message",
         "_outbox",
         "_outbox_bytes",
         "_paused_reader",
         "_reader_finished",
+        "_reader_generation",
         "_reading",
         "_seen_state",
         "_sock",
@@ -152,6 +161,7 @@ class WebSocket:
         "_stream",
         "_timer_running",
         "_timer_sleep",
+        "_ticker",
         "_torn",
         "_trailing",
         "_writer",
@@ -197,8 +207,13 @@ class WebSocket:
         self._head = 0
         self._discard = False  # the handler is done: nobody will read the inbox again
         self._on_message: MessageCallback | None = None
+        self._on_end: Callable[[], None] | None = None
+        # True only while the reader delivers a batch and runs its inline work (never
+        # across a yield): replies queued meanwhile wait for the reader's one write after it
+        self._corked = False
         self._reading = _Reading.PENDING
         self._reader_finished = False
+        self._reader_generation = 0  # bumped by each hand-off of the reading (inline work)
         self._max_inbox = max_inbox
         self._inbox_low = max_inbox // 2
         self._outbox: list[bytes] = []
@@ -222,6 +237,7 @@ class WebSocket:
         self._seen_state = conn.state
         self._streak = 0
         self._direct_gen = -1  # the _Ticker generation of the last direct write, or -1
+        self._ticker: _Ticker | None = None  # this run's, looked up at the first direct write
 
     # -- public API --------------------------------------------------------------------
 
@@ -236,8 +252,9 @@ class WebSocket:
         directly (try-write-first) in the current scheduler batch: like a Node socket, a
         connection counts as busy until the loop has gone round once after a send."""
         depth = len(self._outbox)
-        if self._direct_gen >= 0:
-            if self._direct_gen == _ticker().generation:
+        ticker = self._ticker
+        if self._direct_gen >= 0 and ticker is not None:
+            if self._direct_gen == ticker.generation:
                 return depth + 1
             self._direct_gen = -1
         return depth
@@ -299,17 +316,29 @@ class WebSocket:
         except StopAsyncIteration:
             raise self._closed_error() from None
 
-    async def serve_messages(self, on_message: MessageCallback) -> None:
+    async def serve_messages(
+        self, on_message: MessageCallback, on_end: Callable[[], None] | None = None
+    ) -> None:
         """Hand every message to ``on_message(message)`` as it is read, until the connection
-        is closed; then return. Messages already received go first, in order.
+        is closed; then call ``on_end()`` (if given) and return. Messages already received
+        go first, in order.
 
         ``on_message`` is synchronous and must not block: it runs in the task that reads
         the socket. When the reader task has not started yet, that is the calling task
         itself (one task fewer per connection). An exception from ``on_message`` is logged
-        and closes the connection with 1011. Not together with ``async for``/``receive``."""
+        and closes the connection with 1011 (one from ``on_end`` is logged). Not together
+        with ``async for``/``receive``.
+
+        Work that ``on_message`` offers with :func:`pyserver.inline.offer` runs in the
+        reading task right after the batch of messages it came in (see that module);
+        meanwhile what is sent on this connection is queued and goes out in one write after
+        the batch. Work that blocks keeps its task, and a new task goes on reading: so this
+        method may return later than the end of the connection, which is why ``on_end`` is
+        called by the reader as soon as the reading ends."""
         if self._on_message is not None or self._consumer is not None:
             raise trio.BusyResourceError("another task is already receiving")
         self._on_message = on_message
+        self._on_end = on_end
         if self._head < len(self._inbox):
             inbox, head = self._inbox, self._head
             self._inbox = _DRAINED
@@ -320,8 +349,7 @@ class WebSocket:
             # the reader task is started but has not run: it will see this and leave
             self._reading = _Reading.INLINE
             await self._read_loop()
-            return
-        while not self._reader_finished:
+        while not self._reader_finished:  # (the reading was handed to another task)
             self._consumer = _current_task()
             await _wait_rescheduled(self._abort_consumer)
 
@@ -496,6 +524,8 @@ class WebSocket:
         if len(outbox) > self._max_outbox or (size > self._max_outbox_bytes and len(outbox) > 1):
             self._slow_consumer()
             return
+        if self._corked:
+            return  # the reader writes it after its batch (_uncork)
         task = self._writer
         if task is not None:
             self._writer = None
@@ -540,7 +570,10 @@ class WebSocket:
         except OSError:  # BlockingIOError: no room; anything else: the writer's business
             return False
         if sent == len(data):
-            self._direct_gen = _ticker().touch()
+            ticker = self._ticker
+            if ticker is None:
+                ticker = self._ticker = _ticker()
+            self._direct_gen = ticker.touch()
             return True
         if sent <= 0:
             return False
@@ -693,21 +726,32 @@ class WebSocket:
             self._reading = _Reading.TASK
             await self._read_loop()
 
-    async def _read_loop(self) -> None:
+    async def _read_loop(self, pending: list[inline.Work] | None = None) -> None:
+        """Read until the end of the stream. ``pending``: inline work handed over by the
+        previous reader, to run first (``_run_inline``)."""
         conn = self._conn
         sock = self._sock
         receive_some = self._stream.receive_some
         full = False  # the last read filled its buffer: more is probably waiting
         streak = 0
+        generation = self._reader_generation  # changes when this task hands the reading off
         try:
             data = self._trailing
             self._trailing = b""
+            if pending and await self._run_inline(pending):
+                return
             while True:
                 if data:
                     messages = conn.receive_data(data)
+                    pending = None
                     if messages and not self._discard:
                         if self._on_message is not None:
-                            self._deliver(messages)
+                            self._corked = True
+                            pending = inline.open_slot()
+                            try:
+                                self._deliver(messages)
+                            finally:
+                                inline.close_slot()
                         else:
                             inbox = self._inbox
                             if self._head >= len(inbox):
@@ -721,16 +765,20 @@ class WebSocket:
                                 _reschedule(task)
                     if conn.pending or conn.state is not self._seen_state:
                         self._sync()
-                    if conn.state is _CLOSED:
-                        if conn.failure is not None:
-                            await self._drain()
+                    if pending and await self._run_inline(pending):
                         return
-                    while (
-                        len(self._inbox) - self._head >= self._max_inbox
-                        and conn.state is not _CLOSED
-                    ):
-                        self._paused_reader = _current_task()
-                        await _wait_rescheduled(self._abort_reader)
+                    if self._corked:
+                        self._uncork()
+                # (a reader that took over from another one starts here)
+                if conn.state is _CLOSED:
+                    if conn.failure is not None:
+                        await self._drain()
+                    return
+                while (
+                    len(self._inbox) - self._head >= self._max_inbox and conn.state is not _CLOSED
+                ):
+                    self._paused_reader = _current_task()
+                    await _wait_rescheduled(self._abort_reader)
                 # 64 KiB as a rule (larger buffers cost an mmap each in CPython); the
                 # whole rest of a large partial frame (up to 1 MiB) in one call.
                 wanted = conn.wanted
@@ -760,10 +808,114 @@ class WebSocket:
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
             conn.receive_eof()
             self._sync()
+        except BaseException:
+            if self._reader_generation == generation:
+                self._on_end = None  # cancelled: the server is stopping (and says so itself)
+            raise
         finally:
-            self._reader_finished = True
-            self._unpark_consumer()
-            self._wake_writer()
+            self._corked = False
+            if self._reader_generation == generation:  # still the reader
+                self._reader_finished = True
+                self._unpark_consumer()
+                self._wake_writer()
+                on_end = self._on_end
+                if on_end is not None:
+                    self._on_end = None
+                    try:
+                        on_end()
+                    except Exception:
+                        logger.exception(
+                            "WebSocket end callback failed (%s, peer %s)",
+                            self.request.path,
+                            _peer(self.remote_address),
+                        )
+
+    async def _run_inline(self, pending: list[inline.Work]) -> bool:
+        """Run the work offered during a batch (:mod:`pyserver.inline`), in order, in this
+        task. Work that blocks stays here: the reading goes on in a new task, which first
+        runs the rest of ``pending``; this one flushes what is queued, finishes that work,
+        and returns True (the caller leaves the read loop)."""
+        for index, work in enumerate(pending):
+            coro = work()
+            try:
+                yielded = inline.run_first_step(coro)
+            except Exception:
+                self._work_failed()
+                continue
+            except BaseException:
+                self._spawn_work(pending[index + 1 :])
+                raise
+            if yielded is inline.FINISHED:
+                continue
+            handed_off = self._hand_off(pending[index + 1 :])
+            self._uncork()
+            try:
+                await inline.resume(coro, yielded)
+            except Exception:
+                self._work_failed()
+            if handed_off:
+                return True
+            # no new reader could start (the connection's tasks are ending): go on here
+        return False
+
+    def _work_failed(self) -> None:
+        """Inline work raised: like a failing message callback, 1011 (logged once)."""
+        logger.exception(
+            "WebSocket inline work failed (%s, peer %s)",
+            self.request.path,
+            _peer(self.remote_address),
+        )
+        if self._conn.state is _OPEN:
+            self.close_nowait(1011, "internal error")
+
+    def _hand_off(self, rest: list[inline.Work]) -> bool:
+        """Start a new reader task that runs ``rest`` and goes on reading."""
+        nursery = self._nursery
+        if nursery is None or self._done:
+            return False
+        try:
+            nursery.start_soon(self._read_loop, rest, name=f"WebSocket reader {self.request.path}")
+        except RuntimeError:
+            return False
+        self._reading = _Reading.TASK
+        self._reader_generation += 1
+        return True
+
+    def _spawn_work(self, works: list[inline.Work]) -> None:
+        """Inline work this reader cannot run after all: each in a task of its own."""
+        nursery = self._nursery
+        for work in works:
+            if nursery is None:
+                logger.error("inline work dropped: the connection's tasks have ended")
+                return
+            try:
+                nursery.start_soon(work)
+            except RuntimeError:
+                nursery = None
+
+    def _uncork(self) -> None:
+        """The end of the reader's batch: what it queued goes out now, in one write from
+        this task when the socket takes it all (no writer wake-up), else via the writer."""
+        self._corked = False
+        outbox = self._outbox
+        if not outbox:
+            return
+        if (
+            self._sock is not None
+            and self._conn.state is _OPEN
+            and self._outbox_bytes <= _JOIN_LIMIT
+            and (self._writer is not None or self._writer_idle())
+        ):
+            data = outbox[0] if len(outbox) == 1 else b"".join(outbox)
+            self._outbox = []
+            self._outbox_bytes = 0
+            if self._write_first(data):
+                if self._space is not None:
+                    self._space.unpark_all()
+                return
+            self._outbox = [data]  # nothing written: the writer meets the problem
+            self._outbox_bytes = len(data)
+        self._wake_writer()
 
     async def _drain(self) -> None:
         """After failing the connection: read and drop what the peer still sends (its

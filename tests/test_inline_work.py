@@ -1,0 +1,312 @@
+"""Inline work (``pyserver.inline``): handlers run by the task that read their message.
+
+Three levels: the module's plain functions (the slot, ``run_first_step``/``resume`` against
+Trio's own primitives), the WebSocket shell (work offered from ``serve_messages`` callbacks:
+run in the reading task, replies of a batch in one write, work that blocks keeps its task
+while a new one goes on reading, ``on_end`` at the end of the reading even while blocked
+work runs), and the Socket.IO server (a blocked handler delays neither the connection's
+other namespaces nor the disconnect of its client).
+
+Peers: raw sockets with hand-made frames (``tests/test_app_websocket.py``'s ``RawClient``)
+and raw Engine.IO over ``websockets`` (``tests/_sio_client.py``)."""
+
+from __future__ import annotations
+
+from collections.abc import Coroutine
+from typing import Any
+
+import pytest
+import trio
+from _sio_client import RawClient as SioRawClient
+from _sio_client import eventually, serving
+
+from pyserver import Server, inline
+from pyserver.app import App
+from pyserver.errors import SocketDisconnected
+from pyserver.http.types import WebSocket
+from pyserver.sio import Socket
+from pyserver.transports import websocket as shell
+from pyserver.transports.websocket import WebSocket as TrioWebSocket
+from tests.test_app_websocket import CLOSE, TEXT, RawClient, masked
+from tests.test_ws_shell_lifecycle import serving as serving_app
+
+TIMEOUT = 20
+
+# -- the module ---------------------------------------------------------------------------
+
+
+def test_offer_needs_an_open_slot() -> None:
+    async def work() -> None:
+        pass
+
+    assert inline.offer(work) is False
+    pending = inline.open_slot()
+    try:
+        assert inline.offer(work) is True
+        assert inline.offer(work) is True
+    finally:
+        inline.close_slot()
+    assert pending == [work, work]
+    assert inline.offer(work) is False
+
+
+def test_first_step_of_work_that_does_not_block() -> None:
+    seen: list[int] = []
+
+    async def work() -> int:
+        seen.append(1)
+        return 5
+
+    assert inline.run_first_step(work()) is inline.FINISHED
+    assert seen == [1]
+
+
+def test_first_step_exception_propagates() -> None:
+    async def work() -> None:
+        raise KeyError("x")
+
+    with pytest.raises(KeyError):
+        inline.run_first_step(work())
+
+
+async def _finish(coro: Coroutine[Any, Any, Any]) -> Any:
+    yielded = inline.run_first_step(coro)
+    assert yielded is not inline.FINISHED
+    return await inline.resume(coro, yielded)
+
+
+async def test_resume_continues_blocked_work_with_its_result() -> None:
+    event = trio.Event()
+
+    async def work() -> str:
+        await event.wait()  # registers the current task in the event, then yields
+        await trio.lowlevel.checkpoint()
+        return "done"
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(_set_later, event)
+        with trio.fail_after(TIMEOUT):
+            assert await _finish(work()) == "done"
+
+
+async def _set_later(event: trio.Event) -> None:
+    await trio.sleep(0.01)
+    event.set()
+
+
+async def test_resume_delivers_cancellation_and_exceptions() -> None:
+    cleaned: list[str] = []
+
+    async def forever() -> None:
+        try:
+            await trio.sleep_forever()
+        finally:
+            cleaned.append("forever")
+
+    with trio.move_on_after(0.01) as scope:
+        await _finish(forever())
+    assert scope.cancelled_caught
+    assert cleaned == ["forever"]
+
+    async def fails() -> None:
+        await trio.lowlevel.checkpoint()
+        raise ValueError("late")
+
+    with pytest.raises(ValueError, match="late"):
+        await _finish(fails())
+
+
+# -- the WebSocket shell ------------------------------------------------------------------
+
+
+class Offers:
+    """A ``serve_messages`` consumer whose every message offers work to the reader:
+    "wait" blocks on ``gate``, "open" opens it, anything else is echoed at once."""
+
+    def __init__(self) -> None:
+        self.gate = trio.Event()
+        self.tasks: list[tuple[str, trio.lowlevel.Task]] = []
+        self.reader_tasks: list[trio.lowlevel.Task] = []
+        self.ended: list[str] = []
+        self.returned = trio.Event()
+        self.waiting = trio.Event()
+        self.ws: TrioWebSocket | None = None
+
+    def app(self) -> App:
+        app = App()
+
+        @app.websocket("/offers")
+        async def handler(ws: WebSocket) -> None:
+            assert isinstance(ws, TrioWebSocket)
+            self.ws = ws
+
+            def on_message(message: str | bytes) -> None:
+                assert isinstance(message, str)
+                self.reader_tasks.append(trio.lowlevel.current_task())
+                if message == "open":
+                    self.gate.set()
+                assert inline.offer(lambda: self.work(ws, message))
+
+            await ws.serve_messages(on_message, lambda: self.ended.append("end"))
+            self.returned.set()
+
+        return app
+
+    async def work(self, ws: TrioWebSocket, message: str) -> None:
+        self.tasks.append((message, trio.lowlevel.current_task()))
+        if message == "wait":
+            self.waiting.set()
+            await self.gate.wait()
+            if not ws.closed:
+                ws.send_nowait("released")
+            return
+        if message == "fail":
+            raise RuntimeError("work failed")
+        ws.send_nowait(message)
+
+
+def count_writes(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
+    writes: list[bytes] = []
+    real = shell._os_write
+
+    def write(fd: int, data: bytes | memoryview) -> int:
+        writes.append(bytes(data))
+        return real(fd, data)
+
+    monkeypatch.setattr(shell, "_os_write", write)
+    return writes
+
+
+async def test_work_runs_in_the_reading_task_and_its_replies_go_in_one_write(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    offers = Offers()
+    with trio.fail_after(TIMEOUT):
+        async with serving_app(offers.app()) as (_, port):
+            client = await RawClient.open(port, "/offers")
+            writes = count_writes(monkeypatch)
+            # three messages in one segment: one read, one batch
+            await client.send(masked(TEXT, b"a") + masked(TEXT, b"b") + masked(TEXT, b"c"))
+            assert [await client.next() for _ in range(3)] == ["a", "b", "c"]
+            assert len(writes) == 1  # the reader wrote the three replies itself, at once
+            assert [task for _, task in offers.tasks] == offers.reader_tasks
+            await client.send(masked(CLOSE, b"\x03\xe8"))
+            assert (await client.until_close())[1] == 1000
+            await offers.returned.wait()
+    assert offers.ended == ["end"]
+
+
+async def test_blocked_work_keeps_its_task_and_reading_goes_on() -> None:
+    offers = Offers()
+    with trio.fail_after(TIMEOUT):
+        async with serving_app(offers.app()) as (_, port):
+            client = await RawClient.open(port, "/offers")
+            # "wait" blocks; "x", offered in the same batch, runs in the new reader at once
+            await client.send(masked(TEXT, b"wait") + masked(TEXT, b"x"))
+            assert await client.next() == "x"
+            await client.send(masked(TEXT, b"y"))
+            assert await client.next() == "y"
+            await client.send(masked(TEXT, b"open"))
+            assert {await client.next(), await client.next()} == {"released", "open"}
+            by_message = dict(offers.tasks)
+            first_reader = offers.reader_tasks[0]
+            assert by_message["wait"] is first_reader  # the blocked work stayed where it began
+            assert by_message["x"] is not first_reader
+            assert by_message["y"] is offers.reader_tasks[2]
+            await client.send(masked(CLOSE, b"\x03\xe8"))
+            assert (await client.until_close())[1] == 1000
+            await offers.returned.wait()
+    assert offers.ended == ["end"]
+
+
+async def test_end_of_reading_is_reported_while_blocked_work_runs() -> None:
+    offers = Offers()
+    with trio.fail_after(TIMEOUT):
+        async with serving_app(offers.app()) as (_, port):
+            client = await RawClient.open(port, "/offers")
+            await client.send(masked(TEXT, b"wait"))
+            await offers.waiting.wait()
+            await client.send(masked(CLOSE, b"\x03\xe8"))
+            assert (await client.until_close())[1] == 1000
+            # the peer is gone: on_end is called although the handler task (which reads
+            # no more) is still inside the blocked work, and serve_messages has not returned
+            await eventually(lambda: offers.ended == ["end"])
+            assert not offers.returned.is_set()
+            offers.gate.set()
+            await offers.returned.wait()
+            assert offers.ws is not None and offers.ws._reader_finished
+
+
+async def test_failing_work_closes_with_1011(caplog: pytest.LogCaptureFixture) -> None:
+    offers = Offers()
+    with trio.fail_after(TIMEOUT):
+        async with serving_app(offers.app()) as (_, port):
+            client = await RawClient.open(port, "/offers")
+            await client.send(masked(TEXT, b"a") + masked(TEXT, b"fail"))
+            assert await client.next() == "a"
+            assert (await client.until_close())[1] == 1011
+            await offers.returned.wait()
+    assert caplog.text.count("inline work failed") == 1
+
+
+# -- the Socket.IO server -----------------------------------------------------------------
+
+
+def blocking_server() -> tuple[Server, dict[str, Any]]:
+    sio = Server()
+    state: dict[str, Any] = {"gate": trio.Event(), "asked": trio.Event(), "outcomes": []}
+
+    @sio.on("block")
+    async def block(socket: Socket) -> str:
+        await state["gate"].wait()
+        return "unblocked"
+
+    @sio.on("ask-client")
+    async def ask_client(socket: Socket) -> None:
+        state["asked"].set()
+        try:
+            state["outcomes"].append(await socket.emit_with_ack("question"))
+        except SocketDisconnected as exc:
+            state["outcomes"].append(exc)
+
+    @sio.on("disconnect")
+    async def gone(socket: Socket, reason: str) -> None:
+        state["outcomes"].append(reason)
+
+    other = sio.of("/other")
+
+    @other.on("ping")
+    async def ping(socket: Socket) -> str:
+        return "pong"
+
+    return sio, state
+
+
+async def test_blocked_handler_does_not_delay_other_namespaces() -> None:
+    sio, state = blocking_server()
+    with trio.fail_after(TIMEOUT):
+        async with serving(sio) as url:
+            client = await SioRawClient.open(url)
+            await client.join("/")
+            await client.join("/other")
+            await client.send_sio('21["block"]')
+            await client.send_sio('2/other,7["ping"]')
+            assert await client.recv_sio() == '3/other,7["pong"]'
+            state["gate"].set()
+            assert await client.recv_sio() == '31["unblocked"]'
+            await client.close()
+
+
+async def test_disconnect_reaches_a_handler_blocked_on_its_client() -> None:
+    sio, state = blocking_server()
+    with trio.fail_after(TIMEOUT):
+        async with serving(sio) as url:
+            client = await SioRawClient.open(url)
+            await client.join("/")
+            await client.send_sio('2["ask-client"]')
+            assert (await client.recv_sio()).startswith('20["question"]')
+            await state["asked"].wait()
+            await client.close()  # never answers: the pending ack fails at once, no timeout
+            await eventually(lambda: len(state["outcomes"]) == 2)
+            assert isinstance(state["outcomes"][0], SocketDisconnected)
+            assert state["outcomes"][1] == "transport close"
