@@ -256,17 +256,22 @@ async def test_broadcast_frames_are_written_without_starting_a_writer() -> None:
             for n in range(3):
                 frames = [encoder.text(f"part {n}"), encoder.binary(b"blob %d" % n)]
                 assert ws.send_frames_nowait(frames)
-                ws.send_frame_nowait(encoder.text(f"single {n}"))
                 # written at once by this task: nothing queued, no writer task started
                 assert ws._outbox == []
                 assert ws._writer_state is shell._WriterState.NONE
                 # busy until the scheduler has gone round (what a volatile emit checks)
                 assert ws.outbox_depth == 1
+                # one direct write per batch: the next frame waits for the ticker's write
+                ws.send_frame_nowait(encoder.text(f"single {n}"))
+                assert len(ws._outbox) == 1
+                assert ws.outbox_depth == 2
+                assert ws._writer_state is shell._WriterState.NONE  # still no writer
                 assert await client.next() == f"part {n}"
                 assert await client.next() == b"blob %d" % n
                 assert await client.next() == f"single {n}"
                 await trio.testing.wait_all_tasks_blocked()  # the scheduler went round
                 assert ws.outbox_depth == 0
+                assert ws._writer_state is shell._WriterState.NONE
             # a normal send still brings a writer back, and the order holds
             await client.send(masked(TEXT, b"after"))
             assert await client.next() == "after"

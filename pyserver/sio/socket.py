@@ -8,11 +8,11 @@ read from a WebSocket that is the connection's reading task itself, right after 
 goes on in a new task while this one finishes the socket's queue. Otherwise (long-polling,
 events queued from elsewhere) the first packet queued starts a task in the Server's nursery.
 So an idle socket costs no task, a slow handler delays only the later events of the same
-socket (never the connection's reading, never other sockets), and memory is bounded: at most ``max_pending_events`` events wait per
-socket; past that an event is refused like a rate-limited one. Acks the client sends are
-delivered at once by the reader, never queued, so a handler may ``await
-socket.emit_with_ack(...)`` without deadlocking. Run work that should overlap with the
-socket's next events in a nursery of your own or a room nursery.
+socket (never the connection's reading, never other sockets), and memory is bounded: at
+most ``max_pending_events`` events wait per socket; past that an event is refused like a
+rate-limited one. Acks the client sends are delivered at once by the reader, never queued,
+so a handler may ``await socket.emit_with_ack(...)`` without deadlocking. Run work that
+should overlap with the socket's next events in a nursery of your own or a room nursery.
 
 What an event handler's outcome sends back, when the client asked for an ack:
 

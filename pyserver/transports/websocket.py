@@ -31,6 +31,12 @@ Tasks per connection (all in one nursery, ended together):
   path, so no cancellation point. ``send``/``send_nowait`` (replies) always queue, so a
   handler answering a chunk of messages still goes out in one write; after a reader's batch
   that write is made the same way by the reader itself.
+  **One direct write per connection per scheduler batch**: after one, the connection is
+  busy until the loop has gone round (as a Node socket is until its write callback), and
+  what is sent to it meanwhile is queued and written in one write by the per-run *ticker*
+  task at the start of the next batch (one task step for all such connections, no writer
+  woken). So several broadcasts in one batch cost each recipient one write, not one each,
+  and a server that falls behind writes less often instead of more.
 * the **timer** (only with keepalive pings, or once a close is under way) sleeps until the
   core's ``next_deadline()``.
 * the **handler** runs in the task that called :meth:`WebSocket.run`.
@@ -134,6 +140,7 @@ class WebSocket:
         "_conn",
         "_consumer",
         "_corked",
+        "_deferred",
         "_direct_gen",
         "_discard",
         "_done",
@@ -159,9 +166,9 @@ class WebSocket:
         "_space",
         "_streak",
         "_stream",
+        "_ticker",
         "_timer_running",
         "_timer_sleep",
-        "_ticker",
         "_torn",
         "_trailing",
         "_writer",
@@ -238,6 +245,7 @@ class WebSocket:
         self._streak = 0
         self._direct_gen = -1  # the _Ticker generation of the last direct write, or -1
         self._ticker: _Ticker | None = None  # this run's, looked up at the first direct write
+        self._deferred = False  # queued frames wait for the ticker (_defer)
 
     # -- public API --------------------------------------------------------------------
 
@@ -527,22 +535,45 @@ class WebSocket:
         if self._corked:
             return  # the reader writes it after its batch (_uncork)
         task = self._writer
+        if task is None and self._writer_state is _W_RUNNING:
+            self._writer_busy = True  # a write is in flight: the writer comes back for it
+            return
+        if self._wrote_this_batch():
+            self._defer()  # one direct write per batch; the ticker writes the rest after it
+            return
         if task is not None:
             self._writer = None
             self._writer_busy = True
             _reschedule(task)
-        elif self._writer_state is not _W_RUNNING:
-            self._start_writer()
         else:
-            self._writer_busy = True
+            self._start_writer()
 
     def _may_write_first(self) -> bool:
-        """Try-write-first applies: a plain socket, nothing queued, no write in flight."""
+        """Try-write-first applies: a plain socket, nothing queued, no write in flight, and
+        no direct write yet in this scheduler batch."""
         return (
             self._sock is not None
             and not self._outbox
             and (self._writer is not None or self._writer_idle())
+            and not self._wrote_this_batch()
         )
+
+    def _wrote_this_batch(self) -> bool:
+        """A direct write was made in the current scheduler batch: like a Node socket after
+        a write, the connection takes more only once the loop has gone round, so what is
+        sent meanwhile leaves in one write (the ticker's, at the start of the next batch)."""
+        ticker = self._ticker
+        return ticker is not None and self._direct_gen == ticker.generation
+
+    def _defer(self) -> None:
+        if not self._deferred:
+            self._deferred = True
+            self._ticker.defer(self)  # type: ignore[union-attr]  # (_wrote_this_batch)
+
+    def _flush_deferred(self) -> None:
+        """Called by the ticker in the batch after a direct write (``_defer``)."""
+        self._deferred = False
+        self._flush()
 
     def _writer_idle(self) -> bool:
         """No write is in flight: the writer is parked with nothing to do, retiring, or
@@ -894,11 +925,19 @@ class WebSocket:
                 nursery = None
 
     def _uncork(self) -> None:
-        """The end of the reader's batch: what it queued goes out now, in one write from
-        this task when the socket takes it all (no writer wake-up), else via the writer."""
+        """The end of the reader's batch: what it queued goes out now (``_flush``)."""
         self._corked = False
+        self._flush()
+
+    def _flush(self) -> None:
+        """Write what is queued in one write from this task when the socket takes it all
+        (no writer wake-up), else through the writer; after the ticker when this
+        connection already wrote directly in this batch."""
         outbox = self._outbox
         if not outbox:
+            return
+        if self._wrote_this_batch():
+            self._defer()
             return
         if (
             self._sock is not None
@@ -1128,12 +1167,13 @@ class _Ticker:
     a system task woken (once per batch, whatever the number of writes) by the first
     direct write, which bumps ``generation`` when it runs, that is in a later batch."""
 
-    __slots__ = ("generation", "parked", "running")
+    __slots__ = ("deferred", "generation", "parked", "running")
 
     def __init__(self) -> None:
         self.generation = 0
         self.parked: trio.lowlevel.Task | None = None
         self.running = False
+        self.deferred: list[WebSocket] = []
 
     def touch(self) -> int:
         """The current generation; it changes once the scheduler has gone round."""
@@ -1150,10 +1190,26 @@ class _Ticker:
         self.parked = None
         return _SUCCEEDED
 
+    def defer(self, ws: WebSocket) -> None:
+        """Flush ``ws`` when the loop has gone round (it wrote directly in this batch)."""
+        self.deferred.append(ws)
+        self.touch()
+
     async def _run(self) -> None:
         try:
             while True:
                 self.generation += 1
+                deferred = self.deferred
+                if deferred:
+                    self.deferred = []
+                    for ws in deferred:
+                        try:
+                            ws._flush_deferred()
+                        except Exception:  # a system task must never raise
+                            logger.exception("WebSocket flush failed for %s", ws.request.path)
+                    # those writes count as busy until the loop has gone round once more
+                    await trio.lowlevel.cancel_shielded_checkpoint()
+                    continue
                 self.parked = _current_task()
                 await _wait_rescheduled(self._abort)
         finally:
