@@ -796,8 +796,12 @@ class WebSocket:
                                 _reschedule(task)
                     if conn.pending or conn.state is not self._seen_state:
                         self._sync()
-                    if pending and await self._run_inline(pending):
-                        return
+                    if pending:
+                        # a task that keeps blocked work must not keep the read buffer
+                        data = b""
+                        messages = _DRAINED
+                        if await self._run_inline(pending):
+                            return
                     if self._corked:
                         self._uncork()
                 # (a reader that took over from another one starts here)
