@@ -109,10 +109,16 @@ class Client:
         event = self.core.receive_message(data)
         if event is None:
             return
-        if isinstance(event, EventReceived):
-            self._event(event)
-        else:
+        if not isinstance(event, EventReceived):
             self._handle(event)
+            return
+        socket = self.sockets.get(event.namespace)
+        if socket is None:
+            return
+        if socket._limiter is not None:
+            self._event(event)
+        elif not socket._event(event.event, event.args, event.ack_id):  # the hot path
+            self._refuse_event(socket, event, BUSY)
 
     def _event(self, event: EventReceived) -> None:
         socket = self.sockets.get(event.namespace)

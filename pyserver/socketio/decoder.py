@@ -14,6 +14,7 @@ from __future__ import annotations
 import enum
 import json
 import re
+from collections.abc import Callable
 from typing import Any, Final
 
 from pyserver.socketio.binary import replace_placeholders
@@ -47,6 +48,8 @@ def _reject_constant(name: str) -> Any:
 
 
 _DECODER: Final = json.JSONDecoder(parse_constant=_reject_constant)
+_SCAN: Final[Callable[[str, int], tuple[Any, int]]] = _DECODER.scan_once  # type: ignore[attr-defined]
+"""The decoder's scanner (C when available): one JSON value at an index, no whitespace."""
 _ABSENT: Final = object()
 """The payload of a packet that has none (distinct from JSON ``null``)."""
 
@@ -57,11 +60,25 @@ def _keep_pairs(match: re.Match[str]) -> str:
     return match.group(1) + "\\ufffd"
 
 
-def _loads(text: str) -> Any:
+def _loads(text: str, pos: int = 0) -> Any:
+    """The JSON value that is ``text[pos:]`` (surrounding whitespace allowed, as json.loads).
+
+    The fast way is the scanner alone at ``pos``, good when the value fills the rest of the
+    text; anything else (whitespace, no value at ``pos``) takes json's full decode, which
+    gives the same value or the same refusal. The part before ``pos`` must hold no backslash.
+    """
     if "\\ud" in text or "\\uD" in text:
         text = _LONE_SURROGATE.sub(_keep_pairs, text)
     try:
-        return _DECODER.decode(text)
+        value, end = _SCAN(text, pos)
+        if end == len(text):
+            return value
+    except StopIteration:  # no value at pos (whitespace, say): the full decode decides
+        pass
+    except (ValueError, RecursionError):
+        raise PacketError("invalid JSON payload") from None
+    try:
+        return _DECODER.decode(text[pos:])
     except (ValueError, RecursionError):
         raise PacketError("invalid JSON payload") from None
 
@@ -156,14 +173,42 @@ class PacketDecoder:
 
     def receive_text(self, text: str) -> Packet | None:
         """Decode one text message: a packet, or ``None`` if attachments must follow."""
-        self._check_usable()
-        if self._state is DecoderState.AWAITING_ATTACHMENTS:
+        packet = self.receive_text_event(text)
+        if isinstance(packet, tuple):
+            return Event("/", *packet)
+        return packet
+
+    def receive_text_event(self, text: str) -> tuple[str, list[Any], int | None] | Packet | None:
+        """:meth:`receive_text`, except that an EVENT on ``"/"`` comes as a tuple
+        ``(event, args, ack_id)`` instead of an :class:`Event` (the hot path, one object less).
+        """
+        if self._state is not DecoderState.AWAITING_PACKET:
+            self._check_usable()
             raise self._fail("text packet while attachments were expected")
-        if text.startswith("2["):  # the hot path: EVENT on "/" without ack id
-            try:
-                return _event("/", _loads(text[1:]), None)
-            except PacketError as exc:
-                raise self._fail(str(exc)) from None
+        # The hot path: EVENT on "/", "2[...]" or with an ack id "2<digits>[...]"; the same
+        # checks as _decode_text and _event. Anything else takes _decode_text.
+        if text.startswith("2"):
+            pos = text.find("[", 1, 18)
+            if pos == 1:
+                ack_id = None
+            elif pos > 1 and (digits := text[1:pos]).isdigit() and digits.isascii():
+                ack_id = int(digits)
+                if ack_id > MAX_ACK_ID:
+                    raise self._fail("ack id out of range")
+            else:
+                pos = 0
+            if pos:
+                try:
+                    payload = _loads(text, pos)
+                except PacketError as exc:
+                    raise self._fail(str(exc)) from None
+                if type(payload) is list and payload and type(name := payload[0]) is str:
+                    if name not in RESERVED_EVENTS:
+                        return name, payload[1:], ack_id
+                try:
+                    _event("/", payload, ack_id)  # not a valid event: raises its PacketError
+                except PacketError as exc:
+                    raise self._fail(str(exc)) from None
         try:
             return self._decode_text(text)
         except PacketError as exc:

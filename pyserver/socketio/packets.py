@@ -30,8 +30,9 @@ from __future__ import annotations
 
 import enum
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from json.encoder import c_encode_basestring, c_make_encoder  # type: ignore[attr-defined]
 from typing import Any, ClassVar, Final, NewType, TypeAlias
 
 from pyserver.socketio.binary import BINARY_TYPES, dumps_with_attachments
@@ -172,11 +173,27 @@ _ENCODER: Final = json.JSONEncoder(
 )
 
 
+def _encode_with_encoder(data: Any, _level: int) -> list[str]:  # no C encoder
+    return [_ENCODER.encode(data)]
+
+
+_ENCODE: Final[Callable[[Any, int], list[str]]] = (
+    _encode_with_encoder
+    if c_make_encoder is None
+    else c_make_encoder(None, _refuse, c_encode_basestring, None, ":", ",", False, False, False)
+)
+"""``"".join(_ENCODE(data, 0))`` is ``_ENCODER.encode(data)`` for a list or a dict,
+without its Python layers: json's C encoder with the same options, and no circular check
+(circular data overflows the recursion limit instead: a RecursionError, a LocalProtocolError
+for callers). It returns a list of chunks: one for small data, several for large ones
+(Python 3.11's encoder accumulates in parts), so the result is always joined."""
+
+
 def _dumps(data: Any) -> tuple[str, list[bytes]]:
     """Compact JSON of ``data`` and its attachments (none, on the fast path)."""
     try:
         try:
-            return _ENCODER.encode(data), []
+            return "".join(_ENCODE(data, 0)), []
         except _BinaryFound:
             return dumps_with_attachments(data)
     except (TypeError, ValueError, RecursionError) as exc:
@@ -214,6 +231,16 @@ def encode_event(
     """
     if type(event) is not str or event in RESERVED_EVENTS:
         raise LocalProtocolError(f"{event!r} cannot be emitted (not a string, or reserved)")
+    if namespace == "/" and (
+        ack_id is None or (type(ack_id) is int and 0 <= ack_id <= MAX_ACK_ID)
+    ):  # the hot path: one C call when the data holds no bytes
+        try:
+            text = "".join(_ENCODE([event, *args], 0))
+            return ["2" + text if ack_id is None else f"2{ack_id}{text}"]
+        except _BinaryFound:
+            pass
+        except (TypeError, ValueError, RecursionError) as exc:
+            raise LocalProtocolError(f"data cannot be sent as JSON: {exc}") from exc
     text, attachments = _dumps([event, *args])
     if not attachments:
         if namespace == "/" and ack_id is None:
@@ -229,6 +256,16 @@ def encode_ack(namespace: str, ack_id: int, args: Sequence[Any] = ()) -> list[st
     """``[text, *attachments]`` answering the event that carried ``ack_id`` with ``args``."""
     if ack_id is None:
         raise LocalProtocolError("an ack needs the ack id of the event it answers")
+    if namespace == "/" and type(ack_id) is int and 0 <= ack_id <= MAX_ACK_ID:  # the hot path
+        try:
+            # a list or a tuple is written as a JSON array as it is: no copy
+            data = args if type(args) is list or type(args) is tuple else list(args)
+            text = "".join(_ENCODE(data, 0))
+            return [f"3{ack_id}{text}"]
+        except _BinaryFound:
+            pass
+        except (TypeError, ValueError, RecursionError) as exc:
+            raise LocalProtocolError(f"data cannot be sent as JSON: {exc}") from exc
     text, attachments = _dumps(list(args))
     ptype = PacketType.BINARY_ACK if attachments else PacketType.ACK
     return [_header(ptype, namespace, ack_id, len(attachments)) + text, *attachments]

@@ -236,7 +236,14 @@ class Session:
         if self.state is SessionState.CLOSED:
             return None
         try:
-            if isinstance(data, str):
+            if type(data) is str:
+                packet = self._decoder.receive_text_event(data)
+                if isinstance(packet, tuple):  # the hot path: an EVENT on "/"
+                    sid = self._sockets.get("/")
+                    if sid is None:
+                        return self._not_joined("/", "EVENT")
+                    return EventReceived("/", sid, *packet)
+            elif isinstance(data, str):
                 packet = self._decoder.receive_text(data)
             else:
                 packet = self._decoder.receive_binary(data)
@@ -376,7 +383,8 @@ class Session:
 
     def send_ack(self, namespace: str, ack_id: int, args: Sequence[Any] = ()) -> list[str | bytes]:
         """The messages answering the client's event that carried ``ack_id``."""
-        self._sid_in(namespace)
+        if self.state is SessionState.CLOSED or namespace not in self._sockets:
+            self._sid_in(namespace)  # raises the right LocalProtocolError
         return encode_ack(namespace, ack_id, args)
 
     def _check_open(self) -> None:
