@@ -457,11 +457,7 @@ class WebSocket:
                 except ConnectionClosed:
                     pass
                 except Exception:
-                    logger.exception(
-                        "WebSocket handler failed (%s, peer %s)",
-                        self.request.path,
-                        _peer(self.remote_address),
-                    )
+                    self._log_failure("handler")
                     self.close_nowait(1011, "internal error")
                 else:
                     self.close_nowait(1000, "")
@@ -740,11 +736,7 @@ class WebSocket:
             try:
                 on_message(message)
             except Exception:
-                logger.exception(
-                    "WebSocket message callback failed (%s, peer %s)",
-                    self.request.path,
-                    _peer(self.remote_address),
-                )
+                self._log_failure("message callback")
                 self._on_message = None
                 self._discard = True
                 self.close_nowait(1011, "internal error")
@@ -859,11 +851,7 @@ class WebSocket:
                     try:
                         on_end()
                     except Exception:
-                        logger.exception(
-                            "WebSocket end callback failed (%s, peer %s)",
-                            self.request.path,
-                            _peer(self.remote_address),
-                        )
+                        self._log_failure("end callback")
 
     async def _run_inline(self, pending: list[inline.Work]) -> bool:
         """Run the work offered during a batch (:mod:`pyserver.inline`), in order, in this
@@ -893,13 +881,15 @@ class WebSocket:
             # no new reader could start (the connection's tasks are ending): go on here
         return False
 
+    def _log_failure(self, what: str) -> None:
+        """One log line, with the traceback, for an exception from user code."""
+        logger.exception(
+            "WebSocket %s failed (%s, peer %s)", what, self.request.path, _peer(self.remote_address)
+        )
+
     def _work_failed(self) -> None:
         """Inline work raised: like a failing message callback, 1011 (logged once)."""
-        logger.exception(
-            "WebSocket inline work failed (%s, peer %s)",
-            self.request.path,
-            _peer(self.remote_address),
-        )
+        self._log_failure("inline work")
         if self._conn.state is _OPEN:
             self.close_nowait(1011, "internal error")
 
