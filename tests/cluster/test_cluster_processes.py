@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
 
@@ -82,6 +83,15 @@ class Supervisor:
                 found[int(head.split()[1])] = (url.rstrip("/"), int(pid.rstrip(")")))
         assert sorted(found) == list(range(n)), self.output()
         return found
+
+    def connect(self, peer: Peer, url: str, **options: Any) -> Peer:
+        """``peer.connect(url, ...)``; a failure says what the nodes logged."""
+        try:
+            return peer.connect(url, **options)
+        except Exception as exc:
+            raise AssertionError(
+                f"{peer.name}: {exc!r} connecting to {url}\n{self.output()}"
+            ) from exc
 
     def output(self) -> str:
         """The command and the last lines (for failure messages)."""
@@ -152,8 +162,8 @@ def test_three_nodes_one_room(
     assert [url for url, _ in nodes.values()] == [f"http://127.0.0.1:{base + i}" for i in range(3)]
 
     # two clients on each node, all in the room "r", and one outsider on node 1
-    clients = [peers(f"c{i}").connect(nodes[i % 3][0], room="r") for i in range(6)]
-    outsider = peers("outsider").connect(nodes[1][0])
+    clients = [sup.connect(peers(f"c{i}"), nodes[i % 3][0], room="r") for i in range(6)]
+    outsider = sup.connect(peers("outsider"), nodes[1][0])
     for i, c in enumerate(clients):
         assert c.call("whoami")["node"] == str(i % 3)
 
@@ -197,7 +207,7 @@ def test_nodes_stop_cleanly_with_websocket_clients(
         "--nodes", "2", "--base-port", str(base), "--redis-url", redis_server.url, NODE_APP
     )
     nodes = sup.node_urls(2)
-    clients = [peers(f"c{i}").connect(nodes[i % 2][0], room="r") for i in range(4)]
+    clients = [sup.connect(peers(f"c{i}"), nodes[i % 2][0], room="r") for i in range(4)]
     for c in clients:
         c.call("whoami")
     sup.proc.send_signal(signal.SIGINT)
@@ -221,8 +231,8 @@ def test_start_redis_and_sigterm(
     nodes = sup.node_urls(2)
     ready = sup.wait_line("cluster ready")
     assert "(started here)" in ready
-    a = peers("a").connect(nodes[0][0], room="x")
-    b = peers("b").connect(nodes[1][0], room="x")
+    a = sup.connect(peers("a"), nodes[0][0], room="x")
+    b = sup.connect(peers("b"), nodes[1][0], room="x")
     assert a.call("shout", {"room": "x", "event": "hi", "data": "from a"}) == "ok"
     assert b.wait_event("hi") == ("from a",)
     assert a.wait_event("hi") == ("from a",)
@@ -251,7 +261,7 @@ def test_redis_restart_under_running_nodes(
         "--nodes", "3", "--base-port", str(base), "--redis-url", redis_server.url, NODE_APP
     )
     nodes = sup.node_urls(3)
-    clients = [peers(f"c{i}").connect(nodes[i][0], room="r") for i in range(3)]
+    clients = [sup.connect(peers(f"c{i}"), nodes[i][0], room="r") for i in range(3)]
     assert clients[0].call("shout", {"room": "r", "event": "before", "data": 0}) == "ok"
     for c in clients:
         c.wait_event("before")
