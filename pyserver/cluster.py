@@ -80,10 +80,17 @@ def _probe_host(host: str) -> str:
 
 def _listening(host: str, port: int) -> bool:
     try:
-        with socket.create_connection((_probe_host(host), port), timeout=0.5):
-            return True
+        with socket.create_connection((_probe_host(host), port), timeout=0.5) as probe:
+            return _reached_a_listener(probe)
     except OSError:
         return False
+
+
+def _reached_a_listener(probe: socket.socket) -> bool:
+    """False for a self-connection: on Linux a connect to a loopback port nobody listens on
+    can pick that same port as its own ephemeral port and succeed (TCP simultaneous open),
+    which would report a node as listening before it is."""
+    return bool(probe.getsockname() != probe.getpeername())
 
 
 def _port_free(host: str, port: int) -> bool:

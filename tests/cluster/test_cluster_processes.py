@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -19,6 +20,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+
+from pyserver.cluster import _reached_a_listener
 
 from .conftest import NODE_APP, Peer, RedisProcess, free_port_block, node_env
 
@@ -382,3 +385,17 @@ def test_the_demo_by_default(supervisors: Callable[..., Supervisor]) -> None:
     sup.proc.send_signal(signal.SIGINT)
     assert sup.wait_exit() == 0, sup.output()
     assert "Traceback" not in sup.text(), sup.text()
+
+
+def test_a_self_connected_probe_is_not_a_listener() -> None:
+    """The readiness probe must not take a TCP self-connection for a node: bind a socket to
+    a port and connect it to that same port (what an unlucky ephemeral port choice does)."""
+    with socket.socket() as lone:
+        lone.bind(("127.0.0.1", 0))
+        lone.connect(lone.getsockname())  # nobody listens: Linux connects it to itself
+        assert not _reached_a_listener(lone)
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        with socket.create_connection(server.getsockname()) as probe:
+            assert _reached_a_listener(probe)
