@@ -279,20 +279,10 @@ class WebSocket:
         return self
 
     async def __anext__(self) -> str | bytes:
-        inbox = self._inbox
-        head = self._head
-        if head < len(inbox):
+        if self._head < len(self._inbox):
             self._streak += 1
             if self._streak < _FAIR_STREAK:
-                message = inbox[head]
-                head += 1
-                if head == len(inbox):
-                    self._inbox = _DRAINED
-                    head = 0
-                self._head = head
-                if self._paused_reader is not None and len(inbox) - head <= self._inbox_low:
-                    self._unpark_reader()
-                return message
+                return self._take()
             self._streak = 0
             await trio.lowlevel.checkpoint()
         # parked inline (no helper coroutine): an idle consumer's stack stays short
@@ -305,6 +295,10 @@ class WebSocket:
             self._consumer = _current_task()
             await _wait_rescheduled(self._abort_consumer)
         self._streak = 0
+        return self._take()
+
+    def _take(self) -> str | bytes:
+        """The next inbox message (there is one); the paused reader resumes at low water."""
         inbox = self._inbox
         head = self._head
         message = inbox[head]
@@ -537,12 +531,7 @@ class WebSocket:
         if self._wrote_this_batch():
             self._defer()  # one direct write per batch; the ticker writes the rest after it
             return
-        if task is not None:
-            self._writer = None
-            self._writer_busy = True
-            _reschedule(task)
-        else:
-            self._start_writer()
+        self._wake_writer()
 
     def _may_write_first(self) -> bool:
         """Try-write-first applies: a plain socket, nothing queued, no write in flight, and
