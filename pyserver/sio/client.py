@@ -17,7 +17,7 @@ import trio
 
 from pyserver.engineio.session import CloseReason, Transport
 from pyserver.errors import ConnectionRefused, SocketDisconnected
-from pyserver.sio.ratelimit import Verdict
+from pyserver.sio.ratelimit import RateLimiter, Verdict
 from pyserver.sio.socket import AckCallback, Socket
 from pyserver.socketio.packets import Sid
 from pyserver.socketio.session import (
@@ -115,31 +115,28 @@ class Client:
         socket = self.sockets.get(event.namespace)
         if socket is None:
             return
-        if socket._limiter is not None:
-            self._event(event)
-        elif not socket._event(event.event, event.args, event.ack_id):  # the hot path
-            self._refuse_event(socket, event, BUSY)
-
-    def _event(self, event: EventReceived) -> None:
-        socket = self.sockets.get(event.namespace)
-        if socket is None:
-            return
         limiter = socket._limiter
-        if limiter is not None:
-            verdict = limiter.check(trio.current_time())
-            if verdict is not Verdict.ALLOWED:
-                self._refuse_event(socket, event, RATE_LIMITED)
-                if verdict is Verdict.FLOODING:
-                    logger.warning(
-                        "closing connection of socket %s in %s (peer %s): rate limit flooding",
-                        socket.id,
-                        socket.nsp.name,
-                        socket.handshake.address,
-                    )
-                    self.close(FORCED_SERVER_CLOSE)
-                return
+        if limiter is not None and not self._within_rate(limiter, socket, event):
+            return
         if not socket._event(event.event, event.args, event.ack_id):
             self._refuse_event(socket, event, BUSY)
+
+    def _within_rate(self, limiter: RateLimiter, socket: Socket, event: EventReceived) -> bool:
+        """The socket's rate limit allows ``event``; else it is refused (and a flooding
+        client's connection closed)."""
+        verdict = limiter.check(trio.current_time())
+        if verdict is Verdict.ALLOWED:
+            return True
+        self._refuse_event(socket, event, RATE_LIMITED)
+        if verdict is Verdict.FLOODING:
+            logger.warning(
+                "closing connection of socket %s in %s (peer %s): rate limit flooding",
+                socket.id,
+                socket.nsp.name,
+                socket.handshake.address,
+            )
+            self.close(FORCED_SERVER_CLOSE)
+        return False
 
     def _refuse_event(self, socket: Socket, event: EventReceived, why: str) -> None:
         """An event that will not run: ack it with an error, or tell the client with an
