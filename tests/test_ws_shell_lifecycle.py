@@ -65,6 +65,15 @@ async def serving(app: App) -> AsyncIterator[tuple[trio.Nursery, int]]:
         nursery.cancel_scope.cancel()
 
 
+async def echoed_once(hub: Hub, port: int, text: bytes) -> tuple[RawClient, TrioWebSocket]:
+    """A client that had ``text`` echoed (so the server side exists and has written), and
+    that connection's server side."""
+    client = await RawClient.open(port)
+    await client.send(masked(TEXT, text))
+    assert await client.next() == text.decode()
+    return client, hub.members[-1]
+
+
 async def wait_until_writer_retired(ws: TrioWebSocket) -> None:
     # the sweeper is internal and signals nobody: poll its outcome (bounded by the caller)
     while ws._writer_state is not shell._WriterState.NONE:  # noqa: ASYNC110
@@ -76,10 +85,7 @@ async def test_idle_writer_ends_and_the_next_frame_brings_it_back() -> None:
     hub = Hub()
     with trio.fail_after(TIMEOUT):
         async with serving(hub_app(hub)) as (_, port):
-            client = await RawClient.open(port)
-            await client.send(masked(TEXT, b"one"))
-            assert await client.next() == "one"
-            ws = hub.members[0]
+            client, ws = await echoed_once(hub, port, b"one")
             assert ws._writer_state is shell._WriterState.RUNNING
             await wait_until_writer_retired(ws)
             # the connection is still fine both ways, several times over
@@ -100,10 +106,7 @@ async def test_peer_close_reaches_a_connection_without_writer() -> None:
     hub = Hub()
     with trio.fail_after(TIMEOUT):
         async with serving(hub_app(hub)) as (_, port):
-            client = await RawClient.open(port)
-            await client.send(masked(TEXT, b"x"))
-            assert await client.next() == "x"
-            ws = hub.members[0]
+            client, ws = await echoed_once(hub, port, b"x")
             await wait_until_writer_retired(ws)
             await client.send(masked(CLOSE, b"\x03\xe8bye"))
             close = await client.until_close()  # the echo of our Close
@@ -120,10 +123,8 @@ async def test_shutdown_says_going_away_without_a_writer() -> None:
         async with trio.open_nursery() as server:
             listeners = await server.start(hub_app(hub).serve, "127.0.0.1", 0)
             port = listeners[0].socket.getsockname()[1]
-            client = await RawClient.open(port)
-            await client.send(masked(TEXT, b"up"))
-            assert await client.next() == "up"
-            await wait_until_writer_retired(hub.members[0])
+            client, ws = await echoed_once(hub, port, b"up")
+            await wait_until_writer_retired(ws)
             server.cancel_scope.cancel()
         close = await client.until_close()
     assert close[1] == 1001
@@ -247,10 +248,7 @@ async def test_broadcast_frames_are_written_without_starting_a_writer() -> None:
     hub = Hub()
     with trio.fail_after(TIMEOUT):
         async with serving(hub_app(hub)) as (_, port):
-            client = await RawClient.open(port)
-            await client.send(masked(TEXT, b"hi"))
-            assert await client.next() == "hi"
-            ws = hub.members[0]
+            client, ws = await echoed_once(hub, port, b"hi")
             await wait_until_writer_retired(ws)
             encoder = _frames.Encoder()
             for n in range(3):
@@ -284,10 +282,7 @@ async def test_broadcast_remainder_goes_to_the_writer_in_order() -> None:
     big = bytes(range(256)) * (4 << 12)  # 4 MiB
     with trio.fail_after(TIMEOUT):
         async with serving(hub_app(hub)) as (_, port):
-            client = await RawClient.open(port)
-            await client.send(masked(TEXT, b"hi"))
-            assert await client.next() == "hi"
-            ws = hub.members[0]
+            client, ws = await echoed_once(hub, port, b"hi")
             encoder = _frames.Encoder()
             assert ws.send_frames_nowait([encoder.binary(big)])
             assert ws.outbox_depth == 1  # the remainder, for the writer
