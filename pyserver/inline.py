@@ -11,7 +11,8 @@ run by the read.
 A handler that does block (awaits an ack, a sleep, a lock) cannot be moved to another task
 once it has started: its first step may already have registered the current task somewhere
 (a parking lot, a cancel scope). So the reader keeps it: it starts a new task that goes on
-reading, and finishes the blocked work with :func:`resume` (which is ``await`` on a coroutine
+reading (the reactor's drivers do the same, :mod:`pyserver.transports.reactor`), and
+finishes the blocked work with :func:`resume` (which is ``await`` on a coroutine
 whose first step has already run). The slot is only ever open during one synchronous
 stretch of one task (thread-local, cleared before anything can yield), so no other task can
 see it.

@@ -3,9 +3,11 @@
 Handler ordering: each socket runs its handlers one at a time, in the order their packets
 arrived (the "connection" handler first, the "disconnect" handler last), in one task that
 has them only while the socket has work, until the socket's queue is empty. For packets
-read from a WebSocket that is the connection's reading task itself, right after the read
-(:mod:`pyserver.inline`: no task spawned, no task switch); if a handler blocks, the reading
-goes on in a new task while this one finishes the socket's queue. Otherwise (long-polling,
+read from a WebSocket that is the task that read them, right after the read
+(:mod:`pyserver.inline`: no task spawned, no task switch): on Linux the run's reactor task
+(:mod:`pyserver.transports.reactor`), elsewhere the connection's reader; if a handler
+blocks, the reading goes on in a new task while this one finishes the socket's queue (and
+a handler still blocked when the server stops is cancelled). Otherwise (long-polling,
 events queued from elsewhere) the first packet queued starts a task in the Server's nursery.
 So an idle socket costs no task, a slow handler delays only the later events of the same
 socket (never the connection's reading, never other sockets), and memory is bounded: at

@@ -12,6 +12,13 @@ Tasks per connection (all in one nursery, ended together):
   the batch it came in, and what the batch queued on this connection goes out in one write
   from the reader (no writer wake-up); work that blocks keeps the task, and a new reader task
   goes on reading.
+  **The reactor** (Linux, :mod:`pyserver.transports.reactor`): a reader that would wait for
+  the socket while callbacks take the messages and the connection is open registers the
+  socket with the run's reactor instead, and its task ends; one reactor task then reads every
+  such connection in one scheduler step per batch (``_react``: the loop's body for one read).
+  The end of the stream and a completed close end the reading there; a failure (whose
+  draining needs a task) or an unexpected error gives the reading back to a new reader task.
+  The socket always leaves the reactor before the stream is closed (``_leave_reactor``).
 * the **writer** is the only task that writes to the stream: it takes everything queued in the
   outbox and writes it in one write. It closes the stream once the connection is CLOSED and
   the outbox is flushed. A writer with nothing to write for ``WRITER_IDLE_SECONDS`` or more
@@ -79,6 +86,8 @@ import trio
 from pyserver import inline
 from pyserver.errors import ConnectionClosed
 from pyserver.http.types import Request
+from pyserver.transports import reactor as _reactor_module
+from pyserver.transports.reactor import Blocked, Reactor
 from pyserver.ws.connection import ConnectionState, WebSocketConnection
 
 __all__ = ["WRITER_IDLE_SECONDS", "WebSocket"]
@@ -112,6 +121,7 @@ class _Reading(enum.Enum):
     PENDING = "pending"  # the reader task is started but has not run yet
     TASK = "task"  # the reader task
     INLINE = "inline"  # the task in serve_messages(); the reader task found it so and left
+    REACTOR = "reactor"  # this run's reactor (pyserver.transports.reactor)
 
 
 class _WriterState(enum.Enum):
@@ -149,6 +159,7 @@ class WebSocket:
         "_head",
         "_inbox",
         "_inbox_low",
+        "_keepers",
         "_max_inbox",
         "_max_outbox",
         "_max_outbox_bytes",
@@ -158,6 +169,8 @@ class WebSocket:
         "_outbox",
         "_outbox_bytes",
         "_paused_reader",
+        "_reactor",
+        "_reactor_fd",
         "_reader_finished",
         "_reader_generation",
         "_reading",
@@ -246,6 +259,11 @@ class WebSocket:
         self._direct_gen = -1  # the _Ticker generation of the last direct write, or -1
         self._ticker: _Ticker | None = None  # this run's, looked up at the first direct write
         self._deferred = False  # queued frames wait for the ticker (_defer)
+        # read by this run's reactor (see pyserver.transports.reactor) instead of a task
+        self._reactor: Reactor | None = None
+        self._reactor_fd = -1
+        # the outermost cancel scopes of reactor tasks finishing blocked work of ours
+        self._keepers: list[trio.CancelScope] | None = None
 
     # -- public API --------------------------------------------------------------------
 
@@ -327,7 +345,9 @@ class WebSocket:
 
         ``on_message`` is synchronous and must not block: it runs in the task that reads
         the socket. When the reader task has not started yet, that is the calling task
-        itself (one task fewer per connection). An exception from ``on_message`` is logged
+        itself (one task fewer per connection); once there is nothing to read, on Linux,
+        the run's reactor task (:mod:`pyserver.transports.reactor`), which reads every such
+        connection. An exception from ``on_message`` is logged
         and closes the connection with 1011 (one from ``on_end`` is logged). Not together
         with ``async for``/``receive``.
 
@@ -335,8 +355,10 @@ class WebSocket:
         reading task right after the batch of messages it came in (see that module);
         meanwhile what is sent on this connection is queued and goes out in one write after
         the batch. Work that blocks keeps its task, and a new task goes on reading: so this
-        method may return later than the end of the connection, which is why ``on_end`` is
-        called by the reader as soon as the reading ends."""
+        method may return later than the end of the connection (when this task was the one
+        keeping it), which is why ``on_end`` is called by the reader as soon as the reading
+        ends. Work kept by a reactor task is cancelled if this connection is cancelled (the
+        server is stopping); it is not waited for."""
         if self._on_message is not None or self._consumer is not None:
             raise trio.BusyResourceError("another task is already receiving")
         self._on_message = on_message
@@ -347,13 +369,20 @@ class WebSocket:
             self._head = 0
             self._deliver(inbox[head:] if head else inbox)
             self._unpark_reader()
-        if self._reading is _Reading.PENDING:
-            # the reader task is started but has not run: it will see this and leave
-            self._reading = _Reading.INLINE
-            await self._read_loop()
-        while not self._reader_finished:  # (the reading was handed to another task)
-            self._consumer = _current_task()
-            await _wait_rescheduled(self._abort_consumer)
+        try:
+            if self._reading is _Reading.PENDING:
+                # the reader task is started but has not run: it will see this and leave
+                self._reading = _Reading.INLINE
+                await self._read_loop()
+            while not self._reader_finished:  # (the reading went to another task, or the
+                self._consumer = _current_task()  # reactor)
+                await _wait_rescheduled(self._abort_consumer)
+        except BaseException:
+            # cancelled (the server is stopping, and says so itself): no more callbacks
+            self._on_message = None
+            self._on_end = None
+            self._discard = True
+            raise
 
     def send_nowait(self, message: str | bytes) -> None:
         """Queue one message without waiting. Raises ConnectionClosed if the connection is
@@ -461,8 +490,15 @@ class WebSocket:
                 self._inbox = _DRAINED
                 self._head = 0
                 self._unpark_reader()
+        except BaseException:
+            # cancelled from outside: blocked work the reactor finishes for us ends too
+            self._on_end = None
+            for scope in self._keepers or ():
+                scope.cancel()
+            raise
         finally:
-            self._nursery = None  # nothing starts a writer from here on
+            self._nursery = None  # nothing starts a writer (or a reader) from here on
+            self._leave_reactor()
             # Cancelled from outside (the server is shutting down): an open connection says
             # 1001 "going away", a closing one sends what is queued (its Close last), if the
             # socket takes it right away; never after a partly written frame. Every task of
@@ -712,6 +748,7 @@ class WebSocket:
                     if was_closing and conn.state is _CLOSED:
                         # the peer never answered our Close (or never read it): drop the
                         # stream; a reader or writer blocked on it gets ClosedResourceError
+                        self._leave_reactor()
                         await trio.aclose_forcefully(self._stream)
         finally:
             self._timer_sleep = None
@@ -806,6 +843,13 @@ class WebSocket:
                         streak += 1  # read again at once: the kernel had more than we took
                     else:
                         streak = 0
+                        if (
+                            self._on_message is not None
+                            and not self._discard
+                            and conn.state is _OPEN
+                            and self._enter_reactor(sock)
+                        ):
+                            return  # this run's reactor reads from now on
                         await _wait_readable(sock)
                     fd = sock.fileno()
                     if fd < 0:
@@ -831,23 +875,168 @@ class WebSocket:
         finally:
             self._corked = False
             if self._reader_generation == generation:  # still the reader
-                self._reader_finished = True
-                self._unpark_consumer()
-                self._wake_writer()
-                on_end = self._on_end
-                if on_end is not None:
-                    self._on_end = None
-                    try:
-                        on_end()
-                    except Exception:
-                        self._log_failure("end callback")
+                self._end_reading()
+
+    def _end_reading(self) -> None:
+        """The reading has ended (the end of the stream, an error, or the connection is
+        done): say so to whoever waits for it, and call ``on_end``."""
+        self._reader_finished = True
+        self._unpark_consumer()
+        self._wake_writer()
+        on_end = self._on_end
+        if on_end is not None:
+            self._on_end = None
+            try:
+                on_end()
+            except Exception:
+                self._log_failure("end callback")
+
+    # -- read by the reactor (pyserver.transports.reactor) -------------------------------
+
+    def _enter_reactor(self, sock: trio.socket.SocketType) -> bool:
+        """Have this run's reactor read the socket from now on: True when it does (the
+        calling reader task then leaves: it is no longer the reader)."""
+        if self._nursery is None or self._done:
+            return False  # (no task could take the reading back)
+        reactor = _reactor_module.reactor(_new_batch)
+        if reactor is None:
+            return False
+        fd = sock.fileno()
+        if fd < 0 or not reactor.add(fd, self):
+            return False
+        self._reactor = reactor
+        self._reactor_fd = fd
+        self._reader_generation += 1
+        self._reading = _Reading.REACTOR
+        return True
+
+    def _leave_reactor(self, *, ended: bool = False) -> None:
+        """Unregister from the reactor (always before the stream closes: its descriptor
+        can be reused at once). The reading has ``ended``, or goes on in a task of the
+        connection; or ends here when none can start (the connection's tasks are ending)."""
+        reactor = self._reactor
+        if reactor is None:
+            return
+        self._reactor = None
+        reactor.remove(self._reactor_fd, self)
+        self._reactor_fd = -1
+        if ended:
+            self._end_reading()
+        else:
+            self._read_in_a_task()
+
+    def _read_in_a_task(self) -> None:
+        nursery = self._nursery
+        if nursery is not None and not self._done:
+            try:
+                name = f"WebSocket reader {self.request.path}"
+                nursery.start_soon(self._read_loop, None, name=name)
+            except RuntimeError:
+                pass
+            else:
+                self._reading = _Reading.TASK
+                return
+        self._end_reading()
+
+    def _react(self, fd: int) -> Blocked | None:
+        """Called by the reactor when the socket is readable: what the reader task's loop
+        does for one read (its messages delivered, the batch's inline work, one write), or
+        for the end of the stream. Returns work that blocked, for the reactor to keep
+        (``_go_on`` then runs the rest)."""
+        conn = self._conn
+        wanted = conn.wanted
+        try:
+            data = _os_read(fd, 65536 if wanted <= 65536 else min(wanted, 1 << 20))
+        except BlockingIOError:
+            return None
+        except OSError:
+            data = b""  # (a reset: as the reader task, the end of the stream)
+        if not data:
+            conn.receive_eof()
+            self._sync()
+            self._leave_reactor(ended=True)
+            return None
+        messages = conn.receive_data(data)
+        del data
+        pending: list[inline.Work] | None = None
+        if messages and not self._discard:  # (registered: callbacks are set until then)
+            self._corked = True
+            pending = inline.open_slot()
+            try:
+                self._deliver(messages)
+            finally:
+                inline.close_slot()
+        if conn.pending or conn.state is not self._seen_state:
+            self._sync()
+        if pending:
+            blocked = self._first_steps(pending)
+            if blocked is not None:
+                return blocked
+        self._end_batch()
+        return None
+
+    def _go_on(self, works: list[inline.Work]) -> Blocked | None:
+        """The rest of a batch whose earlier work blocked (run by the next driver)."""
+        self._corked = True
+        blocked = self._first_steps(works)
+        if blocked is None:
+            self._end_batch()
+        return blocked
+
+    def _end_batch(self) -> None:
+        if self._corked:
+            self._uncork()
+        conn = self._conn
+        if conn.state is _CLOSED:
+            # after a failure the reader task drains what the peer still sends
+            self._leave_reactor(ended=conn.failure is None)
+
+    def _keep(self, scope: trio.CancelScope) -> None:
+        if self._keepers is None:
+            self._keepers = []
+        self._keepers.append(scope)
+        if self._corked:
+            self._uncork()  # what the batch queued goes out now, not after the work
+
+    def _kept(self, scope: trio.CancelScope, failed: bool) -> None:
+        if self._keepers is not None:
+            self._keepers.remove(scope)
+        if failed:
+            self._work_failed()
+
+    def _lost(self) -> None:
+        self._corked = False
+        self._reactor = None  # (the reactor has dropped us)
+        self._reactor_fd = -1
+        if self._conn.state is _OPEN:
+            self.close_nowait(1011, "internal error")
+        self._read_in_a_task()
 
     async def _run_inline(self, pending: list[inline.Work]) -> bool:
         """Run the work offered during a batch (:mod:`pyserver.inline`), in order, in this
         task. Work that blocks stays here: the reading goes on in a new task, which first
         runs the rest of ``pending``; this one flushes what is queued, finishes that work,
         and returns True (the caller leaves the read loop)."""
-        for index, work in enumerate(pending):
+        while pending:
+            blocked = self._first_steps(pending)
+            if blocked is None:
+                return False
+            handed_off = self._hand_off(blocked.rest)
+            self._uncork()
+            try:
+                await inline.resume(blocked.coro, blocked.yielded)
+            except Exception:
+                self._work_failed()
+            if handed_off:
+                return True
+            # no new reader could start (the connection's tasks are ending): go on here
+            pending = blocked.rest
+        return False
+
+    def _first_steps(self, works: list[inline.Work]) -> Blocked | None:
+        """Run each work's first step, in order, until one blocks: that one (with the
+        works after it), or None when none did. A failing work is logged (1011)."""
+        for index, work in enumerate(works):
             coro = work()
             try:
                 yielded = inline.run_first_step(coro)
@@ -855,20 +1044,11 @@ class WebSocket:
                 self._work_failed()
                 continue
             except BaseException:
-                self._spawn_work(pending[index + 1 :])
+                self._spawn_work(works[index + 1 :])
                 raise
-            if yielded is inline.FINISHED:
-                continue
-            handed_off = self._hand_off(pending[index + 1 :])
-            self._uncork()
-            try:
-                await inline.resume(coro, yielded)
-            except Exception:
-                self._work_failed()
-            if handed_off:
-                return True
-            # no new reader could start (the connection's tasks are ending): go on here
-        return False
+            if yielded is not inline.FINISHED:
+                return Blocked(coro, yielded, works[index + 1 :])
+        return None
 
     def _log_failure(self, what: str) -> None:
         """One log line, with the traceback, for an exception from user code."""
@@ -1078,6 +1258,7 @@ class WebSocket:
             self._done = True
             self._conn.abort()
             self._sync()
+            self._leave_reactor()  # (before the stream closes: see _leave_reactor)
             if self._done_event is not None:
                 self._done_event.set()
 
@@ -1204,6 +1385,13 @@ _TICKER: trio.lowlevel.RunVar[_Ticker] = trio.lowlevel.RunVar("pyserver_ws_ticke
 
 def _ticker() -> _Ticker:
     return _per_run(_TICKER, _Ticker)
+
+
+def _new_batch() -> None:
+    """The reactor starts a step, so the scheduler has gone round since its previous one:
+    the connections it wrote to then may be written to directly again (see
+    ``_wrote_this_batch``), whether or not the ticker has run yet in this batch."""
+    _ticker().generation += 1
 
 
 def _peer(address: tuple[str, int]) -> str:

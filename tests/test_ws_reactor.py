@@ -1,0 +1,273 @@
+"""The reactor (``pyserver.transports.reactor``): one task reads every WebSocket whose
+messages go to ``serve_messages`` callbacks.
+
+What is checked, on real sockets: one task reads many connections and runs their work;
+registrations go away before the descriptors close (so a reused descriptor is not
+mistaken); the end of a stream, a reset and a close handshake end the reading in the
+reactor; a protocol error goes back to a reader task (which drains what the peer still
+sends); a large message split over many reads; blocked work is finished by a reactor task
+and cancelled with its connection when the server stops; handlers see the context the
+server's caller set; an unexpected error drops only its own connection, with 1011 and one
+log line.
+
+Peers: raw sockets with hand-made frames (``tests/test_app_websocket.py``'s ``RawClient``)
+and the ``websockets`` client."""
+
+from __future__ import annotations
+
+import contextvars
+import socket
+import struct
+from collections.abc import Callable
+
+import pytest
+import trio
+
+from pyserver import inline
+from pyserver.app import App
+from pyserver.http.types import WebSocket
+from pyserver.transports import reactor as reactor_module
+from pyserver.transports import websocket as shell
+from pyserver.transports.websocket import WebSocket as TrioWebSocket
+from tests.test_app_websocket import CLOSE, TEXT, RawClient, frame, masked
+from tests.test_ws_shell_lifecycle import serving
+
+pytestmark = pytest.mark.skipif(not reactor_module.ENABLED, reason="no reactor here")
+
+TIMEOUT = 20
+
+CONTEXT_VALUE: contextvars.ContextVar[str] = contextvars.ContextVar("test_reactor_value")
+
+
+class Served:
+    """An app whose connections echo through work offered from ``serve_messages``
+    callbacks (the way Socket.IO handlers run); "block" waits until ``gate`` opens."""
+
+    def __init__(self) -> None:
+        self.sockets: list[TrioWebSocket] = []
+        self.read_by: list[trio.lowlevel.Task] = []
+        self.worked_in: list[trio.lowlevel.Task] = []
+        self.ended: list[TrioWebSocket] = []
+        self.returned: list[TrioWebSocket] = []
+        self.context_seen: list[str] = []
+        self.gate = trio.Event()
+        self.blocked = trio.Event()
+        self.cancelled = trio.Event()
+
+    def app(self, **options: float) -> App:
+        app = App(**options)
+
+        @app.websocket("/r")
+        async def handler(ws: WebSocket) -> None:
+            assert isinstance(ws, TrioWebSocket)
+            self.sockets.append(ws)
+
+            def on_message(message: str | bytes) -> None:
+                self.read_by.append(trio.lowlevel.current_task())
+                assert inline.offer(lambda: self.work(ws, message))
+
+            await ws.serve_messages(on_message, lambda: self.ended.append(ws))
+            self.returned.append(ws)
+
+        return app
+
+    async def work(self, ws: TrioWebSocket, message: str | bytes) -> None:
+        self.worked_in.append(trio.lowlevel.current_task())
+        self.context_seen.append(CONTEXT_VALUE.get("unset"))
+        if message == "bye":
+            ws.close_nowait(4000, "bye")
+            return
+        if message == "block":
+            self.blocked.set()
+            try:
+                await self.gate.wait()
+            except trio.Cancelled:
+                self.cancelled.set()
+                raise
+        if not ws.closed:
+            ws.send_nowait(message)
+
+
+def registered() -> int:
+    made = reactor_module._REACTOR.get(None)
+    return 0 if made is None else len(made)
+
+
+async def until(predicate: Callable[[], bool]) -> None:
+    while not predicate():  # noqa: ASYNC110  (internal state: bounded by the caller)
+        await trio.sleep(0.005)
+
+
+async def test_one_task_reads_every_connection_and_runs_its_work() -> None:
+    served = Served()
+    with trio.fail_after(TIMEOUT):
+        async with serving(served.app()) as (_, port):
+            clients = [await RawClient.open(port, "/r") for _ in range(5)]
+            for round_ in range(3):
+                for n, client in enumerate(clients):
+                    await client.send(masked(TEXT, b"%d-%d" % (n, round_)))
+                for n, client in enumerate(clients):
+                    assert await client.next() == f"{n}-{round_}"
+            assert registered() == 5
+            assert all(ws._reading is shell._Reading.REACTOR for ws in served.sockets)
+            # no task per connection reads: one reactor task did it all, and ran the work
+            assert len(set(served.read_by)) == 1
+            assert served.worked_in == served.read_by
+            for client in clients:
+                await client.send(masked(CLOSE, b"\x03\xe8"))
+                assert (await client.until_close())[1] == 1000
+            await until(lambda: len(served.returned) == 5)
+            assert registered() == 0  # (unregistered before each descriptor closed)
+            assert sorted(map(id, served.ended)) == sorted(map(id, served.sockets))
+
+
+async def test_descriptors_reused_by_new_connections_are_read_for_them() -> None:
+    served = Served()
+    with trio.fail_after(TIMEOUT):
+        async with serving(served.app()) as (_, port):
+            for n in range(20):  # each new connection likely takes the previous one's fd
+                client = await RawClient.open(port, "/r")
+                await client.send(masked(TEXT, b"hello %d" % n))
+                assert await client.next() == f"hello {n}"
+                await client.stream.aclose()
+                await until(lambda n=n: len(served.ended) == n + 1)  # type: ignore[misc]
+            await until(lambda: registered() == 0)
+
+
+async def test_end_of_stream_and_reset_end_the_reading() -> None:
+    served = Served()
+    with trio.fail_after(TIMEOUT):
+        async with serving(served.app()) as (_, port):
+            quiet = await RawClient.open(port, "/r")
+            await quiet.send(masked(TEXT, b"x"))
+            assert await quiet.next() == "x"
+            await quiet.stream.send_eof()  # a FIN without a Close frame
+            reset = await RawClient.open(port, "/r")
+            await reset.send(masked(TEXT, b"y"))
+            assert await reset.next() == "y"
+            sock = reset.stream.socket
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            sock.close()  # an RST
+            await until(lambda: len(served.returned) == 2)
+            assert all(ws.close_code == 1006 for ws in served.sockets)
+            assert registered() == 0
+
+
+async def test_a_close_the_peer_never_answers_ends_after_the_timeout() -> None:
+    served = Served()
+    with trio.fail_after(TIMEOUT):
+        async with serving(served.app(ws_close_timeout=0.2)) as (_, port):
+            client = await RawClient.open(port, "/r")
+            await client.send(masked(TEXT, b"bye"))
+            assert (await client.until_close())[1:] == (4000, "bye")
+            # no Close back, no end of stream: the timer drops the connection, after it
+            # left the reactor (the descriptor is closed, and may be reused at once)
+            assert await client.stream.receive_some(10) == b""
+            await until(lambda: len(served.returned) == 1)
+            assert registered() == 0
+            assert served.ended == served.sockets
+
+
+async def test_protocol_error_goes_back_to_a_reader_task(caplog: pytest.LogCaptureFixture) -> None:
+    served = Served()
+    with trio.fail_after(TIMEOUT):
+        async with serving(served.app()) as (_, port):
+            bad = await RawClient.open(port, "/r")
+            good = await RawClient.open(port, "/r")
+            await bad.send(masked(TEXT, b"fine"))
+            assert await bad.next() == "fine"
+            await bad.send(frame(TEXT, b"unmasked", mask=None))  # clients must mask: 1002
+            assert (await bad.until_close())[1] == 1002
+            # the peer goes on sending after the failure: a reader task drains it
+            await bad.send(masked(TEXT, b"ignored") * 10)
+            await bad.send(masked(CLOSE, b"\x03\xea"))
+            assert await bad.stream.receive_some(10) == b""
+            await good.send(masked(TEXT, b"still here"))
+            assert await good.next() == "still here"
+            (bad_ws, good_ws) = served.sockets
+            assert bad_ws._reading is shell._Reading.TASK
+            assert good_ws._reading is shell._Reading.REACTOR
+    assert caplog.text.count("closing WebSocket /r") == 1
+
+
+async def test_a_large_message_over_many_reads() -> None:
+    served = Served()
+    payload = bytes(range(256)) * 1200  # 300 KiB: many reads, a larger read size
+    text = payload.hex()[: len(payload)].encode()
+    with trio.fail_after(TIMEOUT):
+        async with serving(served.app()) as (_, port):
+            client = await RawClient.open(port, "/r")
+            data = masked(TEXT, text)
+            for start in range(0, len(data), 10000):
+                await client.send(data[start : start + 10000])
+            assert await client.next() == text.decode()
+            assert served.sockets[0]._reading is shell._Reading.REACTOR
+
+
+async def test_blocked_work_keeps_a_reactor_task_and_reading_goes_on() -> None:
+    served = Served()
+    with trio.fail_after(TIMEOUT):
+        async with serving(served.app()) as (_, port):
+            client = await RawClient.open(port, "/r")
+            other = await RawClient.open(port, "/r")
+            await client.send(masked(TEXT, b"block") + masked(TEXT, b"after"))
+            assert await client.next() == "after"  # the rest of the batch ran at once
+            await other.send(masked(TEXT, b"other"))
+            assert await other.next() == "other"
+            keeper = served.worked_in[0]
+            assert served.worked_in[1] is not keeper  # a new reactor task drives
+            served.gate.set()
+            assert await client.next() == "block"
+            assert served.sockets[0]._keepers == []
+
+
+async def test_blocked_work_is_cancelled_when_the_server_stops() -> None:
+    served = Served()
+    with trio.fail_after(TIMEOUT):
+        async with serving(served.app()) as (nursery, port):
+            client = await RawClient.open(port, "/r")
+            await client.send(masked(TEXT, b"block"))
+            await served.blocked.wait()
+            nursery.cancel_scope.cancel()
+        await served.cancelled.wait()
+    close = await client.until_close()
+    assert close[1:] == (1001, "server shutting down")
+    assert served.ended == []  # cancelled: the server says goodbye itself, no on_end
+
+
+async def test_work_sees_the_context_of_the_servers_caller() -> None:
+    served = Served()
+    CONTEXT_VALUE.set("set by the caller")
+    with trio.fail_after(TIMEOUT):
+        async with serving(served.app()) as (_, port):
+            client = await RawClient.open(port, "/r")
+            await client.send(masked(TEXT, b"x"))
+            assert await client.next() == "x"
+    assert served.context_seen == ["set by the caller"]
+
+
+async def test_an_unexpected_error_drops_only_its_connection(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    served = Served()
+    real = TrioWebSocket._react
+    victims: list[TrioWebSocket] = []
+
+    def react(self: TrioWebSocket, fd: int) -> object:
+        if self in victims:
+            raise RuntimeError("a bug")
+        return real(self, fd)
+
+    with trio.fail_after(TIMEOUT):
+        async with serving(served.app()) as (_, port):
+            victim = await RawClient.open(port, "/r")
+            bystander = await RawClient.open(port, "/r")
+            await victim.send(masked(TEXT, b"a"))
+            assert await victim.next() == "a"
+            victims.append(served.sockets[0])
+            monkeypatch.setattr(TrioWebSocket, "_react", react)
+            await victim.send(masked(TEXT, b"b"))
+            assert (await victim.until_close())[1] == 1011
+            await bystander.send(masked(TEXT, b"fine"))
+            assert await bystander.next() == "fine"
+    assert caplog.text.count("WebSocket reactor failed") == 1
