@@ -271,3 +271,25 @@ async def test_an_unexpected_error_drops_only_its_connection(
             await bystander.send(masked(TEXT, b"fine"))
             assert await bystander.next() == "fine"
     assert caplog.text.count("WebSocket reactor failed") == 1
+
+
+async def test_an_unexpected_error_after_blocked_work_drops_only_its_connection(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    served = Served()
+
+    def go_on(self: TrioWebSocket, works: object) -> object:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(TrioWebSocket, "_go_on", go_on)
+    with trio.fail_after(TIMEOUT):
+        async with serving(served.app()) as (_, port):
+            victim = await RawClient.open(port, "/r")
+            bystander = await RawClient.open(port, "/r")
+            await victim.send(masked(TEXT, b"block") + masked(TEXT, b"lost"))
+            assert (await victim.until_close())[1] == 1011
+            await bystander.send(masked(TEXT, b"fine"))
+            assert await bystander.next() == "fine"
+            assert registered() == 1  # the victim left the reactor
+            served.gate.set()
+    assert caplog.text.count("WebSocket reactor failed") == 1

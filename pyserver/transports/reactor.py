@@ -86,8 +86,8 @@ class Reactive(Protocol):
         """That work has ended (``failed``: it raised)."""
 
     def _lost(self) -> None:
-        """The reactor dropped this connection after an unexpected error (logged): the
-        connection reads on by itself."""
+        """An unexpected error (logged) came out of ``_react`` or ``_go_on``: the
+        connection leaves the reactor (and is closed with 1011)."""
 
 
 class Reactor:
@@ -149,14 +149,14 @@ class Reactor:
             if kept is not None:
                 reader, blocked = kept
                 self._spawn((reader, blocked.rest))  # the driving goes on in a new task
-                reader._keep(scope)
+                self._call(reader._keep, scope)
                 failed = False
                 try:
                     await inline.resume(blocked.coro, blocked.yielded)
                 except Exception:
                     failed = True
                 finally:
-                    reader._kept(scope, failed)
+                    self._call(reader._kept, scope, failed)
 
     async def _loop(
         self, carry: tuple[Reactive, list[inline.Work]] | None
@@ -191,13 +191,15 @@ class Reactor:
             return reader._react(fd) if works is None else reader._go_on(works)
         except Exception:  # a system task must never raise
             logger.exception("WebSocket reactor failed")
-            if fd >= 0:
-                self.remove(fd, reader)
-            try:
-                reader._lost()
-            except Exception:
-                logger.exception("WebSocket reactor could not hand a connection back")
+            self._call(reader._lost)
             return None
+
+    @staticmethod
+    def _call(method: Callable[..., None], *args: Any) -> None:
+        try:
+            method(*args)
+        except Exception:  # a system task must never raise
+            logger.exception("WebSocket reactor failed (%s)", method.__name__)
 
 
 _REACTOR: trio.lowlevel.RunVar[Reactor] = trio.lowlevel.RunVar("pyserver_ws_reactor")

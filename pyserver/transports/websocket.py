@@ -1006,11 +1006,9 @@ class WebSocket:
 
     def _lost(self) -> None:
         self._corked = False
-        self._reactor = None  # (the reactor has dropped us)
-        self._reactor_fd = -1
+        self._leave_reactor()
         if self._conn.state is _OPEN:
             self.close_nowait(1011, "internal error")
-        self._read_in_a_task()
 
     async def _run_inline(self, pending: list[inline.Work]) -> bool:
         """Run the work offered during a batch (:mod:`pyserver.inline`), in order, in this
