@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from pyserver.rooms import Room, RoomIndex
 from pyserver.socketio.packets import Sid, encode_event
-from pyserver.transports.engineio import OutgoingMessage
+from pyserver.transports.engineio import OutgoingMessage, send_encoded_many
 
 if TYPE_CHECKING:
     from pyserver.sio.namespace import Namespace
@@ -285,9 +285,8 @@ class InMemoryAdapter(Adapter):
         packet: Sequence[Any] = (),
     ) -> int:
         sockets = self.sockets
-        messages = [OutgoingMessage(part) for part in parts]
         volatile = opts.volatile
-        sent = 0
+        sessions = []
         for sid in self.sids(opts):
             socket = sockets.get(sid)
             if socket is None:
@@ -295,11 +294,11 @@ class InMemoryAdapter(Adapter):
             client = socket.client
             if volatile and not client.ready_for_volatile():
                 continue
-            session = client.session
-            for message in messages:
-                session.send_encoded(message)
-            sent += 1
-        return sent
+            sessions.append(client.session)
+        if sessions:
+            # one call per WebSocket recipient, the frames built once
+            send_encoded_many([OutgoingMessage(part) for part in parts], sessions)
+        return len(sessions)
 
     async def broadcast_with_ack(
         self, event: str, args: Sequence[Any], opts: BroadcastOptions, sink: AckSink
