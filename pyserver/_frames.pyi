@@ -126,6 +126,12 @@ class Encoder:
     def pong(self, payload: bytes = b"") -> bytes: ...
     def close(self, code: int | None = 1000, reason: str = "") -> bytes: ...
 
+def write_many(fds: list[int], data: bytes) -> list[tuple[int, int]]:
+    """The broadcast fan-out (Unix): ``data`` written to each descriptor of ``fds`` (open
+    non-blocking sockets the caller owns) with one ``write(2)`` each, retried only on
+    EINTR. Returns ``(index, written)`` for each descriptor that did not take all of it
+    (``written`` is 0 when it took nothing or the write failed)."""
+
 def encode_message(
     data: str | bytes,
     *,

@@ -296,3 +296,67 @@ async def test_broadcast_remainder_goes_to_the_writer_in_order() -> None:
                 client._feed(data)
             assert client.messages.pop(0) == big
             assert await client.next() == "next"
+
+
+# -- the fan-out: one Rust call writes a broadcast to every recipient -------------------
+
+
+async def test_fan_out_writes_every_recipient_directly_and_in_order() -> None:
+    hub = Hub()
+    with trio.fail_after(TIMEOUT):
+        async with serving(hub_app(hub)) as (_, port):
+            pairs = [await echoed_once(hub, port, b"hi %d" % n) for n in range(4)]
+            sockets = [ws for _, ws in pairs]
+            await trio.testing.wait_all_tasks_blocked()
+            encoder = _frames.Encoder()
+            frames = [encoder.text("part"), encoder.binary(b"blob")]
+            shell.send_frames_to_many(sockets, frames)
+            # written by this call: nothing queued, and each is busy for this batch
+            assert all(ws._outbox == [] and ws.outbox_depth == 1 for ws in sockets)
+            shell.send_frames_to_many(sockets, [encoder.text("second")])
+            assert all(len(ws._outbox) == 1 for ws in sockets)  # one direct write per batch
+            for client, _ in pairs:
+                assert [await client.next() for _ in range(3)] == ["part", b"blob", "second"]
+            # a closing recipient is skipped
+            await pairs[0][0].send(masked(TEXT, b"close please"))
+            assert (await pairs[0][0].until_close())[1] == 4000
+            shell.send_frames_to_many(sockets, [encoder.text("third")])
+            for client, _ in pairs[1:]:
+                assert await client.next() == "third"
+
+
+async def test_fan_out_to_a_recipient_that_does_not_read_loses_nothing() -> None:
+    """One recipient stops reading: its socket fills, the write to it comes up short (part
+    of a frame, or nothing), the rest is queued in order for its writer; the others get
+    every frame directly."""
+    hub = Hub()
+    chunk = bytes(range(256)) * 256  # 64 KiB
+    count = 48  # 3 MiB in all: more than a loopback socket takes while nobody reads
+    with trio.fail_after(TIMEOUT):
+        async with serving(hub_app(hub)) as (_, port):
+            fast, fast_ws = await echoed_once(hub, port, b"fast")
+            slow, slow_ws = await echoed_once(hub, port, b"slow")
+            received: list[bytes] = []
+
+            async def read_fast() -> None:
+                for _ in range(count):
+                    message = await fast.next()
+                    assert isinstance(message, bytes)
+                    received.append(message)
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(read_fast)
+                encoder = _frames.Encoder()
+                came_up_short = False
+                for n in range(count):
+                    frame = encoder.binary(n.to_bytes(2, "big") + chunk)
+                    shell.send_frames_to_many([fast_ws, slow_ws], [frame])
+                    came_up_short = came_up_short or bool(slow_ws._outbox)
+                    await trio.lowlevel.checkpoint()  # the fast reader and the writers run
+            assert came_up_short
+            assert [m[:2] for m in received] == [n.to_bytes(2, "big") for n in range(count)]
+            assert not slow_ws.closed  # (within the outbox limits: no slow-consumer close)
+            for n in range(count):
+                message = await slow.next()
+                assert isinstance(message, bytes)
+                assert message[:2] == n.to_bytes(2, "big") and message[2:] == chunk

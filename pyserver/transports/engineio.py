@@ -59,6 +59,8 @@ from pyserver.engineio.session import (
 from pyserver.errors import ConnectionClosed
 from pyserver.http.types import Request, Response, WebSocket
 from pyserver.transports.timers import DeadlineTimer
+from pyserver.transports.websocket import WebSocket as TrioWebSocket
+from pyserver.transports.websocket import send_frames_to_many
 
 __all__ = ["EngineIOServer", "EngineSession", "OutgoingMessage", "send_encoded_many"]
 
@@ -98,17 +100,24 @@ def send_encoded_many(
 ) -> None:
     """Queue ``messages`` (in order: a packet and its attachments) for every session: the
     broadcast path, the same as ``session.send_encoded(m)`` for each session and message,
-    with one call per WebSocket recipient and the frames built once before the loop."""
-    frames: list[bytes] | None = None
+    with the frames built once and the WebSocket recipients' direct writes made in one
+    call (``send_frames_to_many``)."""
+    sockets: list[TrioWebSocket] = []
+    others: list[WebSocket] = []
     for session in sessions:
         ws = session._ws
-        if ws is not None:
-            if frames is None:
-                frames = [message.frame() for message in messages]
-            ws.send_frames_nowait(frames)
-        else:
+        if ws is None:
             for message in messages:
                 session._server._process(session, session.core.send_packet(message.packet))
+        elif ws.__class__ is TrioWebSocket:
+            sockets.append(ws)
+        else:
+            others.append(ws)
+    if sockets or others:
+        frames = [message.frame() for message in messages]
+        send_frames_to_many(sockets, frames)
+        for other in others:
+            other.send_frames_nowait(frames)
 
 
 class EngineSession:

@@ -78,19 +78,19 @@ import logging
 import math
 import os
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, TypeVar
 
 import trio
 
-from pyserver import inline
+from pyserver import _frames, inline
 from pyserver.errors import ConnectionClosed
 from pyserver.http.types import Request
 from pyserver.transports import reactor as _reactor_module
 from pyserver.transports.reactor import Blocked, Reactor
 from pyserver.ws.connection import ConnectionState, WebSocketConnection
 
-__all__ = ["WRITER_IDLE_SECONDS", "WebSocket"]
+__all__ = ["WRITER_IDLE_SECONDS", "WebSocket", "send_frames_to_many"]
 
 logger = logging.getLogger("pyserver.ws")
 
@@ -108,6 +108,7 @@ _os_write = os.write
 _FAIR_STREAK = 32
 _DRAINED: list[str | bytes] = []  # never appended to
 _FD_IO = sys.platform != "win32"  # os.read/os.write work on socket descriptors
+_write_many = getattr(_frames, "write_many", None) if _FD_IO else None  # (Unix only)
 
 WRITER_IDLE_SECONDS = 0.5
 """A writer task that wrote nothing for this long (up to twice as long) ends."""
@@ -1383,6 +1384,53 @@ _TICKER: trio.lowlevel.RunVar[_Ticker] = trio.lowlevel.RunVar("pyserver_ws_ticke
 
 def _ticker() -> _Ticker:
     return _per_run(_TICKER, _Ticker)
+
+
+def send_frames_to_many(sockets: Iterable[WebSocket], frames: list[bytes]) -> None:
+    """``ws.send_frames_nowait(frames)`` for every one of ``sockets`` (the broadcast path),
+    with all the direct writes (try-write-first, same rules) made by one Rust call,
+    ``_frames.write_many``: one ``write(2)`` per recipient and no interpreter work per
+    write. A recipient whose socket did not take everything gets the rest queued, as after
+    ``_write_first``; one that is not open is skipped."""
+    if _write_many is None:
+        for ws in sockets:
+            ws.send_frames_nowait(frames)
+        return
+    direct: list[WebSocket] = []
+    fds: list[int] = []
+    for ws in sockets:
+        if ws._conn.state is not _OPEN:
+            continue
+        if ws._may_write_first():
+            fd = ws._sock.fileno()  # type: ignore[union-attr]  # (_may_write_first)
+            if fd >= 0:
+                direct.append(ws)
+                fds.append(fd)
+                continue
+        for frame in frames:
+            ws._enqueue(frame)
+    if not direct:
+        return
+    data = frames[0] if len(frames) == 1 else b"".join(frames)
+    short = _write_many(fds, data)
+    ticker = _ticker()
+    generation = ticker.touch()
+    if not short:
+        for ws in direct:
+            ws._direct_gen = generation
+            ws._ticker = ticker
+        return
+    incomplete = dict(short)
+    for index, ws in enumerate(direct):
+        written = incomplete.get(index)
+        if written is None:
+            ws._direct_gen = generation
+            ws._ticker = ticker
+        elif written:
+            ws._enqueue(data[written:])  # the rest of a frame first: nothing interleaves
+        else:
+            for frame in frames:  # nothing went out: the writer meets the problem
+                ws._enqueue(frame)
 
 
 def _new_batch() -> None:

@@ -18,6 +18,7 @@ pub mod deflate;
 pub mod encoder;
 pub mod error;
 pub mod extension;
+pub mod fanout;
 pub mod frame;
 pub mod mask;
 pub mod utf8;

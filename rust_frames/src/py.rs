@@ -685,6 +685,15 @@ fn encode_message<'py>(
     }
 }
 
+/// The broadcast fan-out (`crate::fanout`): `data` written to each descriptor of `fds`
+/// (open non-blocking sockets the caller owns) with one `write(2)` each. Returns
+/// `(index, written)` for each descriptor that did not take all of it.
+#[cfg(unix)]
+#[pyfunction]
+fn write_many(fds: Vec<i32>, data: &[u8]) -> Vec<(usize, usize)> {
+    crate::fanout::write_all_once(&fds, data)
+}
+
 /// One raw frame, no checks beyond field widths (for tests and fuzzing).
 #[pyfunction]
 #[pyo3(signature = (opcode, payload, *, fin = true, rsv1 = false, rsv2 = false, rsv3 = false, mask = None))]
@@ -801,6 +810,8 @@ fn _frames(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(accept_deflate, m)?)?;
     m.add_function(wrap_pyfunction!(encode_message, m)?)?;
     m.add_function(wrap_pyfunction!(encode_frame, m)?)?;
+    #[cfg(unix)]
+    m.add_function(wrap_pyfunction!(write_many, m)?)?;
     m.add_function(wrap_pyfunction!(apply_mask, m)?)?;
     m.add_function(wrap_pyfunction!(apply_mask_simple, m)?)?;
     m.add_function(wrap_pyfunction!(deflate_raw, m)?)?;
