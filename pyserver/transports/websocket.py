@@ -35,7 +35,10 @@ Tasks per connection (all in one nursery, ended together):
   the first item (the rest of the frame, before anything queued later) and the writer
   starts or wakes as usual; a failed write (no room, or a broken socket) queues the whole
   frame, and the writer meets the error and closes as it always does. No await on that
-  path, so no cancellation point. ``send``/``send_nowait`` (replies) always queue, so a
+  path, so no cancellation point. A Socket.IO broadcast goes through
+  ``send_frames_to_many``: the same rule per recipient, with all of the direct writes made
+  by one Rust call (``_frames.write_many``, one ``write(2)`` each). ``send``/``send_nowait``
+  (replies) always queue, so a
   handler answering a chunk of messages still goes out in one write; after a reader's batch
   that write is made the same way by the reader itself.
   **One direct write per connection per scheduler batch**: after one, the connection is
