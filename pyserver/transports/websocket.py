@@ -774,6 +774,17 @@ class WebSocket:
             if self._on_message is None:
                 return
 
+    def _deliver_batch(self, messages: list[str | bytes]) -> list[inline.Work]:
+        """Deliver one read's messages with the inline slot open, corked (the replies wait
+        for the reader's one write after the batch); returns the work they offered."""
+        self._corked = True
+        pending = inline.open_slot()
+        try:
+            self._deliver(messages)
+        finally:
+            inline.close_slot()
+        return pending
+
     async def _reader(self) -> None:
         if self._reading is _Reading.PENDING:
             self._reading = _Reading.TASK
@@ -799,12 +810,7 @@ class WebSocket:
                     pending = None
                     if messages and not self._discard:
                         if self._on_message is not None:
-                            self._corked = True
-                            pending = inline.open_slot()
-                            try:
-                                self._deliver(messages)
-                            finally:
-                                inline.close_slot()
+                            pending = self._deliver_batch(messages)
                         else:
                             inbox = self._inbox
                             if self._head >= len(inbox):
@@ -964,12 +970,7 @@ class WebSocket:
         del data
         pending: list[inline.Work] | None = None
         if messages and not self._discard:  # (registered: callbacks are set until then)
-            self._corked = True
-            pending = inline.open_slot()
-            try:
-                self._deliver(messages)
-            finally:
-                inline.close_slot()
+            pending = self._deliver_batch(messages)
         if conn.pending or conn.state is not self._seen_state:
             self._sync()
         if pending:
