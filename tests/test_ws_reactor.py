@@ -56,8 +56,8 @@ class Served:
         self.blocked = trio.Event()
         self.cancelled = trio.Event()
 
-    def app(self, ws_close_timeout: float = 5.0) -> App:
-        app = App(ws_close_timeout=ws_close_timeout)
+    def app(self, ws_close_timeout: float = 5.0, ws_max_outbox: int = 1024) -> App:
+        app = App(ws_close_timeout=ws_close_timeout, ws_max_outbox=ws_max_outbox)
 
         @app.websocket("/r")
         async def handler(ws: WebSocket) -> None:
@@ -170,6 +170,29 @@ async def test_a_close_the_peer_never_answers_ends_after_the_timeout() -> None:
             await until(lambda: len(served.returned) == 1)
             assert registered() == 0
             assert served.ended == served.sockets
+
+
+async def test_a_slow_consumer_is_closed_and_leaves(caplog: pytest.LogCaptureFixture) -> None:
+    """A peer that sends and never reads: its replies fill the socket, then the outbox;
+    it is closed as a slow consumer (1008) and, never answering the Close, dropped after
+    the close timeout, unregistered; another connection is not held up meanwhile."""
+    served = Served()
+    chunk = b"x" * 32768
+    with trio.fail_after(TIMEOUT):
+        async with serving(served.app(ws_close_timeout=0.2, ws_max_outbox=8)) as (_, port):
+            slow = await RawClient.open(port, "/r")
+            other = await RawClient.open(port, "/r")
+            with trio.move_on_after(5):  # (the server stops reading once it has dropped us)
+                for _ in range(400):  # 12.5 MiB of echoes: more than the sockets hold
+                    await slow.send(masked(TEXT, chunk))
+                    if served.sockets[0].closed:
+                        break
+            await other.send(masked(TEXT, b"unaffected"))
+            assert await other.next() == "unaffected"
+            await until(lambda: len(served.returned) == 1)
+            assert served.sockets[0].close_code == 1008
+            assert registered() == 1  # the other connection only
+    assert any("slow consumer" in r.getMessage() for r in caplog.records)
 
 
 async def test_protocol_error_goes_back_to_a_reader_task(caplog: pytest.LogCaptureFixture) -> None:
