@@ -20,6 +20,7 @@ see it.
 
 from __future__ import annotations
 
+import contextvars
 import threading
 import types
 from collections.abc import Callable, Coroutine, Generator
@@ -76,10 +77,14 @@ def run_first_step(coro: Coroutine[Any, Any, Any]) -> Any:
 
 
 @types.coroutine
-def resume(coro: Coroutine[Any, Any, Any], yielded: Any) -> Generator[Any, Any, Any]:
+def resume(
+    coro: Coroutine[Any, Any, Any], yielded: Any, context: contextvars.Context | None = None
+) -> Generator[Any, Any, Any]:
     """``await resume(coro, yielded)``: go on with ``coro`` after :func:`run_first_step`
     returned ``yielded``, exactly as if it had been awaited from the start (what the
-    scheduler sends or throws in goes to ``coro``; its result or exception comes out)."""
+    scheduler sends or throws in goes to ``coro``; its result or exception comes out).
+    With ``context``, every step of ``coro`` runs in it (the context its first step ran
+    in, when that was not the current task's)."""
     while True:
         try:
             sent = yield yielded
@@ -88,11 +93,11 @@ def resume(coro: Coroutine[Any, Any, Any], yielded: Any) -> Generator[Any, Any, 
             raise
         except BaseException as exc:
             try:
-                yielded = coro.throw(exc)
+                yielded = coro.throw(exc) if context is None else context.run(coro.throw, exc)
             except StopIteration as stop:
                 return stop.value
         else:
             try:
-                yielded = coro.send(sent)
+                yielded = coro.send(sent) if context is None else context.run(coro.send, sent)
             except StopIteration as stop:
                 return stop.value

@@ -12,6 +12,7 @@ and raw Engine.IO over ``websockets`` (``tests/_sio_client.py``)."""
 
 from __future__ import annotations
 
+import contextvars
 from collections.abc import Coroutine
 from typing import Any
 
@@ -124,6 +125,29 @@ async def test_resume_delivers_cancellation_and_exceptions() -> None:
 
     with pytest.raises(ValueError, match="late"):
         await _finish(fails())
+
+
+async def test_resume_runs_every_step_in_the_given_context() -> None:
+    var: contextvars.ContextVar[str] = contextvars.ContextVar("inline_test_var")
+    gate = trio.Event()
+    seen: list[str] = []
+
+    async def work() -> None:
+        var.set("set by the first step")
+        await gate.wait()
+        seen.append(var.get("unset"))
+
+    async def open_gate() -> None:
+        gate.set()
+
+    context = contextvars.copy_context()
+    coro = work()
+    yielded = context.run(inline.run_first_step, coro)  # the first step, in ``context``
+    assert var.get("unset") == "unset"  # (not in this task's context)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(open_gate)  # (runs once resume has handed the wait to Trio)
+        await inline.resume(coro, yielded, context)
+    assert seen == ["set by the first step"]
 
 
 # -- the WebSocket shell ------------------------------------------------------------------

@@ -52,6 +52,7 @@ class Served:
         self.ended: list[TrioWebSocket] = []
         self.returned: list[TrioWebSocket] = []
         self.context_seen: list[str] = []
+        self.context_after_block: list[str] = []
         self.gate = trio.Event()
         self.blocked = trio.Event()
         self.cancelled = trio.Event()
@@ -76,6 +77,9 @@ class Served:
     async def work(self, ws: TrioWebSocket, message: str | bytes) -> None:
         self.worked_in.append(trio.lowlevel.current_task())
         self.context_seen.append(CONTEXT_VALUE.get("unset"))
+        if isinstance(message, str) and message.startswith("set "):
+            CONTEXT_VALUE.set(message[4:])  # (never reset: it stays in this context)
+            message = "block" if message == "set then block" else message
         if message == "bye":
             ws.close_nowait(4000, "bye")
             return
@@ -86,6 +90,7 @@ class Served:
             except trio.Cancelled:
                 self.cancelled.set()
                 raise
+            self.context_after_block.append(CONTEXT_VALUE.get("unset"))
         if not ws.closed:
             ws.send_nowait(message)
 
@@ -271,6 +276,41 @@ async def test_work_sees_the_context_of_the_servers_caller() -> None:
             await client.send(masked(TEXT, b"x"))
             assert await client.next() == "x"
     assert served.context_seen == ["set by the caller"]
+
+
+async def test_each_connection_has_its_own_context() -> None:
+    """A ContextVar a handler sets is seen by later handlers of the same connection, also
+    after blocking (the blocked work goes on in the connection's context), and never by
+    another connection's handlers, although one reactor task runs them all."""
+    served = Served()
+    with trio.fail_after(TIMEOUT):
+        async with serving(served.app()) as (_, port):
+            a = await RawClient.open(port, "/r")
+            b = await RawClient.open(port, "/r")
+            await a.send(masked(TEXT, b"set then block"))
+            await served.blocked.wait()
+            await a.send(masked(TEXT, b"a again"))
+            assert await a.next() == "a again"
+            await b.send(masked(TEXT, b"b"))
+            assert await b.next() == "b"
+            await b.send(masked(TEXT, b"set b-value"))
+            assert await b.next() == "set b-value"
+            await b.send(masked(TEXT, b"b again"))
+            assert await b.next() == "b again"
+            served.gate.set()
+            assert await a.next() == "block"
+            await a.send(masked(TEXT, b"a last"))
+            assert await a.next() == "a last"
+    assert served.context_seen == [
+        "unset",  # a: "set then block" (sets "then block")
+        "then block",  # a again
+        "unset",  # b: nothing of a's
+        "unset",  # b: "set b-value"
+        "b-value",  # b again
+        "then block",  # a last: b's value never reached a
+    ]
+    assert served.context_after_block == ["then block"]
+    assert len(set(served.read_by)) <= 2  # (one reactor task, and the one after the block)
 
 
 async def test_an_unexpected_error_drops_only_its_connection(

@@ -24,12 +24,14 @@ rest of that connection's batch, then finishes the work and ends. The connection
 kept work's cancel scope (the driver's outermost one, entered before any of it ran) and
 cancels it when it is itself cancelled, so blocked work never outlives a server that is
 shutting down. Drivers are system tasks (they serve every connection, so no connection's
-nursery can hold them), each in a copy of the context of the task that started it: the first
-one in that of the first connection's reader, so handlers see what the server's caller set.
-A consequence to know: handlers run by one reactor task share its context, so a
-``ContextVar`` a handler sets and does not reset is seen by later handlers, of any
-connection (``with``-style setters that reset are fine). Per-connection state belongs in
-``socket.data``, as in Node.
+nursery can hold them).
+
+Contexts: each connection has its own, a copy of its reader's when it registers (so
+handlers see what the server's caller set). The reactor runs that connection's reads, and
+so its handlers, in it, and blocked work goes on in it (``inline.resume(..., context)``).
+So a ``ContextVar`` a handler sets is seen by later handlers of the same connection, never
+by another connection's, as when each connection had its reader task. The drivers' own
+contexts hold nothing of any connection.
 
 Only on Linux with Trio's epoll backend; elsewhere every connection keeps its reader task.
 ``PYSERVER_REACTOR=0`` in the environment turns it off (:data:`ENABLED`).
@@ -70,6 +72,9 @@ class Blocked:
 
 class Reactive(Protocol):
     """What the reactor needs of a connection (``WebSocket`` implements it)."""
+
+    #: The connection's own context: its reads, and so its handlers, run in it.
+    _context: contextvars.Context
 
     def _react(self, fd: int) -> Blocked | None:
         """The socket is readable: read once and deal with it. Returns the work that
@@ -152,7 +157,7 @@ class Reactor:
                 self._call(reader._keep, scope)
                 failed = False
                 try:
-                    await inline.resume(blocked.coro, blocked.yielded)
+                    await inline.resume(blocked.coro, blocked.yielded, reader._context)
                 except Exception:
                     failed = True
                 finally:
@@ -188,7 +193,9 @@ class Reactor:
         self, reader: Reactive, fd: int, works: list[inline.Work] | None
     ) -> Blocked | None:
         try:
-            return reader._react(fd) if works is None else reader._go_on(works)
+            if works is None:
+                return reader._context.run(reader._react, fd)
+            return reader._context.run(reader._go_on, works)
         except Exception:  # a system task must never raise
             logger.exception("WebSocket reactor failed")
             self._call(reader._lost)

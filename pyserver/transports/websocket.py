@@ -76,6 +76,7 @@ connection says 1001 "server shutting down" if the socket takes it at once.
 
 from __future__ import annotations
 
+import contextvars
 import enum
 import logging
 import math
@@ -110,6 +111,7 @@ _os_read = os.read
 _os_write = os.write
 _FAIR_STREAK = 32
 _DRAINED: list[str | bytes] = []  # never appended to
+_NO_CONTEXT = contextvars.Context()  # (never run in: a connection gets its own on entering)
 _FD_IO = sys.platform != "win32"  # os.read/os.write work on socket descriptors
 _write_many = getattr(_frames, "write_many", None) if _FD_IO else None  # (Unix only)
 
@@ -153,6 +155,7 @@ class WebSocket:
         "__weakref__",
         "_conn",
         "_consumer",
+        "_context",
         "_corked",
         "_deferred",
         "_direct_gen",
@@ -266,6 +269,7 @@ class WebSocket:
         # read by this run's reactor (see pyserver.transports.reactor) instead of a task
         self._reactor: Reactor | None = None
         self._reactor_fd = -1
+        self._context: contextvars.Context = _NO_CONTEXT  # ours while in the reactor
         # the outermost cancel scopes of reactor tasks finishing blocked work of ours
         self._keepers: list[trio.CancelScope] | None = None
 
@@ -916,6 +920,7 @@ class WebSocket:
             return False
         self._reactor = reactor
         self._reactor_fd = fd
+        self._context = contextvars.copy_context()  # the reader's, as it would have run on
         self._reader_generation += 1
         self._reading = _Reading.REACTOR
         return True
