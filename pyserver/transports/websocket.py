@@ -500,7 +500,7 @@ class WebSocket:
                 self._unpark_reader()
         except BaseException:
             # cancelled from outside: blocked work the reactor finishes for us ends too
-            self._on_end = None
+            # (serve_messages, cancelled with the handler, already dropped the callbacks)
             for scope in self._keepers or ():
                 scope.cancel()
             raise
@@ -629,6 +629,11 @@ class WebSocket:
             sent = _os_write(fd, data)
         except OSError:  # BlockingIOError: no room; anything else: the writer's business
             return False
+        return self._written(data, sent)
+
+    def _written(self, data: bytes, sent: int) -> bool:
+        """After a direct write took ``sent`` bytes of ``data`` (0 when it failed): what
+        ``_write_first`` returns (also for ``send_frames_to_many``'s writes)."""
         if sent == len(data):
             ticker = self._ticker
             if ticker is None:
@@ -941,17 +946,8 @@ class WebSocket:
             self._read_in_a_task()
 
     def _read_in_a_task(self) -> None:
-        nursery = self._nursery
-        if nursery is not None and not self._done:
-            try:
-                name = f"WebSocket reader {self.request.path}"
-                nursery.start_soon(self._read_loop, None, name=name)
-            except RuntimeError:
-                pass
-            else:
-                self._reading = _Reading.TASK
-                return
-        self._end_reading()
+        if not self._hand_off(None):
+            self._end_reading()
 
     def _react(self, fd: int) -> Blocked | None:
         """Called by the reactor when the socket is readable: what the reader task's loop
@@ -1070,8 +1066,9 @@ class WebSocket:
         if self._conn.state is _OPEN:
             self.close_nowait(1011, "internal error")
 
-    def _hand_off(self, rest: list[inline.Work]) -> bool:
-        """Start a new reader task that runs ``rest`` and goes on reading."""
+    def _hand_off(self, rest: list[inline.Work] | None) -> bool:
+        """Start a new reader task that runs ``rest`` (if any) and goes on reading: False
+        when none can start (the connection's tasks are ending)."""
         nursery = self._nursery
         if nursery is None or self._done:
             return False
@@ -1435,9 +1432,7 @@ def send_frames_to_many(sockets: Iterable[WebSocket], frames: list[bytes]) -> No
         if written is None:
             ws._direct_gen = generation
             ws._ticker = ticker
-        elif written:
-            ws._enqueue(data[written:])  # the rest of a frame first: nothing interleaves
-        else:
+        elif not ws._written(data, written):
             for frame in frames:  # nothing went out: the writer meets the problem
                 ws._enqueue(frame)
 
