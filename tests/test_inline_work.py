@@ -186,6 +186,12 @@ class Offers:
 
         return app
 
+    async def closed_normally(self, client: RawClient) -> None:
+        """The client closes with 1000, the server answers, and serve_messages returns."""
+        await client.send(masked(CLOSE, b"\x03\xe8"))
+        assert (await client.until_close())[1] == 1000
+        await self.returned.wait()
+
     async def work(self, ws: TrioWebSocket, message: str) -> None:
         self.tasks.append((message, trio.lowlevel.current_task()))
         if message == "wait":
@@ -224,9 +230,7 @@ async def test_work_runs_in_the_reading_task_and_its_replies_go_in_one_write(
             assert [await client.next() for _ in range(3)] == ["a", "b", "c"]
             assert len(writes) == 1  # the reader wrote the three replies itself, at once
             assert [task for _, task in offers.tasks] == offers.reader_tasks
-            await client.send(masked(CLOSE, b"\x03\xe8"))
-            assert (await client.until_close())[1] == 1000
-            await offers.returned.wait()
+            await offers.closed_normally(client)
     assert offers.ended == ["end"]
 
 
@@ -247,9 +251,7 @@ async def test_blocked_work_keeps_its_task_and_reading_goes_on() -> None:
             assert by_message["wait"] is first_reader  # the blocked work stayed where it began
             assert by_message["x"] is not first_reader
             assert by_message["y"] is offers.reader_tasks[2]
-            await client.send(masked(CLOSE, b"\x03\xe8"))
-            assert (await client.until_close())[1] == 1000
-            await offers.returned.wait()
+            await offers.closed_normally(client)
     assert offers.ended == ["end"]
 
 

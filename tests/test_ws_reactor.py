@@ -102,6 +102,12 @@ def registered() -> int:
         return 0
 
 
+async def echoes(client: RawClient, text: str) -> None:
+    """``text`` goes out and comes back."""
+    await client.send(masked(TEXT, text.encode()))
+    assert await client.next() == text
+
+
 async def until(predicate: Callable[[], bool]) -> None:
     while not predicate():  # noqa: ASYNC110  (internal state: bounded by the caller)
         await trio.sleep(0.005)
@@ -148,12 +154,10 @@ async def test_end_of_stream_and_reset_end_the_reading() -> None:
     with trio.fail_after(TIMEOUT):
         async with serving(served.app()) as (_, port):
             quiet = await RawClient.open(port, "/r")
-            await quiet.send(masked(TEXT, b"x"))
-            assert await quiet.next() == "x"
+            await echoes(quiet, "x")
             await quiet.stream.send_eof()  # a FIN without a Close frame
             reset = await RawClient.open(port, "/r")
-            await reset.send(masked(TEXT, b"y"))
-            assert await reset.next() == "y"
+            await echoes(reset, "y")
             sock = reset.stream.socket
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             sock.close()  # an RST
@@ -192,8 +196,7 @@ async def test_a_slow_consumer_is_closed_and_leaves(caplog: pytest.LogCaptureFix
                     await slow.send(masked(TEXT, chunk))
                     if served.sockets[0].closed:
                         break
-            await other.send(masked(TEXT, b"unaffected"))
-            assert await other.next() == "unaffected"
+            await echoes(other, "unaffected")
             await until(lambda: len(served.returned) == 1)
             assert served.sockets[0].close_code == 1008
             assert registered() == 1  # the other connection only
@@ -206,16 +209,14 @@ async def test_protocol_error_goes_back_to_a_reader_task(caplog: pytest.LogCaptu
         async with serving(served.app()) as (_, port):
             bad = await RawClient.open(port, "/r")
             good = await RawClient.open(port, "/r")
-            await bad.send(masked(TEXT, b"fine"))
-            assert await bad.next() == "fine"
+            await echoes(bad, "fine")
             await bad.send(frame(TEXT, b"unmasked", mask=None))  # clients must mask: 1002
             assert (await bad.until_close())[1] == 1002
             # the peer goes on sending after the failure: a reader task drains it
             await bad.send(masked(TEXT, b"ignored") * 10)
             await bad.send(masked(CLOSE, b"\x03\xea"))
             assert await bad.stream.receive_some(10) == b""
-            await good.send(masked(TEXT, b"still here"))
-            assert await good.next() == "still here"
+            await echoes(good, "still here")
             (bad_ws, good_ws) = served.sockets
             assert bad_ws._reading is shell._Reading.TASK
             assert good_ws._reading is shell._Reading.REACTOR
@@ -244,8 +245,7 @@ async def test_blocked_work_keeps_a_reactor_task_and_reading_goes_on() -> None:
             other = await RawClient.open(port, "/r")
             await client.send(masked(TEXT, b"block") + masked(TEXT, b"after"))
             assert await client.next() == "after"  # the rest of the batch ran at once
-            await other.send(masked(TEXT, b"other"))
-            assert await other.next() == "other"
+            await echoes(other, "other")
             keeper = served.worked_in[0]
             assert served.worked_in[1] is not keeper  # a new reactor task drives
             served.gate.set()
@@ -273,8 +273,7 @@ async def test_work_sees_the_context_of_the_servers_caller() -> None:
     with trio.fail_after(TIMEOUT):
         async with serving(served.app()) as (_, port):
             client = await RawClient.open(port, "/r")
-            await client.send(masked(TEXT, b"x"))
-            assert await client.next() == "x"
+            await echoes(client, "x")
     assert served.context_seen == ["set by the caller"]
 
 
@@ -289,18 +288,13 @@ async def test_each_connection_has_its_own_context() -> None:
             b = await RawClient.open(port, "/r")
             await a.send(masked(TEXT, b"set then block"))
             await served.blocked.wait()
-            await a.send(masked(TEXT, b"a again"))
-            assert await a.next() == "a again"
-            await b.send(masked(TEXT, b"b"))
-            assert await b.next() == "b"
-            await b.send(masked(TEXT, b"set b-value"))
-            assert await b.next() == "set b-value"
-            await b.send(masked(TEXT, b"b again"))
-            assert await b.next() == "b again"
+            await echoes(a, "a again")
+            await echoes(b, "b")
+            await echoes(b, "set b-value")
+            await echoes(b, "b again")
             served.gate.set()
             assert await a.next() == "block"
-            await a.send(masked(TEXT, b"a last"))
-            assert await a.next() == "a last"
+            await echoes(a, "a last")
     assert served.context_seen == [
         "unset",  # a: "set then block" (sets "then block")
         "then block",  # a again
@@ -329,14 +323,12 @@ async def test_an_unexpected_error_drops_only_its_connection(
         async with serving(served.app()) as (_, port):
             victim = await RawClient.open(port, "/r")
             bystander = await RawClient.open(port, "/r")
-            await victim.send(masked(TEXT, b"a"))
-            assert await victim.next() == "a"
+            await echoes(victim, "a")
             victims.append(served.sockets[0])
             monkeypatch.setattr(TrioWebSocket, "_react", react)
             await victim.send(masked(TEXT, b"b"))
             assert (await victim.until_close())[1] == 1011
-            await bystander.send(masked(TEXT, b"fine"))
-            assert await bystander.next() == "fine"
+            await echoes(bystander, "fine")
     assert caplog.text.count("WebSocket reactor failed") == 1
 
 
@@ -355,8 +347,7 @@ async def test_an_unexpected_error_after_blocked_work_drops_only_its_connection(
             bystander = await RawClient.open(port, "/r")
             await victim.send(masked(TEXT, b"block") + masked(TEXT, b"lost"))
             assert (await victim.until_close())[1] == 1011
-            await bystander.send(masked(TEXT, b"fine"))
-            assert await bystander.next() == "fine"
+            await echoes(bystander, "fine")
             assert registered() == 1  # the victim left the reactor
             served.gate.set()
     assert caplog.text.count("WebSocket reactor failed") == 1
