@@ -132,6 +132,13 @@ def write_many(fds: list[int], data: bytes) -> list[tuple[int, int]]:
     EINTR. Returns ``(index, written)`` for each descriptor that did not take all of it
     (``written`` is 0 when it took nothing or the write failed)."""
 
+def write_each(fds: list[int], datas: list[bytes]) -> list[tuple[int, int]]:
+    """The fan-out of queued writes (Unix): ``datas[i]`` written to ``fds[i]`` (open
+    non-blocking sockets the caller owns) with one ``write(2)`` each, retried only on
+    EINTR. Returns ``(index, written)`` for each descriptor that did not take all of its
+    data (``written`` is 0 when it took nothing or the write failed). ValueError unless
+    there is one data per descriptor."""
+
 def encode_message(
     data: str | bytes,
     *,

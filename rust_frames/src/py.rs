@@ -13,6 +13,8 @@ use pyo3::exceptions::{PyException, PyOSError, PyOverflowError, PyTypeError, PyV
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
+#[cfg(unix)]
+use pyo3::pybacked::PyBackedBytes;
 
 use crate::decoder::{Decoder, MessageSink, Role};
 use crate::deflate::{self, InflateError};
@@ -694,6 +696,18 @@ fn write_many(fds: Vec<i32>, data: &[u8]) -> Vec<(usize, usize)> {
     crate::fanout::write_all_once(&fds, data)
 }
 
+/// The fan-out of queued writes (`crate::fanout`): `datas[i]` written to `fds[i]` (open
+/// non-blocking sockets the caller owns) with one `write(2)` each. Returns `(index,
+/// written)` for each descriptor that did not take all of its data.
+#[cfg(unix)]
+#[pyfunction]
+fn write_each(fds: Vec<i32>, datas: Vec<PyBackedBytes>) -> PyResult<Vec<(usize, usize)>> {
+    if fds.len() != datas.len() {
+        return Err(PyValueError::new_err("write_each: one data per descriptor"));
+    }
+    Ok(crate::fanout::write_each(&fds, &datas))
+}
+
 /// One raw frame, no checks beyond field widths (for tests and fuzzing).
 #[pyfunction]
 #[pyo3(signature = (opcode, payload, *, fin = true, rsv1 = false, rsv2 = false, rsv3 = false, mask = None))]
@@ -812,6 +826,8 @@ fn _frames(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(encode_frame, m)?)?;
     #[cfg(unix)]
     m.add_function(wrap_pyfunction!(write_many, m)?)?;
+    #[cfg(unix)]
+    m.add_function(wrap_pyfunction!(write_each, m)?)?;
     m.add_function(wrap_pyfunction!(apply_mask, m)?)?;
     m.add_function(wrap_pyfunction!(apply_mask_simple, m)?)?;
     m.add_function(wrap_pyfunction!(deflate_raw, m)?)?;
