@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 import trio
 
-from pyserver import inline
+from pyserver import _frames, inline
 from pyserver.app import App
 from pyserver.http.types import WebSocket
 from pyserver.transports import reactor as reactor_module
@@ -83,6 +83,10 @@ class Served:
         if message == "bye":
             ws.close_nowait(4000, "bye")
             return
+        if message == "shout then block":  # to every other connection, then "block"
+            others = [other for other in self.sockets if other is not ws]
+            shell.send_frames_to_many(others, [_frames.Encoder().text("shout")])
+            message = "block"
         if message == "block":
             self.blocked.set()
             try:
@@ -251,6 +255,25 @@ async def test_blocked_work_keeps_a_reactor_task_and_reading_goes_on() -> None:
             served.gate.set()
             assert await client.next() == "block"
             assert served.sockets[0]._keepers == []
+
+
+async def test_what_a_step_sends_goes_out_at_its_end_also_when_its_work_blocks() -> None:
+    """A broadcast made in a reactor step waits for the step's end; a step that stops
+    early because work blocked still ends, so the others get it while that work waits."""
+    served = Served()
+    with trio.fail_after(TIMEOUT):
+        async with serving(served.app()) as (_, port):
+            client, *others = [await RawClient.open(port, "/r") for _ in range(3)]
+            for n, peer in enumerate([client, *others]):
+                await echoes(peer, f"hi {n}")
+            assert registered() == 3
+            await client.send(masked(TEXT, b"shout then block"))
+            for peer in others:
+                assert await peer.next() == "shout"
+            assert served.blocked.is_set() and not served.gate.is_set()
+            assert shell._ticker().step is None
+            served.gate.set()
+            assert await client.next() == "block"
 
 
 async def test_blocked_work_is_cancelled_when_the_server_stops() -> None:

@@ -33,6 +33,12 @@ So a ``ContextVar`` a handler sets is seen by later handlers of the same connect
 by another connection's, as when each connection had its reader task. The drivers' own
 contexts hold nothing of any connection.
 
+Steps: each wake-up of the driver is a *step* (one ``poll(0)`` and the connections it
+reports). The shell is told when a step starts and when it ends (``on_step``,
+``after_step``): what the step's work sends to connections other than the one being read
+(a room broadcast) is queued during the step and written at its end, one write per
+connection for everything the step sent it.
+
 Only on Linux with Trio's epoll backend; elsewhere every connection keeps its reader task.
 ``PYSERVER_REACTOR=0`` in the environment turns it off (:data:`ENABLED`).
 """
@@ -98,10 +104,11 @@ class Reactive(Protocol):
 class Reactor:
     """The reactor of one Trio run (:func:`reactor`)."""
 
-    __slots__ = ("_epoll", "_on_step", "_readers", "_running", "closed")
+    __slots__ = ("_after_step", "_epoll", "_on_step", "_readers", "_running", "closed")
 
-    def __init__(self, on_step: Callable[[], None]) -> None:
+    def __init__(self, on_step: Callable[[], None], after_step: Callable[[], None]) -> None:
         self._on_step = on_step
+        self._after_step = after_step
         self._epoll = select.epoll()
         self._readers: dict[int, Reactive] = {}
         self._running = False  # a driver task exists (one at a time drives)
@@ -171,6 +178,7 @@ class Reactor:
         epoll = self._epoll
         readers = self._readers
         on_step = self._on_step
+        after_step = self._after_step
         fd_of_epoll = epoll.fileno()
         if carry is not None:
             carrier, works = carry
@@ -180,12 +188,15 @@ class Reactor:
         while readers:
             await trio.lowlevel.wait_readable(fd_of_epoll)
             on_step()
-            for fd, _events in epoll.poll(0):
-                reader = readers.get(fd)  # (it may have left meanwhile)
-                if reader is not None:
-                    blocked = self._guarded(reader, fd, None)
-                    if blocked is not None:
-                        return reader, blocked
+            try:
+                for fd, _events in epoll.poll(0):
+                    reader = readers.get(fd)  # (it may have left meanwhile)
+                    if reader is not None:
+                        blocked = self._guarded(reader, fd, None)
+                        if blocked is not None:
+                            return reader, blocked
+            finally:
+                self._call(after_step)
         self._running = False  # (no await since the check: nothing is registered)
         return None
 
@@ -212,16 +223,17 @@ class Reactor:
 _REACTOR: trio.lowlevel.RunVar[Reactor] = trio.lowlevel.RunVar("pyserver_ws_reactor")
 
 
-def reactor(on_step: Callable[[], None]) -> Reactor | None:
+def reactor(on_step: Callable[[], None], after_step: Callable[[], None]) -> Reactor | None:
     """This run's reactor, made on first use; None where there is none (no epoll, that is
-    not Linux, where Trio uses epoll too; or turned off). ``on_step`` (taken on first use)
-    is called at the start of every step of the reactor: the scheduler has gone round
-    since the previous one."""
+    not Linux, where Trio uses epoll too; or turned off). ``on_step`` and ``after_step``
+    (taken on first use) are called at the start and at the end of every step of the
+    reactor (see the module docstring); at a step's start, the scheduler has gone round
+    since the previous one. ``after_step`` must not raise (it is logged if it does)."""
     if not ENABLED:
         return None
     try:
         return _REACTOR.get()
     except LookupError:
-        made = Reactor(on_step)
+        made = Reactor(on_step, after_step)
         _REACTOR.set(made)
         return made

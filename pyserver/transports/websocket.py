@@ -47,6 +47,13 @@ Tasks per connection (all in one nursery, ended together):
   task at the start of the next batch (one task step for all such connections, no writer
   woken). So several broadcasts in one batch cost each recipient one write, not one each,
   and a server that falls behind writes less often instead of more.
+  **Queued for the reactor's step**: during a step of the reactor (the module docstring of
+  :mod:`pyserver.transports.reactor`), what is sent to a connection other than one whose
+  read is being handled (a broadcast's recipients) is not written at once: it is queued,
+  and the step's end writes every such connection's queue in one write, all of them in
+  one Rust call (``_frames.write_each``). A step that handles several broadcasts (a server
+  that has fallen behind reads several per step) then costs each recipient one write for
+  all of them. The ticker writes what it flushes the same way.
 * the **timer** (only with keepalive pings, or once a close is under way) sleeps until the
   core's ``next_deadline()``.
 * the **handler** runs in the task that called :meth:`WebSocket.run`.
@@ -114,6 +121,7 @@ _DRAINED: list[str | bytes] = []  # never appended to
 _NO_CONTEXT = contextvars.Context()  # (never run in: a connection gets its own on entering)
 _FD_IO = sys.platform != "win32"  # os.read/os.write work on socket descriptors
 _write_many = getattr(_frames, "write_many", None) if _FD_IO else None  # (Unix only)
+_write_each = getattr(_frames, "write_each", None) if _FD_IO else None  # (Unix only)
 
 WRITER_IDLE_SECONDS = 0.5
 """A writer task that wrote nothing for this long (up to twice as long) ends."""
@@ -184,6 +192,7 @@ class WebSocket:
         "_seen_state",
         "_sock",
         "_space",
+        "_stepped",
         "_streak",
         "_stream",
         "_ticker",
@@ -264,8 +273,9 @@ class WebSocket:
         self._seen_state = conn.state
         self._streak = 0
         self._direct_gen = -1  # the _Ticker generation of the last direct write, or -1
-        self._ticker: _Ticker | None = None  # this run's, looked up at the first direct write
+        self._ticker: _Ticker | None = None  # this run's, looked up when first needed
         self._deferred = False  # queued frames wait for the ticker (_defer)
+        self._stepped = False  # queued frames wait for the end of the reactor's step
         # read by this run's reactor (see pyserver.transports.reactor) instead of a task
         self._reactor: Reactor | None = None
         self._reactor_fd = -1
@@ -559,6 +569,11 @@ class WebSocket:
             _reschedule(task)
 
     def _enqueue(self, frame: bytes) -> None:
+        ticker = self._ticker
+        if ticker is None:
+            ticker = self._ticker = _ticker()
+        if ticker.first is not None:
+            _unfold(ticker)  # (a reactor step's first broadcast goes before this frame)
         outbox = self._outbox
         outbox.append(frame)
         size = self._outbox_bytes + len(frame)
@@ -572,20 +587,29 @@ class WebSocket:
         if task is None and self._writer_state is _W_RUNNING:
             self._writer_busy = True  # a write is in flight: the writer comes back for it
             return
-        if self._wrote_this_batch():
+        step = ticker.step
+        if step is not None:  # the reactor's step writes it when it ends
+            if not self._stepped:
+                self._stepped = True
+                step.append(self)
+            return
+        if self._direct_gen == ticker.generation:
             self._defer()  # one direct write per batch; the ticker writes the rest after it
             return
         self._wake_writer()
 
     def _may_write_first(self) -> bool:
-        """Try-write-first applies: a plain socket, nothing queued, no write in flight, and
-        no direct write yet in this scheduler batch."""
-        return (
-            self._sock is not None
-            and not self._outbox
-            and (self._writer is not None or self._writer_idle())
-            and not self._wrote_this_batch()
-        )
+        """Try-write-first applies: a plain socket, nothing queued, no write in flight, no
+        direct write yet in this scheduler batch, and no reactor step under way (its end
+        writes)."""
+        if self._sock is None or self._outbox:
+            return False
+        if self._writer is None and not self._writer_idle():
+            return False
+        ticker = self._ticker
+        if ticker is None:
+            ticker = self._ticker = _ticker()
+        return ticker.step is None and self._direct_gen != ticker.generation
 
     def _wrote_this_batch(self) -> bool:
         """A direct write was made in the current scheduler batch: like a Node socket after
@@ -598,11 +622,6 @@ class WebSocket:
         if not self._deferred:
             self._deferred = True
             self._ticker.defer(self)  # type: ignore[union-attr]  # (_wrote_this_batch)
-
-    def _flush_deferred(self) -> None:
-        """Called by the ticker in the batch after a direct write (``_defer``)."""
-        self._deferred = False
-        self._flush()
 
     def _writer_idle(self) -> bool:
         """No write is in flight: the writer is parked with nothing to do, retiring, or
@@ -917,7 +936,7 @@ class WebSocket:
         calling reader task then leaves: it is no longer the reader)."""
         if self._nursery is None or self._done:
             return False  # (no task could take the reading back)
-        reactor = _reactor_module.reactor(_new_batch)
+        reactor = _reactor_module.reactor(_step_started, _step_ended)
         if reactor is None:
             return False
         fd = sock.fileno()
@@ -1336,13 +1355,17 @@ class _Ticker:
     a system task woken (once per batch, whatever the number of writes) by the first
     direct write, which bumps ``generation`` when it runs, that is in a later batch."""
 
-    __slots__ = ("deferred", "generation", "parked", "running")
+    __slots__ = ("deferred", "first", "generation", "parked", "running", "step")
 
     def __init__(self) -> None:
         self.generation = 0
         self.parked: trio.lowlevel.Task | None = None
         self.running = False
         self.deferred: list[WebSocket] = []
+        # during a step of the reactor: the connections whose queued frames its end writes,
+        # and the step's first broadcast while nothing else was sent (sockets, frames)
+        self.step: list[WebSocket] | None = None
+        self.first: tuple[list[WebSocket], list[bytes]] | None = None
 
     def touch(self) -> int:
         """The current generation; it changes once the scheduler has gone round."""
@@ -1372,10 +1395,11 @@ class _Ticker:
                 if deferred:
                     self.deferred = []
                     for ws in deferred:
-                        try:
-                            ws._flush_deferred()
-                        except Exception:  # a system task must never raise
-                            logger.exception("WebSocket flush failed for %s", ws.request.path)
+                        ws._deferred = False
+                    try:
+                        _write_queued(deferred)
+                    except Exception:  # a system task must never raise
+                        logger.exception("WebSocket flush failed")
                     # those writes count as busy until the loop has gone round once more
                     await trio.lowlevel.cancel_shielded_checkpoint()
                     continue
@@ -1397,7 +1421,26 @@ def send_frames_to_many(sockets: Iterable[WebSocket], frames: list[bytes]) -> No
     with all the direct writes (try-write-first, same rules) made by one Rust call,
     ``_frames.write_many``: one ``write(2)`` per recipient and no interpreter work per
     write. A recipient whose socket did not take everything gets the rest queued, as after
-    ``_write_first``; one that is not open is skipped."""
+    ``_write_first``; one that is not open is skipped. In a reactor step, nothing is written
+    before the step's end: a step's only broadcast is kept whole and then written so, and
+    anything more sent in the step queues it on each recipient (``_unfold``), so that the
+    end writes each connection once, in order (``_write_queued``)."""
+    ticker = _ticker()
+    step = ticker.step
+    if step is not None:  # in a reactor step: written at its end
+        if ticker.first is None and not step:
+            # the step's first send: kept whole, and written as a whole at its end unless
+            # anything else is sent in the step (_unfold)
+            ticker.first = (sockets if isinstance(sockets, list) else list(sockets), frames)
+            return
+        _unfold(ticker)
+        _queue_for_step(sockets, frames, step)
+        return
+    _write_to_many(sockets, frames, ticker)
+
+
+def _write_to_many(sockets: Iterable[WebSocket], frames: list[bytes], ticker: _Ticker) -> None:
+    """``send_frames_to_many`` outside reactor steps."""
     if _write_many is None:
         for ws in sockets:
             ws.send_frames_nowait(frames)
@@ -1419,7 +1462,6 @@ def send_frames_to_many(sockets: Iterable[WebSocket], frames: list[bytes]) -> No
         return
     data = frames[0] if len(frames) == 1 else b"".join(frames)
     short = _write_many(fds, data)
-    ticker = _ticker()
     generation = ticker.touch()
     if not short:
         for ws in direct:
@@ -1437,11 +1479,117 @@ def send_frames_to_many(sockets: Iterable[WebSocket], frames: list[bytes]) -> No
                 ws._enqueue(frame)
 
 
-def _new_batch() -> None:
+def _unfold(ticker: _Ticker) -> None:
+    """Something more is sent in this reactor step than its first broadcast: queue that
+    broadcast on each of its recipients now, so that it goes before what follows."""
+    first = ticker.first
+    if first is not None:
+        ticker.first = None
+        _queue_for_step(first[0], first[1], ticker.step)  # type: ignore[arg-type]  # (a step)
+
+
+def _queue_for_step(
+    sockets: Iterable[WebSocket], frames: list[bytes], step: list[WebSocket]
+) -> None:
+    """``send_frames_to_many`` during a reactor step: ``ws._enqueue(frame)`` for each frame
+    and open recipient (the step's end then writes each recipient once), in one loop."""
+    size = 0
+    for frame in frames:
+        size += len(frame)
+    for ws in sockets:
+        if ws._conn.state is not _OPEN:
+            continue
+        outbox = ws._outbox
+        outbox.extend(frames)
+        queued = ws._outbox_bytes + size
+        ws._outbox_bytes = queued
+        if len(outbox) > ws._max_outbox or (queued > ws._max_outbox_bytes and len(outbox) > 1):
+            ws._slow_consumer()
+        elif ws._stepped or ws._corked:
+            pass  # written at the end of the step, or of its reader's batch
+        elif ws._writer is None and ws._writer_state is _W_RUNNING:
+            ws._writer_busy = True  # a write is in flight: the writer comes back for it
+        else:
+            ws._stepped = True
+            step.append(ws)
+
+
+def _step_started() -> None:
     """The reactor starts a step, so the scheduler has gone round since its previous one:
     the connections it wrote to then may be written to directly again (see
-    ``_wrote_this_batch``), whether or not the ticker has run yet in this batch."""
-    _ticker().generation += 1
+    ``_wrote_this_batch``), whether or not the ticker has run yet in this batch. What the
+    step sends to other connections waits for its end (``_step_ended``)."""
+    ticker = _ticker()
+    ticker.generation += 1
+    ticker.step = []
+
+
+def _step_ended() -> None:
+    """The reactor's step has ended: write what it queued (one write per connection), or
+    its one broadcast as ``send_frames_to_many`` does outside steps."""
+    ticker = _ticker()
+    step = ticker.step
+    first = ticker.first
+    ticker.step = ticker.first = None
+    if first is not None:  # (then nothing else was sent in the step: that unfolds it)
+        _write_to_many(first[0], first[1], ticker)
+    elif step:
+        for ws in step:
+            ws._stepped = False
+        _write_queued(step)
+
+
+def _write_queued(connections: list[WebSocket]) -> None:
+    """Write what each of ``connections`` has queued, in one write each (``_flush``'s rule
+    for each connection, without its one-direct-write-per-batch check: the caller is the
+    end of a reactor step or the ticker), with every direct write made by one Rust call
+    (``_frames.write_each``). A connection that cannot be written to directly (a write in
+    flight, not open, a large queue) gets its writer woken instead."""
+    if _write_each is None:
+        for ws in connections:
+            ws._flush()
+        return
+    direct: list[WebSocket] = []
+    fds: list[int] = []
+    datas: list[bytes] = []
+    for ws in connections:
+        outbox = ws._outbox
+        if not outbox or ws._corked:
+            continue  # (a corked reader writes its queue at the end of its batch)
+        sock = ws._sock
+        if (
+            sock is not None
+            and ws._conn.state is _OPEN
+            and ws._outbox_bytes <= _JOIN_LIMIT
+            and (ws._writer is not None or ws._writer_idle())
+        ):
+            fd = sock.fileno()
+            if fd >= 0:
+                direct.append(ws)
+                fds.append(fd)
+                datas.append(outbox[0] if len(outbox) == 1 else b"".join(outbox))
+                continue
+        ws._wake_writer()
+    if not direct:
+        return
+    short = dict(_write_each(fds, datas))
+    ticker = _ticker()
+    generation = ticker.touch()
+    for index, ws in enumerate(direct):
+        ws._outbox = []
+        ws._outbox_bytes = 0
+        written = short.get(index)
+        if written is None:
+            ws._direct_gen = generation
+            ws._ticker = ticker
+        elif not ws._written(datas[index], written):
+            data = datas[index]  # nothing went out: the writer meets the problem
+            ws._outbox = [data]
+            ws._outbox_bytes = len(data)
+            ws._wake_writer()
+            continue
+        if ws._space is not None:
+            ws._space.unpark_all()
 
 
 def _peer(address: tuple[str, int]) -> str:
