@@ -21,7 +21,7 @@ import trio
 from _sio_client import RawClient as SioRawClient
 from _sio_client import eventually, serving
 
-from pyserver import Server, inline
+from pyserver import Server, _frames, inline
 from pyserver.app import App
 from pyserver.errors import SocketDisconnected
 from pyserver.http.types import WebSocket
@@ -155,9 +155,11 @@ async def test_resume_runs_every_step_in_the_given_context() -> None:
 
 class Offers:
     """A ``serve_messages`` consumer whose every message offers work to the reader:
-    "wait" blocks on ``gate``, "open" opens it, anything else is echoed at once."""
+    "wait" blocks on ``gate``, "open" opens it, anything else is echoed at once (with
+    ``send_nowait``, or as an encoded frame, as emits are, with ``by_frame``)."""
 
-    def __init__(self) -> None:
+    def __init__(self, by_frame: bool = False) -> None:
+        self.by_frame = by_frame
         self.gate = trio.Event()
         self.tasks: list[tuple[str, trio.lowlevel.Task]] = []
         self.reader_tasks: list[trio.lowlevel.Task] = []
@@ -202,25 +204,42 @@ class Offers:
             return
         if message == "fail":
             raise RuntimeError("work failed")
-        ws.send_nowait(message)
+        if self.by_frame:
+            ws.send_frame_nowait(_frames.Encoder().text(message))
+        else:
+            ws.send_nowait(message)
 
 
 def count_writes(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
+    """Every write(2) the shell makes from now on: its own, and the Rust fan-out's."""
     writes: list[bytes] = []
-    real = shell._os_write
+    real, many, each = shell._os_write, shell._write_many, shell._write_each
 
     def write(fd: int, data: bytes | memoryview) -> int:
         writes.append(bytes(data))
         return real(fd, data)
 
     monkeypatch.setattr(shell, "_os_write", write)
+    if many is not None and each is not None:
+
+        def write_many(fds: list[int], data: bytes) -> list[tuple[int, int]]:
+            writes.extend(data for _ in fds)
+            return many(fds, data)
+
+        def write_each(fds: list[int], datas: list[bytes]) -> list[tuple[int, int]]:
+            writes.extend(datas)
+            return each(fds, datas)
+
+        monkeypatch.setattr(shell, "_write_many", write_many)
+        monkeypatch.setattr(shell, "_write_each", write_each)
     return writes
 
 
+@pytest.mark.parametrize("by_frame", [False, True], ids=["send_nowait", "send_frame_nowait"])
 async def test_work_runs_in_the_reading_task_and_its_replies_go_in_one_write(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, by_frame: bool
 ) -> None:
-    offers = Offers()
+    offers = Offers(by_frame)
     with trio.fail_after(TIMEOUT):
         async with serving_app(offers.app()) as (_, port):
             client = await RawClient.open(port, "/offers")

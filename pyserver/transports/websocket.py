@@ -600,9 +600,9 @@ class WebSocket:
 
     def _may_write_first(self) -> bool:
         """Try-write-first applies: a plain socket, nothing queued, no write in flight, no
-        direct write yet in this scheduler batch, and no reactor step under way (its end
-        writes)."""
-        if self._sock is None or self._outbox:
+        direct write yet in this scheduler batch, not corked (the reader writes after its
+        batch), and no reactor step under way (its end writes)."""
+        if self._sock is None or self._outbox or self._corked:
             return False
         if self._writer is None and not self._writer_idle():
             return False
