@@ -35,11 +35,14 @@ Room = str
 class RoomIndex:
     """Rooms and their members, for one namespace."""
 
-    __slots__ = ("_members", "_rooms")
+    __slots__ = ("_members", "_rooms", "version")
 
     def __init__(self) -> None:
         self._members: dict[Room, set[Sid]] = {}
         self._rooms: dict[Sid, set[Room]] = {}
+        self.version = 0
+        """Changes whenever membership may have: what was computed from the index at one
+        version (a broadcast's recipients) holds until it changes."""
 
     # ------------------------------------------------------------------ membership
 
@@ -51,6 +54,7 @@ class RoomIndex:
         """
         if sid in self._rooms:
             raise LocalProtocolError(f"socket {sid!r} is already in the room index")
+        self.version += 1
         self._rooms[sid] = {sid}
         members = self._members.get(sid)
         if members is None:
@@ -62,6 +66,7 @@ class RoomIndex:
     def join(self, sid: Sid, rooms: Room | Iterable[Room]) -> set[Room]:
         """Put ``sid`` in ``rooms`` (one name or several); return the rooms this created."""
         own = self._rooms_of(sid)
+        self.version += 1
         created: set[Room] = set()
         for room in (rooms,) if isinstance(rooms, str) else rooms:
             members = self._members.get(room)
@@ -78,6 +83,7 @@ class RoomIndex:
         own = self._rooms_of(sid)
         if room not in own:
             return False
+        self.version += 1
         own.discard(room)
         return self._drop_member(room, sid)
 
@@ -90,6 +96,7 @@ class RoomIndex:
         own = self._rooms.pop(sid, None)
         if own is None:
             return set()
+        self.version += 1
         return {room for room in own if self._drop_member(room, sid)}
 
     def _drop_member(self, room: Room, sid: Sid) -> bool:

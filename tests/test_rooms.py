@@ -134,6 +134,30 @@ def test_sids_in_returns_a_fresh_set() -> None:
     assert index.socket_count == 2
 
 
+def test_version_changes_with_every_change_of_membership() -> None:
+    index = RoomIndex()
+    seen = [index.version]
+
+    def changed() -> bool:
+        seen.append(index.version)
+        return seen[-1] != seen[-2]
+
+    index.add_socket(A)
+    assert changed()
+    index.join(A, "r")
+    assert changed()
+    index.leave(A, "r")
+    assert changed()
+    index.leave(A, "r")  # not in it: nothing changes
+    assert not changed()
+    index.sids_in("r"), index.rooms_of(A), index.members(A)
+    assert not changed()
+    index.leave_all(A)
+    assert changed()
+    index.leave_all(A)  # unknown sid: nothing changes
+    assert not changed()
+
+
 def test_counts() -> None:
     index = index_with(A, B)
     index.join(A, {"x", "y"})

@@ -117,6 +117,66 @@ async def test_every_broadcast_form() -> None:
             ).replace(", ", ",")
 
 
+async def test_recipients_follow_every_membership_change() -> None:
+    """Broadcasting to the same room, and to everyone, again and again (a game's tick)
+    while sockets join, leave, connect and disconnect: each broadcast reaches the members
+    of that moment (the adapter keeps a room's recipients only while the index is
+    unchanged)."""
+    sio = room_server()
+    m, e = '2["m"]', '2["e"]'
+    with trio.fail_after(10):
+        async with serving(sio) as url:
+            t = await three_clients(sio, url)
+            a, b = t.socket("a"), t.socket("b")
+            a.join("g")
+
+            async def tick() -> dict[str, list[str]]:
+                sio.to("g").emit("m")
+                sio.emit("e")
+                return await t.seen()
+
+            assert await tick() == {"a": [m, e], "b": [e], "c": [e]}
+            b.join("g")
+            assert await tick() == {"a": [m, e], "b": [m, e], "c": [e]}
+            a.leave("g")
+            assert await tick() == {"a": [e], "b": [m, e], "c": [e]}
+            t.clients["d"] = await RawClient.open(url)
+            t.sids["d"] = await t.clients["d"].join()
+            t.socket("d").join("g")
+            assert await tick() == {"a": [e], "b": [m, e], "c": [e], "d": [m, e]}
+            await t.clients.pop("b").close()
+            await eventually(lambda: not b.connected)
+            assert await tick() == {"a": [e], "c": [e], "d": [m, e]}
+            # the other forms go through the same recipients, filtered
+            t.socket("d").to("g").emit("m")
+            sio.to("g").except_(t.sids["d"]).emit("m")
+            assert await t.seen() == {"a": [], "c": [], "d": []}
+
+
+async def test_what_a_handler_sends_arrives_in_the_order_it_was_sent() -> None:
+    """A handler that broadcasts to everyone (its sender included), emits to its sender
+    and returns an ack: the sender gets the three in that order, the others the
+    broadcast."""
+    sio = Server()
+
+    @sio.on("go")
+    async def go(socket: Socket, n: int) -> int:
+        sio.emit("all", n)
+        socket.emit("own", n)
+        return n
+
+    with trio.fail_after(10):
+        async with serving(sio) as url:
+            t = await three_clients(sio, url)
+            sender = t.clients["a"]
+            for n in range(3):
+                await sender.send_sio(f'2{n}["go",{n}]')
+                got = [await sender.recv_sio() for _ in range(3)]
+                assert got == [f'2["all",{n}]', f'2["own",{n}]', f"3{n}[{n}]"]
+                for other in "bc":
+                    assert await t.clients[other].recv_sio() == f'2["all",{n}]'
+
+
 async def test_broadcast_is_encoded_once(monkeypatch: pytest.MonkeyPatch) -> None:
     built: list[Any] = []
     original = adapter_module.OutgoingMessage

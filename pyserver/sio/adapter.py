@@ -35,11 +35,18 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from pyserver.rooms import Room, RoomIndex
 from pyserver.socketio.packets import Sid, encode_event
-from pyserver.transports.engineio import OutgoingMessage, send_encoded_many
+from pyserver.transports.engineio import EngineSession, OutgoingMessage, send_encoded_many
 
 if TYPE_CHECKING:
+    from pyserver.sio.client import Client
     from pyserver.sio.namespace import Namespace
     from pyserver.sio.socket import Socket
+
+_KEPT_TARGETS = 64
+"""Room sets whose recipients an adapter keeps between membership changes."""
+
+_Recipients = tuple[list[tuple[Sid, "Client"]], list[EngineSession]]
+"""(sid, client) pairs and their sessions (``InMemoryAdapter._recipients``)."""
 
 __all__ = [
     "AckSink",
@@ -249,6 +256,9 @@ class InMemoryAdapter(Adapter):
     def __init__(self, nsp: Namespace | None = None) -> None:
         super().__init__(nsp)
         self.index = RoomIndex()
+        # rooms -> their sockets' (sid, client) pairs and sessions, at _targets_version
+        self._targets: dict[frozenset[Room], _Recipients] = {}
+        self._targets_version = -1
 
     def add_all(self, sid: Sid, rooms: Iterable[Room]) -> None:
         index = self.index
@@ -284,21 +294,47 @@ class InMemoryAdapter(Adapter):
         opts: BroadcastOptions,
         packet: Sequence[Any] = (),
     ) -> int:
-        sockets = self.sockets
-        volatile = opts.volatile
-        sessions = []
-        for sid in self.sids(opts):
-            socket = sockets.get(sid)
-            if socket is None:
-                continue
-            client = socket.client
-            if volatile and not client.ready_for_volatile():
-                continue
-            sessions.append(client.session)
+        pairs, sessions = self._recipients(opts.rooms)
+        if opts.except_rooms or opts.volatile:
+            members = self.index.members
+            excluded: set[Sid] = set()
+            for room in opts.except_rooms:
+                excluded.update(members(room))
+            volatile = opts.volatile
+            sessions = [
+                client.session
+                for sid, client in pairs
+                if sid not in excluded and not (volatile and not client.ready_for_volatile())
+            ]
         if sessions:
             # one call per WebSocket recipient, the frames built once
             send_encoded_many([OutgoingMessage(part) for part in parts], sessions)
         return len(sessions)
+
+    def _recipients(self, rooms: frozenset[Room]) -> _Recipients:
+        """The connected sockets in ``rooms`` (every socket when empty) as ``(sid, client)``
+        pairs, and their Engine.IO sessions. Kept until the room index changes (its
+        ``version``; the namespace changes ``sockets`` only together with the index), so
+        broadcasting to the same room again (a game's tick) costs no set operations and no
+        lookups per recipient. At most ``_KEPT_TARGETS`` room sets are kept."""
+        kept = self._targets
+        version = self.index.version
+        if self._targets_version != version:
+            kept.clear()
+            self._targets_version = version
+        found = kept.get(rooms)
+        if found is None:
+            sockets = self.sockets
+            pairs = [
+                (sid, socket.client)
+                for sid in self.index.sids_in(rooms)
+                if (socket := sockets.get(sid)) is not None
+            ]
+            found = (pairs, [client.session for _, client in pairs])
+            if len(kept) >= _KEPT_TARGETS:
+                kept.clear()
+            kept[rooms] = found
+        return found
 
     async def broadcast_with_ack(
         self, event: str, args: Sequence[Any], opts: BroadcastOptions, sink: AckSink
