@@ -48,6 +48,19 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
+def write_calls(pid: int) -> int | None:
+    """The write system calls a process (all its threads) has made: ``syscw`` of
+    /proc/<pid>/io (write and writev; None where it cannot be read)."""
+    try:
+        with open(f"/proc/{pid}/io") as f:
+            for line in f:
+                if line.startswith("syscw:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
 def machine_busy_seconds() -> float:
     """CPU time spent by the whole machine (all cores, not idle or iowait), from /proc/stat."""
     with open("/proc/stat") as f:
@@ -248,12 +261,14 @@ class IdleResult:
 
 
 class Window:
-    """Server CPU and machine busy time between start() and stop(); under --callgrind also
-    the instructions the server executed in between (``instructions``)."""
+    """Server CPU, its write system calls and machine busy time between start() and stop();
+    under --callgrind also the instructions the server executed in between
+    (``instructions``)."""
 
     def __init__(self, server: ServerProcess) -> None:
         self.server = server
         self.cpu = self.busy = self.elapsed = None  # type: float | None
+        self.writes: int | None = None
         self.instructions: int | None = None
 
     def start(self) -> None:
@@ -261,6 +276,7 @@ class Window:
             _callgrind_control("--zero", self.server.pid)
             _callgrind_control("--instr=on", self.server.pid)
         self._cpu0 = cpu_seconds(self.server.pid)
+        self._writes0 = write_calls(self.server.pid)
         self._busy0 = machine_busy_seconds()
         self._t0 = time.monotonic()
 
@@ -268,6 +284,9 @@ class Window:
         if not self.server.alive():
             return
         self.cpu = cpu_seconds(self.server.pid) - self._cpu0
+        writes = write_calls(self.server.pid)
+        if writes is not None and self._writes0 is not None:
+            self.writes = writes - self._writes0
         self.busy = machine_busy_seconds() - self._busy0
         self.elapsed = time.monotonic() - self._t0
         if self.server.callgrind is not None:

@@ -27,6 +27,7 @@ Usage (from the repository root)::
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import subprocess
@@ -90,6 +91,7 @@ class Result:
     kind: str
     rate_per_s: float | None = None  # messages (echo, ack) or deliveries (bcast) per second
     server_us: float | None = None  # server CPU us per message / per delivery
+    writes_per_msg: float | None = None  # the server's write system calls per message
     server_cpu_pct: float | None = None
     gen_cpu_pct: float | None = None
     gen_procs: int = 1
@@ -112,6 +114,8 @@ class Report:
     idle: list[IdleResult] = field(default_factory=list)
     server_errors: dict[str, str] = field(default_factory=dict)
     profiles: dict[str, Any] = field(default_factory=dict)
+    # bcast scenario label -> bench/write_floor.py's figures (the kernel's share)
+    floors: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
 class ServerProcess(harness.ServerProcess):
@@ -148,6 +152,8 @@ def fill_window(res: Result, win: Window, gen_cpu_s: float, count: int) -> None:
     res.other_cpu_pct = max(0.0, 100.0 * (win.busy - win.cpu - gen_cpu_s) / win.elapsed)
     if count:
         res.server_us = win.cpu * 1e6 / count
+        if win.writes is not None:
+            res.writes_per_msg = win.writes / count
         if win.instructions is not None:
             res.detail["instructions_per_msg"] = round(win.instructions / count)
 
@@ -296,6 +302,29 @@ def run_bcast(server: ServerProcess, sc: Scenario, opts: argparse.Namespace) -> 
     return res
 
 
+def run_floor(sc: Scenario, opts: argparse.Namespace) -> dict[str, float] | None:
+    """bench/write_floor.py for a broadcast scenario: the CPU one write(2) of a frame of
+    the same size to each receiver costs, at the same rate, without any server."""
+    frame_bytes = opts.bcast_size + 40  # the Socket.IO packet around the padded payload
+    args = [
+        "--receivers", str(sc.receivers), "--rate", f"{sc.rate:g}",
+        "--seconds", f"{min(opts.duration, 4.0):g}", "--size", str(frame_bytes),
+    ]  # fmt: skip
+    done = subprocess.run(
+        [opts.python, str(BENCH / "write_floor.py"), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=BENCH,
+        env=dict(os.environ, PYTHONPATH=str(BENCH.parent)),
+    )
+    try:
+        return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+    except (IndexError, json.JSONDecodeError):
+        print(f"  write floor failed: {done.stderr[-300:]}", file=sys.stderr)
+        return None
+
+
 def run_idle(server: ServerProcess, opts: argparse.Namespace) -> IdleResult:
     res = IdleResult(server=server.name)
     args = [
@@ -370,7 +399,7 @@ def print_table(
 ) -> None:
     by_key = {(r.server, r.scenario): r for r in report.results}
     header = (
-        f"{'scenario':<17} {'server':<15} {'per s':>9} {'srv us':>7} {'srv cpu':>7} "
+        f"{'scenario':<17} {'server':<15} {'per s':>9} {'srv us':>7} {'writes':>6} {'srv cpu':>7} "
         f"{'gen cpu':>7} {'other':>6} {'p50 ms':>7} {'p99 ms':>8} {'errors':>6}  "
         f"{'ours/this':>9} {'this/node':>9} {'ref us':>6}  note"
     )
@@ -412,7 +441,8 @@ def print_table(
             )
             print(
                 f"{sc.label:<17} {name:<15} {fmt(r.rate_per_s, ',.0f'):>9} "
-                f"{fmt(r.server_us, '.1f'):>7} {fmt(r.server_cpu_pct, '.0f') + '%':>7} "
+                f"{fmt(r.server_us, '.1f'):>7} {fmt(r.writes_per_msg, '.2f'):>6} "
+                f"{fmt(r.server_cpu_pct, '.0f') + '%':>7} "
                 f"{fmt(r.gen_cpu_pct, '.0f') + '%':>7} {fmt(r.other_cpu_pct, '.0f') + '%':>6} "
                 f"{fmt(r.p50_ms, '.2f'):>7} {fmt(r.p99_ms, '.2f'):>8} {r.errors:>6}  "
                 f"{rel:>9} {vs_node:>9} {fmt(ref, 'g'):>6}  {'; '.join(notes)}",
@@ -446,10 +476,12 @@ def print_table(
     print(
         "per s = messages (echo, ack: round trips) or deliveries (bcast) per second in the "
         "measured window. srv us = server user+system CPU over the window / those messages or "
-        "deliveries: the figure to compare. ours/this = pyserver's srv us / this server's (below "
-        "1.00x ours is cheaper); this/node = this server's / Node socket.io's. cpu columns are % "
-        "of one core; gen = the Node load generator(s) (socket.io-client), other = the rest of "
-        "the machine in the window. ref us: measured earlier on 2 cores (issue 4).",
+        "deliveries: the figure to compare. writes = the server's write system calls "
+        "(/proc/<pid>/io syscw) per message or delivery. ours/this = pyserver's srv us / this "
+        "server's (below 1.00x ours is cheaper); this/node = this server's / Node socket.io's. "
+        "cpu columns are % of one core; gen = the Node load generator(s) (socket.io-client), "
+        "other = the rest of the machine in the window. ref us: measured earlier on 2 cores "
+        "(issue 4).",
         file=out,
     )
 
@@ -486,6 +518,14 @@ def print_targets(report: Report, scenarios: list[Scenario], out: Any) -> None:
             f"{TARGET_BCAST_US:g} -> {verdict(ok_us)}; p99 {fmt(ours.p99_ms, '.2f')} ms, target "
             f"<= Node's {fmt(node_p99, '.2f')} (this run) -> {verdict(ok_p99)}"
         )
+        floor = report.floors.get(sc.label)
+        if floor is not None:
+            lines.append(
+                f"    the kernel's share here (bench/write_floor.py): {floor['us_per_write']:.2f} "
+                f"us per write(2) to one of {sc.receivers} sockets at {sc.rate:g}/s; writes "
+                f"per delivery: pyserver {fmt(ours.writes_per_msg, '.2f')}, Node "
+                f"{fmt(node.writes_per_msg if node else None, '.2f')}"
+            )
     idle = next((r for r in report.idle if r.server == OURS), None)
     if idle is not None:
         got = idle.kib_per_conn
@@ -554,6 +594,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "comma-separated (default: 100k deliveries/s each)",
     )
     p.add_argument("--bcast-size", type=int, default=64, help="bytes of each broadcast payload")
+    p.add_argument(
+        "--no-floor",
+        action="store_true",
+        help="skip bench/write_floor.py (the kernel's cost of a write(2) per recipient) "
+        "after each broadcast scenario",
+    )
     p.add_argument(
         "--bcast-procs",
         type=int,
@@ -674,6 +720,12 @@ def main(argv: list[str] | None = None) -> int:
                 r.detail["repeat_errors"] = [x.error for x in runs if x.error]
                 report.results.append(r)
                 print(f" {name}", end="", flush=True)
+            if sc.kind == "bcast" and not opts.no_floor:
+                wait_quiet(list(running.values()))
+                floor = run_floor(sc, opts)
+                if floor is not None:
+                    report.floors[sc.label] = floor
+                    print(" write-floor", end="", flush=True)
             print(flush=True)
     finally:
         for srv in running.values():
