@@ -326,49 +326,9 @@ async def test_fan_out_writes_every_recipient_directly_and_in_order() -> None:
                 assert await client.next() == "third"
 
 
-async def test_a_reactor_step_writes_each_connection_once_at_its_end(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """During a reactor step what is sent to connections waits for the step's end, which
-    writes each connection's queue in one write, all of them in one ``write_each`` call:
-    two broadcasts and a send to one of the recipients, in order."""
-    calls: list[list[bytes]] = []
-    write_each = shell._write_each
-    assert write_each is not None
-
-    def counted(fds: list[int], datas: list[bytes]) -> list[tuple[int, int]]:
-        calls.append(list(datas))
-        return write_each(fds, datas)
-
-    monkeypatch.setattr(shell, "_write_each", counted)
-    hub = Hub()
-    with trio.fail_after(TIMEOUT):
-        async with serving(hub_app(hub)) as (_, port):
-            pairs = [await echoed_once(hub, port, b"hi %d" % n) for n in range(3)]
-            sockets = [ws for _, ws in pairs]
-            await trio.testing.wait_all_tasks_blocked()
-            encoder = _frames.Encoder()
-            one, two, only = encoder.text("one"), encoder.text("two"), encoder.text("only")
-            shell._step_started()
-            shell.send_frames_to_many(sockets, [one])
-            shell.send_frames_to_many(sockets, [two])
-            sockets[0].send_frame_nowait(only)
-            assert calls == [] and [len(ws._outbox) for ws in sockets] == [3, 2, 2]
-            shell._step_ended()
-            assert calls == [[one + two + only, one + two, one + two]]
-            # written: nothing queued, and each is busy for this batch
-            assert all(ws._outbox == [] and ws.outbox_depth == 1 for ws in sockets)
-            for n, (client, _) in enumerate(pairs):
-                expected = ["one", "two", "only"] if n == 0 else ["one", "two"]
-                assert [await client.next() for _ in expected] == expected
-
-
-async def test_a_reactor_steps_one_broadcast_is_written_whole_unless_more_follows(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """A step whose only send is one broadcast keeps it whole and writes it at its end as
-    outside steps (``write_many``, one frame for all); a send after it in the step queues
-    it on each recipient first, so it still goes before what follows."""
+def record_fan_out(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, Any]]:
+    """Every call of the Rust fan-out from now on: ``("many", data)`` for ``write_many``,
+    ``("each", datas)`` for ``write_each`` (the writes are made)."""
     calls: list[tuple[str, Any]] = []
     write_many, write_each = shell._write_many, shell._write_each
     assert write_many is not None and write_each is not None
@@ -383,19 +343,63 @@ async def test_a_reactor_steps_one_broadcast_is_written_whole_unless_more_follow
 
     monkeypatch.setattr(shell, "_write_many", many)
     monkeypatch.setattr(shell, "_write_each", each)
+    return calls
+
+
+async def idle_connections(
+    hub: Hub, port: int, count: int
+) -> tuple[list[RawClient], list[TrioWebSocket]]:
+    """``count`` echo connections, each past one round trip, with nothing in flight."""
+    pairs = [await echoed_once(hub, port, b"hi %d" % n) for n in range(count)]
+    await trio.testing.wait_all_tasks_blocked()
+    return [client for client, _ in pairs], [ws for _, ws in pairs]
+
+
+async def test_a_reactor_step_writes_each_connection_once_at_its_end(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """During a reactor step what is sent to connections waits for the step's end, which
+    writes each connection's queue in one write, all of them in one ``write_each`` call:
+    two broadcasts and a send to one of the recipients, in order."""
+    calls = record_fan_out(monkeypatch)
     hub = Hub()
     with trio.fail_after(TIMEOUT):
         async with serving(hub_app(hub)) as (_, port):
-            pairs = [await echoed_once(hub, port, b"hi %d" % n) for n in range(3)]
-            sockets = [ws for _, ws in pairs]
-            await trio.testing.wait_all_tasks_blocked()
+            clients, sockets = await idle_connections(hub, port, 3)
+            encoder = _frames.Encoder()
+            one, two, only = encoder.text("one"), encoder.text("two"), encoder.text("only")
+            shell._step_started()
+            shell.send_frames_to_many(sockets, [one])
+            shell.send_frames_to_many(sockets, [two])
+            sockets[0].send_frame_nowait(only)
+            assert calls == [] and [len(ws._outbox) for ws in sockets] == [3, 2, 2]
+            shell._step_ended()
+            assert calls == [("each", [one + two + only, one + two, one + two])]
+            # written: nothing queued, and each is busy for this batch
+            assert all(ws._outbox == [] and ws.outbox_depth == 1 for ws in sockets)
+            for n, client in enumerate(clients):
+                expected = ["one", "two", "only"] if n == 0 else ["one", "two"]
+                assert [await client.next() for _ in expected] == expected
+
+
+async def test_a_reactor_steps_one_broadcast_is_written_whole_unless_more_follows(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A step whose only send is one broadcast keeps it whole and writes it at its end as
+    outside steps (``write_many``, one frame for all); a send after it in the step queues
+    it on each recipient first, so it still goes before what follows."""
+    calls = record_fan_out(monkeypatch)
+    hub = Hub()
+    with trio.fail_after(TIMEOUT):
+        async with serving(hub_app(hub)) as (_, port):
+            clients, sockets = await idle_connections(hub, port, 3)
             one, two = _frames.Encoder().text("one"), _frames.Encoder().text("two")
             shell._step_started()
             shell.send_frames_to_many(sockets, [one])
             assert all(ws._outbox == [] for ws in sockets)  # kept whole
             shell._step_ended()
             assert calls == [("many", one)]
-            for client, _ in pairs:
+            for client in clients:
                 assert await client.next() == "one"
             await trio.testing.wait_all_tasks_blocked()
             calls.clear()
@@ -405,7 +409,7 @@ async def test_a_reactor_steps_one_broadcast_is_written_whole_unless_more_follow
             assert [len(ws._outbox) for ws in sockets] == [1, 2, 1]
             shell._step_ended()
             assert len(calls) == 1 and calls[0][0] == "each"
-            for n, (client, _) in enumerate(pairs):
+            for n, client in enumerate(clients):
                 expected = ["two", "after"] if n == 1 else ["two"]
                 assert [await client.next() for _ in expected] == expected
 
