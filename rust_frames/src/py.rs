@@ -12,9 +12,9 @@ use pyo3::create_exception;
 use pyo3::exceptions::{PyException, PyOSError, PyOverflowError, PyTypeError, PyValueError};
 use pyo3::ffi;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 #[cfg(unix)]
 use pyo3::pybacked::PyBackedBytes;
+use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 
 use crate::decoder::{Decoder, MessageSink, Role};
 use crate::deflate::{self, InflateError};

@@ -475,7 +475,11 @@ fn the_limit_counts_the_inflated_message_not_the_wire() {
         let mut payload = noise.clone();
         payload.resize(len, 7);
         let compressed = crate::deflate::deflate_raw(&payload, 6, 15);
-        assert!(compressed.len() > MIB, "the test needs expansion: {}", compressed.len());
+        assert!(
+            compressed.len() > MIB,
+            "the test needs expansion: {}",
+            compressed.len()
+        );
         let frame = encode_frame(0xc2, None, &compressed);
         let got = feed(&mut deflate_client(&p), &frame);
         if ok {
