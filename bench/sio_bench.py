@@ -152,7 +152,7 @@ def fill_window(res: Result, win: Window, gen_cpu_s: float, count: int) -> None:
     res.other_cpu_pct = max(0.0, 100.0 * (win.busy - win.cpu - gen_cpu_s) / win.elapsed)
     if count:
         res.server_us = win.cpu * 1e6 / count
-        if win.writes is not None:
+        if win.writes:  # (none counted: the server sends with send(2), which syscw omits)
             res.writes_per_msg = win.writes / count
         if win.instructions is not None:
             res.detail["instructions_per_msg"] = round(win.instructions / count)
@@ -476,8 +476,9 @@ def print_table(
     print(
         "per s = messages (echo, ack: round trips) or deliveries (bcast) per second in the "
         "measured window. srv us = server user+system CPU over the window / those messages or "
-        "deliveries: the figure to compare. writes = the server's write system calls "
-        "(/proc/<pid>/io syscw) per message or delivery. ours/this = pyserver's srv us / this "
+        "deliveries: the figure to compare. writes = the server's write/writev system calls "
+        "(/proc/<pid>/io syscw; - for a server that sends with send(2)) per message or "
+        "delivery. ours/this = pyserver's srv us / this "
         "server's (below 1.00x ours is cheaper); this/node = this server's / Node socket.io's. "
         "cpu columns are % of one core; gen = the Node load generator(s) (socket.io-client), "
         "other = the rest of the machine in the window. ref us: measured earlier on 2 cores "
