@@ -414,6 +414,54 @@ async def test_a_reactor_steps_one_broadcast_is_written_whole_unless_more_follow
                 assert [await client.next() for _ in expected] == expected
 
 
+async def test_a_queue_whose_direct_write_takes_nothing_goes_to_the_writer(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A direct write of a connection's whole queue that the kernel takes nothing of (a
+    full socket says EAGAIN: here made to say so once), at the end of a reactor step and
+    at the end of a reader's batch: the queue is kept, in order, and the writer writes it."""
+    hub = Hub()
+    with trio.fail_after(TIMEOUT):
+        async with serving(hub_app(hub)) as (_, port):
+            clients, sockets = await idle_connections(hub, port, 2)
+            full = sockets[1]._sock.fileno()  # type: ignore[union-attr]
+            write_each, os_write = shell._write_each, shell._os_write
+            assert write_each is not None
+
+            def each(fds: list[int], datas: list[bytes]) -> list[tuple[int, int]]:
+                monkeypatch.setattr(shell, "_write_each", write_each)  # (once)
+                index = fds.index(full)
+                short = write_each(
+                    fds[:index] + fds[index + 1 :], datas[:index] + datas[index + 1 :]
+                )
+                return [(i if i < index else i + 1, n) for i, n in short] + [(index, 0)]
+
+            def write(fd: int, data: bytes | memoryview) -> int:
+                if fd == full:
+                    monkeypatch.setattr(shell, "_os_write", os_write)  # (once)
+                    raise BlockingIOError
+                return os_write(fd, data)
+
+            monkeypatch.setattr(shell, "_write_each", each)
+            encoder = _frames.Encoder()
+            shell._step_started()
+            shell.send_frames_to_many(sockets, [encoder.text("one")])
+            shell.send_frames_to_many(sockets, [encoder.text("two")])
+            shell._step_ended()
+            assert sockets[0]._outbox == [] and sockets[1]._outbox != []
+            for client in clients:
+                assert [await client.next() for _ in range(2)] == ["one", "two"]
+            await trio.testing.wait_all_tasks_blocked()
+            monkeypatch.setattr(shell, "_os_write", write)
+            ws = sockets[1]
+            ws._corked = True  # (as during its reader's batch)
+            ws.send_nowait("three")
+            ws.send_nowait("four")
+            ws._uncork()
+            assert ws._outbox != []
+            assert [await clients[1].next() for _ in range(2)] == ["three", "four"]
+
+
 async def test_fan_out_to_a_recipient_that_does_not_read_loses_nothing() -> None:
     """One recipient stops reading: its socket fills, the write to it comes up short (part
     of a frame, or nothing), the rest is queued in order for its writer; the others get

@@ -1128,21 +1128,34 @@ class WebSocket:
         if self._wrote_this_batch():
             self._defer()
             return
-        if (
-            self._sock is not None
-            and self._conn.state is _OPEN
-            and self._outbox_bytes <= _JOIN_LIMIT
-            and (self._writer is not None or self._writer_idle())
-        ):
+        if self._may_write_queue():
             data = outbox[0] if len(outbox) == 1 else b"".join(outbox)
             self._outbox = []
             self._outbox_bytes = 0
             if self._write_first(data):
                 if self._space is not None:
                     self._space.unpark_all()
-                return
-            self._outbox = [data]  # nothing written: the writer meets the problem
-            self._outbox_bytes = len(data)
+            else:
+                self._requeue(data)
+            return
+        self._wake_writer()
+
+    def _may_write_queue(self) -> bool:
+        """What is queued may be written directly, in one write, now: a plain socket, open,
+        no more than ``_JOIN_LIMIT`` bytes, and no write in flight (``_flush``,
+        ``_write_queued``)."""
+        return (
+            self._sock is not None
+            and self._conn.state is _OPEN
+            and self._outbox_bytes <= _JOIN_LIMIT
+            and (self._writer is not None or self._writer_idle())
+        )
+
+    def _requeue(self, data: bytes) -> None:
+        """A direct write of the whole queue (``data``) wrote nothing: it is queued again,
+        and the writer meets the problem (no room: it waits; a broken socket: it closes)."""
+        self._outbox = [data]
+        self._outbox_bytes = len(data)
         self._wake_writer()
 
     async def _drain(self) -> None:
@@ -1574,14 +1587,8 @@ def _write_queued(connections: list[WebSocket]) -> None:
         outbox = ws._outbox
         if not outbox or ws._corked:
             continue  # (a corked reader writes its queue at the end of its batch)
-        sock = ws._sock
-        if (
-            sock is not None
-            and ws._conn.state is _OPEN
-            and ws._outbox_bytes <= _JOIN_LIMIT
-            and (ws._writer is not None or ws._writer_idle())
-        ):
-            fd = sock.fileno()
+        if ws._may_write_queue():
+            fd = ws._sock.fileno()  # type: ignore[union-attr]  # (_may_write_queue)
             if fd >= 0:
                 direct.append(ws)
                 fds.append(fd)
@@ -1601,10 +1608,7 @@ def _write_queued(connections: list[WebSocket]) -> None:
             ws._direct_gen = generation
             ws._ticker = ticker
         elif not ws._written(datas[index], written):
-            data = datas[index]  # nothing went out: the writer meets the problem
-            ws._outbox = [data]
-            ws._outbox_bytes = len(data)
-            ws._wake_writer()
+            ws._requeue(datas[index])
             continue
         if ws._space is not None:
             ws._space.unpark_all()
