@@ -8,8 +8,17 @@ scripts/bootstrap.sh --system
 step() { printf '\n=== %s\n' "$*"; }
 py=.venv/bin/python
 
+# clippy and rustfmt come with rustup's default profile; a minimal one lacks them.
+if ! cargo clippy --version >/dev/null 2>&1 || ! cargo fmt --version >/dev/null 2>&1; then
+  step "rustup component add clippy rustfmt"
+  rustup component add clippy rustfmt
+fi
+
 step "cargo test (rust_frames)"
 cargo test -p rust_frames --no-default-features --quiet
+
+step "cargo fmt --check"
+cargo fmt -p rust_frames --check
 
 step "cargo clippy"
 cargo clippy -p rust_frames --all-targets --no-default-features --quiet -- -D warnings
