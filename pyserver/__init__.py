@@ -22,6 +22,7 @@ _EXPORTS: dict[str, str] = {
     "RedisAdapter": "pyserver.adapters.redis",
     "RequestTimeout": "pyserver.sio.adapter",
     "Socket": "pyserver.sio.socket",
+    "StateRecovery": "pyserver.socketio.recovery",
     "LocalProtocolError": "pyserver.errors",
     "RemoteProtocolError": "pyserver.errors",
     "Headers": "pyserver.http.types",
@@ -47,6 +48,7 @@ __all__ = [
     "Response",
     "Server",
     "Socket",
+    "StateRecovery",
     "WebSocket",
     "broadcast",
 ]
@@ -66,6 +68,7 @@ if TYPE_CHECKING:
     from pyserver.server import Server
     from pyserver.sio.adapter import RequestTimeout
     from pyserver.sio.socket import Socket
+    from pyserver.socketio.recovery import StateRecovery
     from pyserver.transports import WebSocket
     from pyserver.ws import broadcast
 

@@ -36,6 +36,12 @@ this one), and nodes talk to each other with ``server_side_emit`` /
 ``server_side_emit_with_ack`` and ``@sio.on_server_event(name)``. The default adapter is
 :class:`~pyserver.sio.adapter.InMemoryAdapter` (one process).
 
+Connection state recovery: ``Server(connection_state_recovery=True)`` (or a
+:class:`~pyserver.socketio.recovery.StateRecovery` with its bounds) gives a client whose
+connection dropped its socket back (same id, rooms and ``data``, ``socket.recovered`` true)
+with the packets it missed, as the Node server's ``connectionStateRecovery`` does for the
+official clients; see :mod:`pyserver.socketio.recovery`. It needs the in-memory adapter.
+
 Logging (``pyserver.socketio``): a line per socket connected and per socket gone with its
 reason, per refused namespace, per refused or malformed input.
 """
@@ -61,6 +67,7 @@ from pyserver.sio.namespace import DynamicNamespace, Namespace, NamespaceMatcher
 from pyserver.sio.ratelimit import RateLimit
 from pyserver.sio.rooms import RoomHandle
 from pyserver.sio.socket import Socket
+from pyserver.socketio.recovery import StateRecovery
 from pyserver.socketio.session import SessionConfig
 from pyserver.transports.engineio import EngineIOServer, EngineSession
 from pyserver.transports.timers import DeadlineTimer
@@ -98,6 +105,7 @@ class Server:
         max_attachments: int = 10,
         max_pending_events: int = 256,
         adapter: AdapterFactory = InMemoryAdapter,
+        connection_state_recovery: StateRecovery | bool = False,
         app: App | None = None,
     ) -> None:
         if rate_limit is not None and (rate_limit[0] < 1 or rate_limit[1] <= 0):
@@ -107,6 +115,12 @@ class Server:
         self.room_grace_period = room_grace_period
         self.max_pending_events = max_pending_events
         self.adapter_factory = adapter
+        #: Connection state recovery (see :mod:`pyserver.socketio.recovery`), or None.
+        self.state_recovery: StateRecovery | None = (
+            StateRecovery()
+            if connection_state_recovery is True
+            else connection_state_recovery or None
+        )
         self.session_config = SessionConfig(
             connect_timeout=connect_timeout,
             max_attachments=max_attachments,

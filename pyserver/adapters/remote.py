@@ -73,6 +73,10 @@ class _Pending:
 class RedisNamespaceAdapter(InMemoryAdapter):
     """The adapter of one namespace on one node of a Redis cluster."""
 
+    # Other nodes' broadcasts arrive encoded, without offsets, and a client may come back
+    # on another node: recovery would report sockets as recovered that missed packets.
+    supports_recovery = False
+
     def __init__(self, node: RedisAdapter, nsp: Namespace) -> None:
         super().__init__(nsp)
         self.node = node

@@ -152,6 +152,9 @@ class Adapter(abc.ABC):
     #: Used when a broadcast with acks has no ``timeout(...)``: None waits as long as it
     #: takes (single node); a cluster adapter bounds it (a node may never answer).
     default_ack_timeout: float | None = None
+    #: Whether connection state recovery works with it: every packet its sockets get passes
+    #: through this node's namespace (see :mod:`pyserver.socketio.recovery`).
+    supports_recovery: bool = False
 
     def __init__(self, nsp: Namespace | None = None) -> None:
         self.nsp = nsp
@@ -252,6 +255,8 @@ AdapterFactory = Callable[["Namespace"], Adapter]
 
 class InMemoryAdapter(Adapter):
     """The single-process adapter over a :class:`~pyserver.rooms.RoomIndex`."""
+
+    supports_recovery = True
 
     def __init__(self, nsp: Namespace | None = None) -> None:
         super().__init__(nsp)

@@ -75,9 +75,15 @@ class BroadcastOperator:
 
     def emit(self, event: str, *args: Any) -> int:
         """Send ``event(*args)`` to every selected socket. Never blocks. Returns how many
-        local sockets it was queued for (volatile drops not counted)."""
-        parts = encode_event(self.nsp.name, event, args)
-        return self.nsp.adapter.broadcast(parts, self.opts, (event, *args))
+        local sockets it was queued for (volatile drops not counted). With connection state
+        recovery on, a packet that is not volatile is kept, its offset added at its end."""
+        nsp = self.nsp
+        opts = self.opts
+        if nsp.recovery is not None and not opts.volatile:
+            parts, sent = nsp._encode_kept(event, args, opts.rooms, opts.except_rooms)
+            return nsp.adapter.broadcast(parts, opts, (event, *sent))
+        parts = encode_event(nsp.name, event, args)
+        return nsp.adapter.broadcast(parts, opts, (event, *args))
 
     def send(self, *args: Any) -> int:
         """``emit("message", *args)``."""

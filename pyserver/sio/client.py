@@ -19,7 +19,8 @@ from pyserver.engineio.session import CloseReason, Transport
 from pyserver.errors import ConnectionRefused, SocketDisconnected
 from pyserver.sio.ratelimit import RateLimiter, Verdict
 from pyserver.sio.socket import AckCallback, Socket
-from pyserver.socketio.packets import Sid
+from pyserver.socketio.packets import Sid, encode_event
+from pyserver.socketio.recovery import RecoveredSession
 from pyserver.socketio.session import (
     AckReceived,
     AckTimedOut,
@@ -207,15 +208,20 @@ class Client:
 
     def _connect_requested(self, event: NamespaceConnectRequested) -> None:
         nsp = self.server.namespaces.get(event.namespace)
-        if nsp is not None and not nsp.middlewares:
-            self._accept(nsp, self._new_socket(nsp, event.auth))  # the fast path: no task
+        if nsp is not None:
+            socket, restored = self._new_socket(nsp, event.auth)
+            if not nsp.middlewares or _skips_middlewares(nsp, restored):
+                self._accept(socket, restored)  # the fast path: no task
+            else:
+                self.server._spawn(self._admit, f"connect {event.namespace}", nsp, socket, restored)
             return
-        if nsp is None and not self.server._dynamic:
+        if not self.server._dynamic:
             self._refuse(event.namespace, "Invalid namespace")
             return
         self.server._spawn(self._connect, f"connect {event.namespace}", event)
 
     async def _connect(self, event: NamespaceConnectRequested) -> None:
+        """A namespace that does not exist yet: ask the dynamic parents, then admit."""
         name = event.namespace
         try:
             nsp = await self.server._find_namespace(name, event.auth)
@@ -225,32 +231,77 @@ class Client:
         if nsp is None:
             self._refuse(name, "Invalid namespace")
             return
-        socket = self._new_socket(nsp, event.auth)
+        socket, restored = self._new_socket(nsp, event.auth)
+        if _skips_middlewares(nsp, restored):
+            self._accept(socket, restored)
+        else:
+            await self._admit(nsp, socket, restored)
+
+    async def _admit(
+        self, nsp: Namespace, socket: Socket, restored: RecoveredSession | None
+    ) -> None:
+        """Run the namespace's connection middleware, then accept or refuse."""
+        name = nsp.name
         try:
             for middleware in nsp.middlewares:
                 await middleware(socket)
         except ConnectionRefused as exc:
             self._refuse(name, exc.message, exc.data)
+            _put_back(nsp, restored)
             return
         except Exception:
             logger.exception("connection middleware failed (namespace %s)", name)
             self._refuse(name, "Internal error")
+            _put_back(nsp, restored)
             return
         if self.core.state.value == "closed" or self.session.closed:
+            _put_back(nsp, restored)
             return
-        self._accept(nsp, socket)
+        self._accept(socket, restored)
 
-    def _new_socket(self, nsp: Namespace, auth: dict[str, Any] | None) -> Socket:
-        sid = Sid(secrets.token_urlsafe(15))
-        return Socket(nsp, self, sid, auth)
+    def _new_socket(
+        self, nsp: Namespace, auth: dict[str, Any] | None
+    ) -> tuple[Socket, RecoveredSession | None]:
+        """A new socket, or, when the client asks for it (``pid`` and ``offset`` in its auth)
+        and connection state recovery can, the socket it had (with what it missed)."""
+        store = nsp.recovery
+        if store is None:
+            return Socket(nsp, self, Sid(secrets.token_urlsafe(15)), auth), None
+        pid = auth.get("pid") if auth is not None else None
+        offset = auth.get("offset") if auth is not None else None
+        if type(pid) is str and type(offset) is str:
+            restored = store.restore(pid, offset, trio.current_time())
+            if restored is not None:
+                socket = Socket(nsp, self, restored.sid, auth)
+                socket.pid = restored.pid
+                socket.recovered = True
+                socket.data = restored.data
+                socket.join(restored.rooms - {restored.sid})
+                return socket, restored
+            logger.info(
+                "connection state not recovered in %s (connection %s, peer %s): session "
+                "unknown or expired, or packets after its offset no longer kept",
+                nsp.name,
+                self.session.sid,
+                _peer(self.session),
+            )
+        socket = Socket(nsp, self, Sid(secrets.token_urlsafe(15)), auth)
+        socket.pid = secrets.token_urlsafe(15)
+        return socket, None
 
-    def _accept(self, nsp: Namespace, socket: Socket) -> None:
+    def _accept(self, socket: Socket, restored: RecoveredSession | None = None) -> None:
         name = socket.nsp.name
-        self.session.send(self.core.accept_namespace(name, socket.id))
+        if restored is not None:
+            # before the CONNECT reply, as the Node server sends them: the client hands them
+            # to its listeners before its "connect"
+            for data in restored.missed:
+                self.send_parts(encode_event(name, data[0], data[1:]))
+        self.session.send(self.core.accept_namespace(name, socket.id, socket.pid))
         self.sockets[name] = socket
         logger.info(
-            "socket %s connected to %s (connection %s, %s, peer %s)",
+            "socket %s %s to %s (connection %s, %s, peer %s)",
             socket.id,
+            "connected" if restored is None else f"recovered ({len(restored.missed)} missed)",
             name,
             self.session.sid,
             self.session.transport,
@@ -303,6 +354,18 @@ class Client:
         sockets, self.sockets = self.sockets, {}
         for socket in sockets.values():
             socket._left(reason)
+
+
+def _skips_middlewares(nsp: Namespace, restored: RecoveredSession | None) -> bool:
+    return (
+        restored is not None and nsp.recovery is not None and nsp.recovery.config.skip_middlewares
+    )
+
+
+def _put_back(nsp: Namespace, restored: RecoveredSession | None) -> None:
+    """A recovered session whose socket was not accepted is kept again, for another try."""
+    if restored is not None and nsp.recovery is not None:
+        nsp.recovery.put_back(restored)
 
 
 def _reply(args: list[Any]) -> Any:

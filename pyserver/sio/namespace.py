@@ -7,13 +7,18 @@ on the first connection to a matching name and share its handlers and middleware
 from __future__ import annotations
 
 import re
+import secrets
 from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar
+
+import trio
 
 from pyserver.sio.adapter import Adapter, BroadcastOptions, RemoteSocket
 from pyserver.sio.broadcast import BroadcastOperator
 from pyserver.sio.ratelimit import RateLimit
 from pyserver.sio.rooms import RoomHandle, RoomNursery
+from pyserver.socketio.packets import encode_event
+from pyserver.socketio.recovery import RecoveryStore
 
 if TYPE_CHECKING:
     from pyserver.server import Server
@@ -101,6 +106,15 @@ class Namespace(_Handlers):
         self.adapter.on_room_deleted = self._room_deleted
         self.sockets: dict[Any, Socket] = self.adapter.sockets
         self.room_nurseries: dict[str, RoomNursery] = {}
+        #: What connection state recovery keeps for this namespace (None when it is off).
+        self.recovery: RecoveryStore | None = None
+        if server.state_recovery is not None:
+            if not self.adapter.supports_recovery:
+                raise ValueError(
+                    f"connection_state_recovery needs the in-memory adapter; "
+                    f"{type(self.adapter).__name__} cannot recover sessions"
+                )
+            self.recovery = RecoveryStore(server.state_recovery, secrets.token_hex(4))
 
     # -- broadcasting ----------------------------------------------------------------------
 
@@ -167,6 +181,23 @@ class Namespace(_Handlers):
         that came) when a node did not answer within ``timeout`` (default: the adapter's
         ``requests_timeout``). ``[]`` on a single node."""
         return await self.adapter.server_side_emit_with_ack(event, args, timeout)
+
+    def _encode_kept(
+        self,
+        event: str,
+        args: Iterable[Any],
+        rooms: frozenset[str],
+        except_rooms: frozenset[str],
+    ) -> tuple[list[str | bytes], list[Any]]:
+        """With recovery on: encode ``event(*args)`` with its offset added, and keep it (after
+        encoding, so a packet that cannot be encoded is not kept). Returns the parts and the
+        arguments sent."""
+        store = self.recovery
+        assert store is not None
+        sent = store.stamp(tuple(args))
+        parts = encode_event(self.name, event, sent)
+        store.keep(event, sent, rooms, except_rooms, trio.current_time())
+        return parts, sent
 
     # -- rooms -----------------------------------------------------------------------------
 

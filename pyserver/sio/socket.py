@@ -47,6 +47,7 @@ from pyserver.sio.broadcast import BroadcastOperator
 from pyserver.sio.handshake import Handshake, make_handshake
 from pyserver.sio.ratelimit import RateLimiter
 from pyserver.socketio.packets import Sid, encode_event
+from pyserver.socketio.recovery import RECOVERABLE_REASONS
 
 if TYPE_CHECKING:
     from pyserver.sio.client import Client
@@ -127,6 +128,8 @@ class Socket:
         "disconnect_reason",
         "id",
         "nsp",
+        "pid",
+        "recovered",
     )
 
     def __init__(
@@ -143,6 +146,11 @@ class Socket:
         self.data: dict[str, Any] = {}
         self.connected = False
         self.disconnect_reason: str | None = None
+        #: The private session id of connection state recovery (None when it is off).
+        self.pid: str | None = None
+        #: Whether this socket is one that left and was given back by connection state
+        #: recovery (same id, rooms and ``data``; the packets it missed were sent first).
+        self.recovered = False
         # shared empty containers until the socket registers its own (idle sockets are small)
         self._handlers: dict[str, Callable[..., Any]] = _NO_HANDLERS
         self._any_handlers: list[Callable[..., Any]] = _NO_FUNCTIONS
@@ -166,9 +174,16 @@ class Socket:
     # -- sending ---------------------------------------------------------------------------
 
     def emit(self, event: str, *args: Any) -> None:
-        """Send ``event(*args)`` to this client. Never blocks; dropped once disconnected."""
+        """Send ``event(*args)`` to this client. Never blocks; dropped once disconnected.
+        (With connection state recovery on, kept for the client's return, its offset added
+        at its end, as the Node server does.)"""
         if self.connected:
-            self.client.send_parts(encode_event(self.nsp.name, event, args))
+            nsp = self.nsp
+            if nsp.recovery is None:
+                self.client.send_parts(encode_event(nsp.name, event, args))
+            else:
+                own = frozenset((self.id,))
+                self.client.send_parts(nsp._encode_kept(event, args, own, _NO_ROOMS)[0])
 
     def send(self, *args: Any) -> None:
         """``emit("message", *args)``."""
@@ -334,6 +349,9 @@ class Socket:
         self.disconnect_reason = reason
         logger.info("socket %s left %s: %s", self.id, self.nsp.name, reason)
         self._rooms_at_exit = frozenset(self.nsp.adapter.rooms_of(self.id))
+        store = self.nsp.recovery
+        if store is not None and self.pid is not None and reason in RECOVERABLE_REASONS:
+            store.persist(self.id, self.pid, self._rooms_at_exit, self.data, trio.current_time())
         self.nsp._remove_socket(self)
         if self._pending_events:  # events not run yet can no longer be answered
             self._queue = deque(item for item in self._queue if item[0] != _EVENT)

@@ -368,7 +368,7 @@ class SioSite(Site):
         async def connection(socket: Any) -> None:
             # Per-packet middleware (refuses the event "forbidden") and a catch-all handler
             # (counts events into socket.data), on every socket.
-            socket.data["events"] = 0
+            socket.data.setdefault("events", 0)  # a recovered socket keeps its count
 
             async def refuse_forbidden(*args: Any) -> None:
                 packet = args[-1]
@@ -529,7 +529,7 @@ class SioSite(Site):
 
         @namespace.on("whoami")
         async def whoami(socket: Any) -> dict[str, Any]:
-            return {"id": socket.id, "data": dict(socket.data)}
+            return {"id": socket.id, "data": dict(socket.data), "recovered": socket.recovered}
 
         @namespace.on("boom")
         async def boom(socket: Any) -> None:

@@ -12,7 +12,8 @@
 // Scenarios: basic, refused, invalid-namespace, acks, parallel-acks, binary, large, namespaces,
 // mixed-namespaces, dyn-parent, rooms, room-acks, server-ops, room-tasks, volatile, extras,
 // upgrade-burst, leave-while-asked, server-disconnect, client-disconnect, reconnect,
-// heartbeat, no-pong, connect-timeout, rate-limit (each described where it is defined below).
+// heartbeat, no-pong, connect-timeout, rate-limit, recovery (each described where it is
+// defined below).
 // --auth is each scenario's auth payload (some scenarios also read fields of it: tag, room).
 //
 // The test protocol (what the server under test implements, on "/", "/chat" and the dynamic
@@ -814,6 +815,58 @@ const scenarios = {
     const id = s.id;
     s.disconnect();
     out({ event: "done", id });
+  },
+
+  // Connection state recovery (the server runs with it on). A joins room r1 and gets one room
+  // broadcast (so it has an offset). Its transport is cut (engine.close(), how the socket.io
+  // docs simulate a drop). While A is away, B broadcasts to r1, to everyone, to A's id, to a
+  // room A is not in, and a volatile packet. A connects again: the same socket comes back
+  // (same id, recovered) and its listeners get what it missed, in order, before "connect".
+  async recovery() {
+    const a = client("A", { auth: args.auth });
+    const b = client("B", { auth: args.auth });
+    await Promise.all([connected(a), connected(b)]);
+    const firstId = a.id;
+    const joined = await call(a, "join", "r1");
+    out({ event: "step", name: "first", id: firstId, recovered: a.recovered, rooms: joined });
+    const before = next(a, "news");
+    await call(b, "broadcast", { form: "to", rooms: ["r1"], event: "news", data: "before" });
+    const [first, firstOffset] = await before;
+    const order = [];
+    a.on("news", (data, offset) => order.push({ data, offset: typeof offset }));
+    a.on("connect", () => order.push({ connect: a.id, recovered: a.recovered }));
+    const gone = next(a, "disconnect");
+    a.io.engine.close();
+    const [reason] = await gone;
+    out({ event: "step", name: "away", reason, first, firstOffset: typeof firstOffset });
+    for (const [form, rooms, data] of [
+      ["to", ["r1"], "away-room"],
+      ["all", [], "away-all"],
+      ["to", [firstId], "away-direct"],
+      ["to", ["elsewhere"], "not-for-a"],
+      ["volatile", [], "volatile"],
+    ]) {
+      await call(b, "broadcast", { form, rooms, event: "news", data });
+    }
+    const back = next(a, "connect", 10000);
+    a.connect();
+    await back;
+    const who = await call(a, "whoami");
+    const rooms = await call(a, "join", "r2");
+    const after = next(a, "news");
+    await call(b, "broadcast", { form: "to", rooms: ["r1"], event: "news", data: "after" });
+    await after;
+    out({
+      event: "done",
+      id: a.id,
+      firstId,
+      recovered: a.recovered,
+      order,
+      who: enc(who[0]),
+      rooms: rooms[0],
+    });
+    a.disconnect();
+    b.disconnect();
   },
 
   // Connect, then wait (stdin-free: the test restarts the server meanwhile) until the Manager

@@ -288,6 +288,48 @@ def test_volatile_breaks_nothing(node_sio: str, site: SioSite, transports: str) 
     assert acks(run, "after") == ["after volatile"], str(run)
 
 
+@pytest.fixture(scope="module")
+def recovering_site() -> Iterator[SioSite]:
+    s = SioSite(connection_state_recovery=True)
+    s.start()
+    try:
+        yield s
+    finally:
+        s.stop()
+
+
+@pytest.mark.parametrize("transports", TRANSPORTS)
+def test_connection_state_recovery(
+    node_sio: str, recovering_site: SioSite, transports: str
+) -> None:
+    """socket.io-client's own recovery (it sends its pid and last offset on reconnecting)
+    against ours: the socket comes back with its id, rooms and data, and gets what it
+    missed while away, in order, before its "connect"."""
+    run = run_sio_client(node_sio, recovering_site.url, "recovery", transports=transports)
+    assert_completed(run)
+    first = step(run, "first")
+    assert first["recovered"] is False and first["rooms"] == [sorted([first["id"], "r1"])]
+    away = step(run, "away")
+    # every event carries its offset, a string the client keeps (and its listeners see)
+    assert away["first"] == "before" and away["firstOffset"] == "string", str(run)
+    done = run.one("done")
+    assert done["id"] == done["firstId"] and done["recovered"] is True, str(run)
+    assert done["order"] == [
+        {"data": "away-room", "offset": "string"},
+        {"data": "away-all", "offset": "string"},
+        {"data": "away-direct", "offset": "string"},
+        {"connect": done["id"], "recovered": True},
+        {"data": "after", "offset": "string"},
+    ], str(run)  # not the room A was not in, nor the volatile packet
+    # data kept (the catch-all counted "join" before, then "whoami" itself), rooms kept
+    who = done["who"]
+    assert who["id"] == done["id"] and who["recovered"] is True, str(run)
+    assert who["data"] == {"events": 2}, str(run)
+    assert done["rooms"] == sorted([done["id"], "r1", "r2"]), str(run)
+    # its second life ended by the client, which is final
+    assert recovering_site.wait_disconnect(done["id"]) == "client namespace disconnect"
+
+
 @pytest.mark.parametrize("transports", ["polling", "websocket"])
 def test_server_disconnect_reason(node_sio: str, site: SioSite, transports: str) -> None:
     run = run_sio_client(node_sio, site.url, "server-disconnect", transports=transports)
