@@ -31,10 +31,11 @@ def send(
     rooms: frozenset[str] = EVERYONE,
     except_rooms: frozenset[str] = EVERYONE,
     now: float = 0.0,
+    size: int = 10,
 ) -> str:
     """Keep one packet the way the shell does (stamp, encode, keep); its offset."""
     sent = s.stamp(args)
-    s.keep(event, sent, rooms, except_rooms, now)
+    s.keep(event, sent, rooms, except_rooms, now, size)
     offset: str = sent[-1]
     return offset
 
@@ -145,6 +146,32 @@ def test_bounded_packets_and_sessions() -> None:
     assert s.restore("pid0", first, now=5.0) is None  # the oldest sessions went first
     s.persist(Sid("s9"), "pid9", frozenset(), {}, now=5.0)
     assert s.restore("pid9", first, now=5.0) is None  # its packets after "first" are gone
+
+
+def test_bounded_bytes_and_a_packet_larger_than_the_budget() -> None:
+    s = store(StateRecovery(max_packet_bytes=100))
+    first = send(s, "e", 0, size=40)
+    second = send(s, "e", 1, size=40)
+    send(s, "e", 2, size=40)  # 120 > 100: the first goes
+    send(s, "e", 3, size=40)  # and the second
+    assert (s.packets_kept, s.bytes_kept) == (2, 80)
+    s.persist(A, "pid-a", frozenset({A}), {}, now=0.0)
+    assert s.restore("pid-a", first, now=0.0) is None  # it missed the second, gone
+    s.persist(A, "pid-a", frozenset({A}), {}, now=0.0)
+    restored = s.restore("pid-a", second, now=0.0)
+    assert restored is not None and [m[1] for m in restored.missed] == [2, 3]
+    # too large to keep: not kept, and nothing before it either (nobody can recover past it)
+    huge = send(s, "e", "huge", size=101)
+    assert (s.packets_kept, s.bytes_kept) == (0, 0)
+    s.persist(A, "pid-a", frozenset({A}), {}, now=0.0)
+    assert s.restore("pid-a", second, now=0.0) is None
+    s.persist(A, "pid-a", frozenset({A}), {}, now=0.0)
+    restored = s.restore("pid-a", huge, now=0.0)  # it got the huge one: nothing missed
+    assert restored is not None and restored.missed == []
+    # expiry gives the bytes back
+    send(s, "e", 3, size=50, now=1.0)
+    send(s, "e", 4, size=10, now=200.0)  # 120 s (the default duration) later
+    assert (s.packets_kept, s.bytes_kept) == (1, 10)
 
 
 def test_config_is_checked() -> None:

@@ -196,7 +196,8 @@ class Namespace(_Handlers):
         assert store is not None
         sent = store.stamp(tuple(args))
         parts = encode_event(self.name, event, sent)
-        store.keep(event, sent, rooms, except_rooms, trio.current_time())
+        size = sum(map(len, parts))
+        store.keep(event, sent, rooms, except_rooms, trio.current_time(), size)
         return parts, sent
 
     # -- rooms -----------------------------------------------------------------------------

@@ -17,8 +17,9 @@ clients speak it:
   listeners before "connect").
 
 A :class:`RecoveryStore` is one namespace's memory of this. It takes ``now`` from its
-caller and never reads the clock. Unlike the Node server's, it is bounded in count as well as
-in time (``max_packets``, ``max_sessions``): past either bound the oldest go first, and a
+caller and never reads the clock. Unlike the Node server's, it is bounded in count and size as
+well as in time (``max_packets``, ``max_packet_bytes``, ``max_sessions``): past a bound the
+oldest go first, and a
 client whose offset went with them gets a new socket (``recovered`` false), which is what
 happens in Node after ``maxDisconnectionDuration``. A kept session is handed out once: a
 second CONNECT with the same pid gets a new socket, so no two sockets can share an id.
@@ -68,14 +69,17 @@ class StateRecovery:
     """A recovered socket skips the namespace's connection middleware (as in Node)."""
     max_packets: int = 50_000
     """Packets kept per namespace at most; past it the oldest are dropped."""
+    max_packet_bytes: int = 64 << 20
+    """Encoded size of the packets kept per namespace at most (text characters plus binary
+    attachment bytes); past it the oldest are dropped."""
     max_sessions: int = 10_000
     """Disconnected sessions kept per namespace at most; past it the oldest are dropped."""
 
     def __post_init__(self) -> None:
         if self.max_disconnection_duration <= 0:
             raise ValueError("max_disconnection_duration must be > 0")
-        if self.max_packets < 1 or self.max_sessions < 1:
-            raise ValueError("max_packets and max_sessions must be >= 1")
+        if self.max_packets < 1 or self.max_sessions < 1 or self.max_packet_bytes < 1:
+            raise ValueError("max_packets, max_packet_bytes and max_sessions must be >= 1")
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +101,7 @@ class _Packet(NamedTuple):
     except_rooms: frozenset[str]
     data: list[Any]  # [event, *args, offset]
     sent_at: float
+    size: int
 
 
 class _Session(NamedTuple):
@@ -115,13 +120,14 @@ class RecoveryStore:
     offset from another store or an earlier run is never mistaken for one of ours.
     """
 
-    __slots__ = ("_next_seq", "_packets", "_prefix", "_sessions", "config")
+    __slots__ = ("_bytes", "_next_seq", "_packets", "_prefix", "_sessions", "config")
 
     def __init__(self, config: StateRecovery, prefix: str) -> None:
         self.config = config
         self._prefix = prefix
         self._next_seq = 0
         self._packets: deque[_Packet] = deque()
+        self._bytes = 0  # the sizes of the packets kept
         self._sessions: dict[str, _Session] = {}  # by pid, oldest first
 
     # -- packets -----------------------------------------------------------------------------
@@ -138,20 +144,32 @@ class RecoveryStore:
         rooms: frozenset[str],
         except_rooms: frozenset[str],
         now: float,
+        size: int,
     ) -> None:
         """Keep the EVENT packet ``event(*sent)`` (``sent`` from :meth:`stamp`, just before)
-        sent to ``rooms`` (every socket when empty) minus ``except_rooms``."""
+        sent to ``rooms`` (every socket when empty) minus ``except_rooms``; ``size`` is its
+        encoded size, counted against ``max_packet_bytes``. (A packet larger than that whole
+        budget is not kept, and the packets before it go: nobody can recover past it.)"""
         self._expire_packets(now)
         packets = self._packets
-        if len(packets) >= self.config.max_packets:
-            packets.popleft()
+        config = self.config
+        while packets and (
+            len(packets) >= config.max_packets or self._bytes + size > config.max_packet_bytes
+        ):
+            self._bytes -= packets.popleft().size
         seq = self._next_seq
         self._next_seq = seq + 1
-        packets.append(_Packet(seq, rooms, except_rooms, [event, *sent], now))
+        if size <= config.max_packet_bytes:
+            packets.append(_Packet(seq, rooms, except_rooms, [event, *sent], now, size))
+            self._bytes += size
 
     @property
     def packets_kept(self) -> int:
         return len(self._packets)
+
+    @property
+    def bytes_kept(self) -> int:
+        return self._bytes
 
     @property
     def sessions_kept(self) -> int:
@@ -161,7 +179,7 @@ class RecoveryStore:
         packets = self._packets
         oldest = now - self.config.max_disconnection_duration
         while packets and packets[0].sent_at < oldest:
-            packets.popleft()
+            self._bytes -= packets.popleft().size
 
     def _seq_of(self, offset: str) -> int | None:
         prefix = self._prefix
