@@ -839,6 +839,11 @@ const scenarios = {
     a.io.engine.close();
     const [reason] = await gone;
     out({ event: "step", name: "away", reason, first, firstOffset: typeof firstOffset });
+    // until the server has seen A go (its session is kept from then on)
+    for (let i = 0; (await call(b, "fetch-room", "r1"))[0].includes(firstId); i++) {
+      if (i > 200) throw new Error("the server did not see A go");
+      await sleep(25);
+    }
     for (const [form, rooms, data] of [
       ["to", ["r1"], "away-room"],
       ["all", [], "away-all"],
