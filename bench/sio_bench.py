@@ -634,6 +634,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "profiler takes CPU on this machine, so a profiled run's figures are not "
         "comparable",
     )
+    p.add_argument(
+        "--recovery",
+        action="store_true",
+        help="connection state recovery on, where the server has it (pyserver, Node socket.io; "
+        "python-socketio has none and runs without): every event then carries an offset and "
+        "is kept (the servers read BENCH_SIO_RECOVERY=1)",
+    )
     harness.add_tail_args(p, OURS)
     opts = p.parse_args(argv)
     harness.fill_defaults(opts, idle_quick=500, idle_full=2000)
@@ -642,6 +649,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     opts = parse_args(argv)
+    if opts.recovery:
+        os.environ["BENCH_SIO_RECOVERY"] = "1"  # the server processes inherit it
     harness.add_baseline(opts, SERVERS, OURS)
     servers = harness.pick_servers(opts.servers, SERVERS)
     if servers is None or harness.node_modules_missing("socket.io", "socket.io-client"):
@@ -654,7 +663,8 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"socket.io: echo/ack {opts.connections} connections, warm-up {opts.warmup:g} s, "
         f"measured {opts.duration:g} s, idle {opts.idle_connections} connections, "
-        f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}",
+        f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}"
+        + (", connection state recovery on (not python-socketio)" if opts.recovery else ""),
         flush=True,
     )
     running: dict[str, ServerProcess] = {}

@@ -18,7 +18,9 @@ if (!Number.isInteger(port)) {
 }
 
 const httpServer = http.createServer();
-const io = new Server(httpServer, { serveClient: false, cors: { origin: '*' } });
+// BENCH_SIO_RECOVERY=1 (sio_bench.py --recovery): connection state recovery on
+const recovery = process.env.BENCH_SIO_RECOVERY === '1' ? { connectionStateRecovery: {} } : {};
+const io = new Server(httpServer, { serveClient: false, cors: { origin: '*' }, ...recovery });
 io.on('connection', (socket) => {
   const room = socket.handshake.auth && socket.handshake.auth.room;
   if (room) socket.join(room);

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import inspect
+import os
 from functools import partial
 from typing import Any
 
@@ -16,7 +17,8 @@ import trio
 
 from pyserver import Server
 
-sio = Server()
+# BENCH_SIO_RECOVERY=1 (sio_bench.py --recovery): connection state recovery on
+sio = Server(connection_state_recovery=os.environ.get("BENCH_SIO_RECOVERY") == "1")
 
 
 async def _maybe_await(value: Any) -> None:
