@@ -174,6 +174,22 @@ def test_bounded_bytes_and_a_packet_larger_than_the_budget() -> None:
     assert (s.packets_kept, s.bytes_kept) == (1, 10)
 
 
+def test_the_store_is_sans_io() -> None:
+    import subprocess
+    import sys
+
+    import pyserver.socketio.recovery as module
+
+    code = (
+        "import sys, pyserver.socketio.recovery\n"
+        "assert 'trio' not in sys.modules and 'asyncio' not in sys.modules, sorted(sys.modules)"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+    source = open(module.__file__ or "").read()
+    for banned in ("trio", "socket", "time", "asyncio", "random", "secrets"):
+        assert f"import {banned}" not in source, banned
+
+
 def test_config_is_checked() -> None:
     with pytest.raises(ValueError):
         StateRecovery(max_disconnection_duration=0)
