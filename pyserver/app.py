@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import ssl
 from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
 from pathlib import Path
@@ -250,11 +251,25 @@ class App:
         host: str | None,
         port: int,
         *,
-        task_status: trio.TaskStatus[list[trio.SocketListener]] = trio.TASK_STATUS_IGNORED,
+        ssl_context: ssl.SSLContext | None = None,
+        task_status: trio.TaskStatus[list[Any]] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         """Listen on ``host:port`` (0: any free port) and serve until cancelled.
-        ``task_status.started`` gets the listeners (as ``trio.serve_tcp`` does)."""
-        listeners = await trio.open_tcp_listeners(port, host=host)
+        ``task_status.started`` gets the listeners (as ``trio.serve_tcp`` does).
+
+        With ``ssl_context`` (a server context with its certificate loaded, e.g.
+        ``ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)`` then ``load_cert_chain``)
+        every connection speaks TLS: https and wss. The listeners are then
+        ``trio.SSLListener``s (their ``transport_listener`` is the TCP one). TLS connections
+        are read and written by their own tasks (the reactor and the Rust fan-out work on
+        plain sockets); a failed handshake is logged on one line and closes only that
+        connection."""
+        listeners: list[Any] = await trio.open_tcp_listeners(port, host=host)
+        if ssl_context is not None:
+            listeners = [
+                trio.SSLListener(listener, ssl_context, https_compatible=True)
+                for listener in listeners
+            ]
         await self.serve_listeners(listeners, task_status=task_status)
 
     async def serve_listeners(

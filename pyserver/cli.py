@@ -8,6 +8,7 @@ import importlib
 import logging
 import os
 import signal
+import ssl
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -51,6 +52,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     run.add_argument("target", help="module:attribute of an App or Server")
     run.add_argument("--host", default="127.0.0.1")
     run.add_argument("--port", type=int, default=3000)
+    for command in (demo, run):
+        command.add_argument(
+            "--certfile",
+            type=Path,
+            default=None,
+            help="serve TLS (https, wss) with this PEM certificate chain",
+        )
+        command.add_argument(
+            "--keyfile", type=Path, default=None, help="its private key (default: in --certfile)"
+        )
 
     cluster = sub.add_parser(
         "cluster",
@@ -115,29 +126,51 @@ def main(argv: Sequence[str] | None = None) -> None:
         app: Any = build_server(args.web_dir, redis_url=args.redis_url)
     else:
         app = _load(args.target)
-    logging.getLogger("pyserver").info("serving on http://%s:%d/", args.host, args.port)
+    context = _ssl_context(args.certfile, args.keyfile)
+    scheme = "https" if context is not None else "http"
+    logging.getLogger("pyserver").info("serving on %s://%s:%d/", scheme, args.host, args.port)
     try:
-        trio.run(_serve_until_signalled, app, args.host, args.port)
+        trio.run(_serve_until_signalled, app, args.host, args.port, context)
     except* KeyboardInterrupt:  # a second Ctrl-C while shutting down
         pass
 
 
-async def _serve_until_signalled(app: Any, host: str, port: int) -> None:
+def _ssl_context(certfile: Path | None, keyfile: Path | None) -> ssl.SSLContext | None:
+    """A server TLS context from ``--certfile``/``--keyfile`` (None without them)."""
+    if certfile is None:
+        if keyfile is not None:
+            raise SystemExit("pyserver: --keyfile needs --certfile")
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(certfile, keyfile)
+    except (OSError, ssl.SSLError) as exc:
+        raise SystemExit(f"pyserver: cannot load the certificate {certfile}: {exc}") from None
+    return context
+
+
+async def _serve_until_signalled(
+    app: Any, host: str, port: int, ssl_context: ssl.SSLContext | None = None
+) -> None:
     """Serve until SIGINT or SIGTERM, then shut down gracefully: cancelling ``serve`` closes
     every connection with "server shutting down" (what ``pyserver cluster`` relies on to stop
     its nodes). A second signal while shutting down interrupts at once."""
     log = logging.getLogger("pyserver")
     async with trio.open_nursery() as nursery:
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-            nursery.start_soon(_serve_then_cancel, app, host, port, nursery.cancel_scope)
+            nursery.start_soon(
+                _serve_then_cancel, app, host, port, ssl_context, nursery.cancel_scope
+            )
             async for signum in signals:
                 log.info("%s: shutting down", signal.Signals(signum).name)
                 nursery.cancel_scope.cancel()
                 break
 
 
-async def _serve_then_cancel(app: Any, host: str, port: int, scope: trio.CancelScope) -> None:
-    await app.serve(host, port)
+async def _serve_then_cancel(
+    app: Any, host: str, port: int, ssl_context: ssl.SSLContext | None, scope: trio.CancelScope
+) -> None:
+    await app.serve(host, port, ssl_context=ssl_context)
     scope.cancel()  # serve returned by itself: stop waiting for signals
 
 

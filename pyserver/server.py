@@ -51,7 +51,9 @@ from __future__ import annotations
 import logging
 import os
 import re
+import ssl
 from collections.abc import Awaitable, Callable, Iterable, Sequence
+from functools import partial
 from typing import Any, TypeVar
 
 import trio
@@ -318,13 +320,17 @@ class Server:
         host: str | None,
         port: int,
         *,
-        task_status: trio.TaskStatus[list[trio.SocketListener]] = trio.TASK_STATUS_IGNORED,
+        ssl_context: ssl.SSLContext | None = None,
+        task_status: trio.TaskStatus[list[Any]] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         """Listen on ``host:port`` (0: a free port) and serve until cancelled;
-        ``task_status.started`` gets the listeners (as :meth:`App.serve` does)."""
+        ``task_status.started`` gets the listeners (as :meth:`App.serve` does, which also
+        says what ``ssl_context`` does: TLS, https and wss)."""
         async with trio.open_nursery() as nursery:
             await nursery.start(self.run)
-            listeners = await nursery.start(self.app.serve, host, port)
+            listeners = await nursery.start(
+                partial(self.app.serve, host, port, ssl_context=ssl_context)
+            )
             task_status.started(listeners)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:

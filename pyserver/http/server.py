@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import http
 import logging
+import ssl
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -103,6 +104,8 @@ def error_response(status: int, message: str | None = None, *extra: tuple[str, s
 
 
 def _remote_address(stream: trio.abc.Stream) -> tuple[str, int]:
+    if isinstance(stream, trio.SSLStream):
+        stream = stream.transport_stream
     if isinstance(stream, trio.SocketStream):
         try:
             peer = stream.socket.getpeername()
@@ -127,7 +130,7 @@ class _Upgrade:
 
 
 class _Connection:
-    __slots__ = ("conn", "remote", "settings", "site", "stream")
+    __slots__ = ("conn", "remote", "secure", "settings", "site", "stream")
 
     def __init__(self, stream: trio.abc.Stream, site: Site) -> None:
         self.stream = stream
@@ -137,6 +140,7 @@ class _Connection:
             h11.SERVER, max_incomplete_event_size=self.settings.max_header_size
         )
         self.remote = _remote_address(stream)
+        self.secure = isinstance(stream, trio.SSLStream)
 
     async def _next_event(self, deadline: float) -> h11.Event | type[h11.PAUSED]:
         conn = self.conn
@@ -290,6 +294,7 @@ class _Connection:
             headers=Headers((k.decode("latin-1"), _value(k, v)) for k, v in event.headers),
             remote_address=self.remote,
             http_version=event.http_version.decode("ascii"),
+            secure=self.secure,
         )
 
     async def _upgrade(self, request: Request, endpoint: WebSocketEndpoint) -> _Upgrade | None:
@@ -331,12 +336,30 @@ async def serve_connection(stream: trio.abc.Stream, site: Site) -> None:
             ws = site.open_websocket(stream, upgrade.request, upgrade.accepted, upgrade.trailing)
             del upgrade  # an idle WebSocket keeps nothing of the HTTP exchange but its request
             await ws.run(endpoint_handler)
-    except (trio.BrokenResourceError, trio.ClosedResourceError):
+    except trio.BrokenResourceError as exc:
+        if isinstance(exc.__cause__, ssl.SSLError) and not _handshake_done(stream):
+            # a client that does not speak TLS (plain HTTP to an https port), or refuses our
+            # certificate: one line, the connection is closed
+            logger.info(
+                "TLS handshake failed (peer %s): %s", _peer(_remote_address(stream)), exc.__cause__
+            )
+    except trio.ClosedResourceError:
         pass
     except Exception:
         logger.exception("connection failed")
     finally:
         await trio.aclose_forcefully(stream)
+
+
+def _handshake_done(stream: trio.abc.Stream) -> bool:
+    """Whether a TLS stream finished its handshake (a plain stream has none to fail)."""
+    if not isinstance(stream, trio.SSLStream):
+        return True
+    try:
+        stream.cipher()  # trio answers it only once the handshake is done
+    except trio.NeedHandshakeError:
+        return False
+    return True
 
 
 #: Header values that differ on every request: not worth interning.

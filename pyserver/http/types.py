@@ -54,6 +54,8 @@ class Request:
     body: bytes = b""
     remote_address: tuple[str, int] = ("", 0)
     http_version: str = "1.1"
+    secure: bool = False
+    """Whether it came over TLS (a listener given an ``ssl_context``)."""
 
     @property
     def query(self) -> dict[str, str]:

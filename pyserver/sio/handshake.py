@@ -25,7 +25,7 @@ class Handshake:
         self._request = request
         self.auth = auth
         self.issued = issued
-        self.secure = False
+        self.secure = request.secure
         self._headers: dict[str, str] | None = None
         self._query: dict[str, str] | None = None
         self._extra: dict[str, Any] | None = None

@@ -10,8 +10,11 @@ A test skips only when the peer itself is absent from the machine (no ``node`` o
 
 from __future__ import annotations
 
+import functools
 import json
+import os
 import shutil
+import ssl
 import subprocess
 import threading
 import time
@@ -45,8 +48,12 @@ STOP_TIMEOUT = 15.0
 
 
 def _port_of(listeners: Any) -> int:
-    """The bound TCP port, from the listeners ``nursery.start(app.serve, ...)`` reports."""
-    return int(listeners[0].socket.getsockname()[1])
+    """The bound TCP port, from the listeners ``nursery.start(app.serve, ...)`` reports
+    (a TLS listener wraps the TCP one)."""
+    listener = listeners[0]
+    if isinstance(listener, trio.SSLListener):
+        listener = listener.transport_listener
+    return int(listener.socket.getsockname()[1])
 
 
 class ServerThread:
@@ -54,11 +61,15 @@ class ServerThread:
     free port. ``build`` returns the App (anything with ``async serve(host, port, *,
     task_status)``), or ``(app, services)`` where each service is started first with
     ``nursery.start(service)`` (the Engine.IO server's timer task, for one). ``port`` binds a
-    given port instead (to restart a server on the port its clients know)."""
+    given port instead (to restart a server on the port its clients know). ``ssl_context``
+    serves TLS (``base_url`` is then https)."""
 
-    def __init__(self, build: Callable[[], Any], port: int = 0) -> None:
+    def __init__(
+        self, build: Callable[[], Any], port: int = 0, ssl_context: ssl.SSLContext | None = None
+    ) -> None:
         self._build = build
         self._wanted_port = port
+        self._ssl_context = ssl_context
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._run, name="pyserver-under-test", daemon=True)
         self._token: trio.lowlevel.TrioToken | None = None
@@ -86,7 +97,10 @@ class ServerThread:
             self._cancel = nursery.cancel_scope
             for service in services:  # e.g. EngineIOServer.serve, the Engine.IO timer task
                 await nursery.start(service)
-            started = await nursery.start(self.app.serve, "127.0.0.1", self._wanted_port)
+            serve = self.app.serve
+            if self._ssl_context is not None:
+                serve = functools.partial(serve, ssl_context=self._ssl_context)
+            started = await nursery.start(serve, "127.0.0.1", self._wanted_port)
             self.port = started if isinstance(started, int) else _port_of(started)
             self._ready.set()
 
@@ -117,7 +131,8 @@ class ServerThread:
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        scheme = "http" if self._ssl_context is None else "https"
+        return f"{scheme}://127.0.0.1:{self.port}"
 
 
 # --------------------------------------------------------------------------------------------
@@ -525,6 +540,7 @@ class SioSite(Site):
                 "header": hs.headers.get("x-test"),
                 "address": hs.address,
                 "auth": hs.auth,
+                "secure": hs.secure,
             }
 
         @namespace.on("whoami")
@@ -575,8 +591,8 @@ class SioSite(Site):
 
     # -- the thread --------------------------------------------------------------------------
 
-    def start(self, port: int = 0) -> int:
-        self.server = ServerThread(self.build, port=port)
+    def start(self, port: int = 0, ssl_context: ssl.SSLContext | None = None) -> int:
+        self.server = ServerThread(self.build, port=port, ssl_context=ssl_context)
         return self.server.start()
 
     def stop(self) -> None:
@@ -647,15 +663,22 @@ def run_sio_client(
     *,
     transports: str = "websocket",
     timeout: float = 20.0,
+    env: dict[str, str] | None = None,
     **options: Any,
 ) -> NodeRun:
     """Run one sio_client.js scenario to completion (bounded inside Node and, with a margin,
     by ``subprocess.run``) and parse its JSON lines. ``options`` become ``--key value``
-    (non-strings as JSON: ``auth={"token": "x"}``)."""
+    (non-strings as JSON: ``auth={"token": "x"}``); ``env`` is added to Node's environment."""
     argv = sio_argv(node, url, scenario, transports=transports, timeout=timeout, **options)
     try:
         proc = subprocess.run(
-            argv, capture_output=True, text=True, timeout=timeout + 10, cwd=HERE, check=False
+            argv,
+            capture_output=True,
+            text=True,
+            timeout=timeout + 10,
+            cwd=HERE,
+            check=False,
+            env={**os.environ, **env} if env else None,
         )
     except subprocess.TimeoutExpired as exc:
         out = exc.stdout.decode() if isinstance(exc.stdout, bytes) else (exc.stdout or "")

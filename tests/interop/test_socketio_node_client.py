@@ -413,6 +413,7 @@ def test_handshake_packet_middleware_on_any_and_failing_handler(
     }, str(run)
     assert hs["header"] == "interop" and hs["address"] == "127.0.0.1", str(run)
     assert hs["auth"] == {"token": "extras"}, str(run)
+    assert hs["secure"] is False, str(run)  # plain http (tests/interop/test_tls.py: https)
     # socket.use refused the packet: the ack carries the error, the handler never ran.
     assert acks(run, "forbidden") == [{"error": "forbidden event"}], str(run)
     # A handler that raises still answers a client waiting for its ack.
