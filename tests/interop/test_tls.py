@@ -141,6 +141,23 @@ def test_raw_websocket_and_plain_http_to_the_tls_port(
         server.stop()
 
 
+def test_a_client_that_never_finishes_the_handshake_is_closed(ca: trustme.CA) -> None:
+    """The handshake happens within the request's read timeout: a client that connects and
+    sends nothing, or half a ClientHello, does not hold its connection."""
+    from pyserver import App
+
+    server = ServerThread(lambda: App(read_timeout=0.5), ssl_context=server_context(ca))
+    port = server.start()
+    try:
+        for first in (b"", b"\x16\x03\x01\x02\x00\x01"):  # nothing; a ClientHello begun
+            with socket.create_connection(("127.0.0.1", port), timeout=WAIT) as silent:
+                silent.sendall(first)
+                # closed by the server at its read timeout (recv raises after WAIT if not)
+                assert silent.recv(1024) == b""
+    finally:
+        server.stop()
+
+
 def test_a_broadcast_reaches_tls_and_plain_connections(ca: trustme.CA, ca_file: Path) -> None:
     """One Server listening twice, plain and TLS: a room broadcast reaches both kinds."""
     from pyserver import Server
