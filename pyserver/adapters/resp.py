@@ -47,12 +47,16 @@ class RespReader:
 
     Bulk strings longer than ``max_bulk`` and arrays longer than ``MAX_ARRAY`` (or nested
     deeper than 2) are a :class:`RespProtocolError`, raised before their bytes are buffered, so
-    the buffer never holds more than one reply of at most ``max_bulk`` bytes plus one read."""
+    the buffer never holds more than one reply of at most ``max_bulk`` bytes plus one read.
+    The complete replies before a bad one are returned first: ``replies()`` then keeps the
+    error in :attr:`error` (and raises it from then on)."""
 
     def __init__(self, max_bulk: int) -> None:
         self.max_bulk = max_bulk
         self._buf = bytearray()
         self._need = 1
+        #: The protocol error met after the replies last returned (the stream is unusable).
+        self.error: RespProtocolError | None = None
 
     @property
     def buffered(self) -> int:
@@ -62,7 +66,12 @@ class RespReader:
         self._buf += data
 
     def replies(self) -> list[Reply]:
-        """Every complete reply buffered (consumed), in order."""
+        """Every complete reply buffered (consumed), in order. Raises
+        :class:`RespProtocolError` at a bad reply, unless complete replies come before it:
+        those are returned, and the error is kept in :attr:`error` for the caller to check
+        (and raised by the next call)."""
+        if self.error is not None:
+            raise self.error
         out: list[Reply] = []
         buf = self._buf
         if len(buf) < self._need:
@@ -75,6 +84,10 @@ class RespReader:
             self._need = 1
         except _Incomplete as more:
             self._need = more.need - pos
+        except RespProtocolError as exc:
+            self.error = exc
+            if not out:
+                raise
         if pos:
             del buf[:pos]
         return out

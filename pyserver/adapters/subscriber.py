@@ -163,9 +163,12 @@ class Subscriber:
                 raise SubscriberError("Redis closed the connection")
             self._last_read = trio.current_time()
             reader.feed(data)
-            # every message of this read, before any other task runs (module docstring)
+            # every message of this read, before any other task runs (module docstring);
+            # those before a malformed or oversized one too, then the connection fails
             for reply in _replies(reader):
                 self._handle(reply, dispatch)
+            if reader.error is not None:
+                raise SubscriberError(f"Redis sent bad RESP: {reader.error}") from reader.error
 
     async def _keepalive(self) -> None:
         """PING after ``keepalive`` idle seconds; fail if nothing comes back in ``timeout``."""

@@ -96,6 +96,29 @@ def test_reader_refuses_bad_input(data: bytes, error: str) -> None:
         reader.replies()
 
 
+def test_reader_returns_the_replies_before_a_bad_one_first() -> None:
+    reader = RespReader(max_bulk=1024)
+    reader.feed(message(b"c", b"ok") + pmessage(b"p", b"p1", b"ok too") + b"$2000\r\n")
+    assert reader.replies() == [[b"message", b"c", b"ok"], [b"pmessage", b"p", b"p1", b"ok too"]]
+    assert reader.error is not None and "over the limit" in str(reader.error)
+    with pytest.raises(RespProtocolError, match="over the limit"):
+        reader.replies()  # the stream is unusable from there on
+
+
+async def test_messages_before_an_oversized_one_in_the_same_read_are_dispatched() -> None:
+    """Redis sent two small messages and a too large one, which arrive in one read: the
+    small ones are dispatched, then the connection fails (the adapter reconnects)."""
+    ours, redis = trio.testing.memory_stream_pair()
+    sub = Subscriber(ours, timeout=5, keepalive=5, max_bulk=100)
+    got: list[tuple[bytes | None, bytes, bytes]] = []
+    await redis.send_all(
+        message(b"c", b"small") + pmessage(b"p#*", b"p#1", b"also") + message(b"c", b"x" * 101)
+    )
+    with pytest.raises(SubscriberError, match="over the limit"):
+        await sub.run(lambda *m: got.append(m))
+    assert got == [(None, b"c", b"small"), (b"p#*", b"p#1", b"also")]
+
+
 def test_reader_keeps_at_most_the_unfinished_reply() -> None:
     reader = RespReader(max_bulk=1024)
     body = message(b"c", b"x" * 1000)
