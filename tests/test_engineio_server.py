@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import logging
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -32,7 +33,7 @@ from wsproto.events import (
 )
 
 from pyserver.app import App
-from pyserver.engineio import CloseReason, EioSid, EngineIOServer, EngineSession
+from pyserver.engineio import CloseReason, EioSid, EngineIOServer, EngineSession, RequestRefused
 from pyserver.engineio.http_answers import Cors, pick_encoding
 from pyserver.http.types import Headers
 from pyserver.http.types import Request as PlainRequest
@@ -273,14 +274,42 @@ async def test_polling_handshake() -> None:
     ],
 )
 async def test_handshake_errors(
-    method: str, target: str, status: int, code: int, message: str
+    method: str,
+    target: str,
+    status: int,
+    code: int,
+    message: str,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    with trio.fail_after(10):
-        async with running() as r:
+    refusals: list[RequestRefused] = []
+    with trio.fail_after(10), caplog.at_level(logging.INFO, logger="pyserver.engineio"):
+        async with running(on_connection_error=refusals.append) as r:
             result = await http(r.connect, method, target)
             assert result.status == status
             assert result.headers["content-type"] == "application/json"
             assert result.json() == {"code": code, "message": message}
+    # reported as the reference server's "connection_error", and logged on one line
+    assert [(x.code, x.message, x.request.method) for x in refusals] == [(code, message, method)]
+    lines = [rec.getMessage() for rec in caplog.records if rec.name == "pyserver.engineio"]
+    assert len(lines) == 1 and lines[0].startswith(f"refused {method} ") and message in lines[0]
+
+
+async def test_a_failing_connection_error_handler_changes_no_answer(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def broken(refusal: RequestRefused) -> None:
+        raise RuntimeError("a bug in the handler")
+
+    with trio.fail_after(10):
+        async with running(on_connection_error=broken) as r:
+            result = await http(r.connect, "GET", EIO + "&sid=nope")
+            assert result.status == 400 and result.json()["code"] == 1
+            ws_refused: list[RequestRefused] = []
+            r.eio.on_connection_error = ws_refused.append
+            with pytest.raises(ConnectionRefusedError):
+                await WsClient.open(r.connect, WS + "&sid=unknown")
+            assert [x.code for x in ws_refused] == [1]
+    assert "on_connection_error failed" in caplog.text
 
 
 async def test_allow_request_refuses_with_403() -> None:

@@ -61,7 +61,12 @@ from pyserver.engineio.session import (
 )
 
 if TYPE_CHECKING:
-    from pyserver.transports.engineio import EngineIOServer, EngineSession, OutgoingMessage
+    from pyserver.transports.engineio import (
+        EngineIOServer,
+        EngineSession,
+        OutgoingMessage,
+        RequestRefused,
+    )
 
 __all__ = [
     "CloseReason",
@@ -72,13 +77,14 @@ __all__ = [
     "Packet",
     "PacketError",
     "PacketType",
+    "RequestRefused",
     "Session",
     "SessionConfig",
     "SessionState",
     "Transport",
 ]
 
-_LAZY = frozenset({"EngineIOServer", "EngineSession", "OutgoingMessage"})
+_LAZY = frozenset({"EngineIOServer", "EngineSession", "OutgoingMessage", "RequestRefused"})
 
 
 def __getattr__(name: str) -> Any:

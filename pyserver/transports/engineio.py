@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import secrets
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
@@ -62,7 +63,13 @@ from pyserver.transports.timers import DeadlineTimer
 from pyserver.transports.websocket import WebSocket as TrioWebSocket
 from pyserver.transports.websocket import send_frames_to_many
 
-__all__ = ["EngineIOServer", "EngineSession", "OutgoingMessage", "send_encoded_many"]
+__all__ = [
+    "EngineIOServer",
+    "EngineSession",
+    "OutgoingMessage",
+    "RequestRefused",
+    "send_encoded_many",
+]
 
 logger = logging.getLogger("pyserver.engineio")
 
@@ -245,6 +252,16 @@ class EngineSession:
         return f"<EngineSession {self.sid} {self.core.transport} {self.core.state.value}>"
 
 
+@dataclass(frozen=True, slots=True)
+class RequestRefused:
+    """A request the server refused (``EngineIOServer.on_connection_error``): the request,
+    and the reference server's error ``code`` (0 to 5) and ``message``, as answered."""
+
+    request: Request
+    code: int
+    message: str
+
+
 class EngineIOServer:
     """Engine.IO v4 over HTTP long-polling and WebSocket (implements the HTTP ``Mount``).
 
@@ -270,6 +287,7 @@ class EngineIOServer:
         max_queued_packets: int = 1024,
         max_queued_bytes: int = 16 * 1024 * 1024,
         allow_request: Callable[[Request], bool] | None = None,
+        on_connection_error: Callable[[RequestRefused], None] | None = None,
         on_connect: ConnectHandler | None = None,
         on_message: MessageHandler | None = None,
         on_disconnect: DisconnectHandler | None = None,
@@ -295,6 +313,10 @@ class EngineIOServer:
         self.http_compression = http_compression
         self.compression_threshold = compression_threshold
         self.allow_request = allow_request
+        #: Called with a :class:`RequestRefused` for every refused request (unknown sid or
+        #: transport, bad handshake, ``allow_request`` said no, ...), as the reference
+        #: server's ``io.engine.on("connection_error")``; each is also logged on one line.
+        self.on_connection_error = on_connection_error
         self.on_connect = on_connect
         self.on_message = on_message
         self.on_disconnect = on_disconnect
@@ -343,26 +365,26 @@ class EngineIOServer:
         query = request.query
         transport = query.get("transport")
         if transport not in self.transports:
-            return error_response(UNKNOWN_TRANSPORT, cors)
+            return self._refused(request, UNKNOWN_TRANSPORT, cors)
         if query.get("EIO") != "4":
-            return error_response(UNSUPPORTED, cors)
+            return self._refused(request, UNSUPPORTED, cors)
         sid = query.get("sid")
         if sid is None:
             if request.method != "GET":
-                return error_response(BAD_HANDSHAKE_METHOD, cors)
+                return self._refused(request, BAD_HANDSHAKE_METHOD, cors)
             if transport != Transport.POLLING:
-                return error_response(BAD_REQUEST, cors)
+                return self._refused(request, BAD_REQUEST, cors)
             if self.allow_request is not None and not self.allow_request(request):
-                return error_response(FORBIDDEN, cors)
+                return self._refused(request, FORBIDDEN, cors)
             return self._open_polling(request, cors)
         session = self.sessions.get(EioSid(sid))
         if session is None:
-            return error_response(UNKNOWN_SID, cors)
+            return self._refused(request, UNKNOWN_SID, cors)
         if session.core.transport != transport:
             # polling after the upgrade: let the WebSocket writer flush what it was woken
             # for (a "3probe") before this answer goes out, as the client sent them in order
             await trio.lowlevel.checkpoint()
-            return error_response(BAD_REQUEST, cors)
+            return self._refused(request, BAD_REQUEST, cors)
         if request.method == "GET":
             return await self._poll(session, request, cors)
         if request.method == "POST":
@@ -371,7 +393,7 @@ class EngineIOServer:
             # in the POST answers that GET (with 6) instead of outrunning it.
             await trio.lowlevel.checkpoint()
             return self._post(session, request, cors)
-        return error_response(BAD_REQUEST, cors)
+        return self._refused(request, BAD_REQUEST, cors)
 
     def _open_polling(self, request: Request, cors: list[tuple[str, str]]) -> Response:
         session = self._new_session(Transport.POLLING, request)
@@ -398,17 +420,17 @@ class EngineIOServer:
                 # let the WebSocket writer put the "3probe" it was woken for on the wire
                 # before this answer, keeping the order the client saw its own sends in
                 await trio.lowlevel.checkpoint()
-                return error_response(BAD_REQUEST, cors)
+                return self._refused(request, BAD_REQUEST, cors)
             if core.state is SessionState.CLOSED:
-                return error_response(UNKNOWN_SID, cors)
+                return self._refused(request, UNKNOWN_SID, cors)
         self._process(session, core.handle_timeout(trio.current_time()))
         events = core.start_poll()
         if events:
             self._process(session, events)
-            return error_response(BAD_REQUEST, cors)
+            return self._refused(request, BAD_REQUEST, cors)
         if core.state is SessionState.CLOSED:  # timed out just now
             core.cancel_poll()
-            return error_response(UNKNOWN_SID, cors)
+            return self._refused(request, UNKNOWN_SID, cors)
         try:
             while (packets := core.take_poll_payload()) is None:
                 session._poll_wakeup = wakeup = trio.Event()
@@ -435,11 +457,11 @@ class EngineIOServer:
             self._process(
                 session, core.transport_closed(CloseReason.TRANSPORT_ERROR, "invalid content")
             )
-            return error_response(BAD_REQUEST, cors)
+            return self._refused(request, BAD_REQUEST, cors)
         self._process(session, core.receive_payload(body, trio.current_time()))
         closed = core.close_reason
         if closed is not None and closed.reason is CloseReason.PARSE_ERROR:
-            return error_response(BAD_REQUEST, cors)
+            return self._refused(request, BAD_REQUEST, cors)
         headers = [*cors, ("Content-Type", "text/html"), ("Cache-Control", "no-store")]
         return Response(200, headers, b"ok")
 
@@ -479,8 +501,34 @@ class EngineIOServer:
             code = FORBIDDEN
         if code is None:
             return None
+        self._report_refusal(request, code)
         status = 403 if code == FORBIDDEN else 400
         return Response(status, [("Content-Type", "text/html")], ERROR_MESSAGES[code].encode())
+
+    def _refused(self, request: Request, code: int, cors: list[tuple[str, str]]) -> Response:
+        """The JSON error answer of the reference server, reported first."""
+        self._report_refusal(request, code)
+        return error_response(code, cors)
+
+    def _report_refusal(self, request: Request, code: int) -> None:
+        """One log line per refused request, and ``on_connection_error`` (the reference
+        server's ``connection_error`` event)."""
+        refusal = RequestRefused(request, code, ERROR_MESSAGES[code])
+        host, port = request.remote_address
+        logger.info(
+            "refused %s %s?%s (peer %s:%s): %s",
+            request.method,
+            request.path,
+            request.query_string[:200],
+            host,
+            port,
+            refusal.message,
+        )
+        if self.on_connection_error is not None:
+            try:
+                self.on_connection_error(refusal)
+            except Exception:
+                logger.exception("on_connection_error failed")
 
     async def handle_websocket(self, ws: WebSocket) -> None:
         sid = ws.request.query.get("sid")
@@ -493,6 +541,14 @@ class EngineIOServer:
             return
         existing = self.sessions.get(EioSid(sid))
         if existing is None or not existing.core.start_upgrade(trio.current_time()):
+            host, port = ws.request.remote_address
+            logger.info(
+                "refused an upgrade of session %s (peer %s:%s): %s",
+                sid[:40],
+                host,
+                port,
+                "unknown" if existing is None else "upgraded or upgrading already",
+            )
             await ws.close(1008, "session unknown or already upgraded")
             return
         self._schedule(existing)
