@@ -277,18 +277,20 @@ def test_redis_restart_under_running_nodes(
     finally:
         redis_server.start()
 
-    # the nodes reconnect and resubscribe by themselves: a broadcast from node 2 reaches
-    # nodes 0 and 1 again (sent again until it does, within a bound)
+    # the nodes reconnect and resubscribe by themselves (each on its own backoff): a broadcast
+    # from node 2 reaches nodes 0 and 1 again, and one from node 0 reaches node 2 (sent again
+    # until they do, within a bound); only then does every node answer requests
     deadline = time.monotonic() + 30
     seq = 0
-    pending = {0, 1}
+    pending = {0, 1, 2}
     while pending:
-        assert time.monotonic() < deadline, f"no broadcast from node 2 reached {pending}"
+        assert time.monotonic() < deadline, f"no broadcast from another node reached {pending}"
         seq += 1
         assert clients[2].call("shout", {"room": "r", "event": "after", "data": seq}) == "ok"
+        assert clients[0].call("shout", {"room": "r", "event": "after0", "data": seq}) == "ok"
         for i in sorted(pending):
             try:
-                clients[i].wait_event("after", timeout=0.5)
+                clients[i].wait_event("after0" if i == 2 else "after", timeout=0.5)
                 pending.discard(i)
             except AssertionError:
                 pass
