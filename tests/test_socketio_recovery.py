@@ -247,6 +247,22 @@ async def connect_raw(url: str, auth: dict[str, Any] | None = None) -> tuple[Raw
     return raw, reply["sid"], reply["pid"]
 
 
+async def dropped_client(
+    url: str, sio: Server, seen: Seen, room: str | None = None
+) -> tuple[str, str, str]:
+    """A raw client that joins (``room`` too), gets one event, then loses its transport (no
+    DISCONNECT): its sid, pid and last offset, once the server saw it go."""
+    raw, sid, pid = await connect_raw(url)
+    if room is not None:
+        await raw.send_sio(f'21["join","{room}"]')
+        assert await raw.recv_sio() == '31["ok"]'
+    sio.emit("hello", 0)
+    offset: str = event_of(await raw.recv_sio())[-1]
+    await raw.close()
+    await eventually(lambda: (sid, "transport close") in seen.of("disconnect"))
+    return sid, pid, offset
+
+
 def event_of(packet: str) -> list[Any]:
     assert packet.startswith("2"), packet
     data: list[Any] = json.loads(packet[1:])
@@ -287,13 +303,7 @@ async def test_a_dropped_client_gets_its_socket_and_what_it_missed() -> None:
     sio, seen = recovering_server()
     with trio.fail_after(10):
         async with serving(sio) as url:
-            raw, sid, pid = await connect_raw(url)
-            await raw.send_sio('21["join","r1"]')
-            assert await raw.recv_sio() == '31["ok"]'
-            sio.emit("hello", 0)
-            offset = event_of(await raw.recv_sio())[-1]
-            await raw.close()  # no DISCONNECT: the transport went away
-            assert (await seen.wait("disconnect")) == [(sid, "transport close")]
+            sid, pid, offset = await dropped_client(url, sio, seen, room="r1")
             sio.to("r1").emit("news", "room", b"\x07")
             sio.to("r2").emit("news", "not for it")
             sio.to(sid).emit("news", "direct")
@@ -371,11 +381,7 @@ async def test_connection_middleware_is_skipped_or_run_for_a_recovered_socket(sk
 
     with trio.fail_after(10):
         async with serving(sio) as url:
-            raw, sid, pid = await connect_raw(url)
-            sio.emit("hello", 0)
-            offset = event_of(await raw.recv_sio())[-1]
-            await raw.close()
-            await seen.wait("disconnect")
+            sid, pid, offset = await dropped_client(url, sio, seen)
             auth = json.dumps({"pid": pid, "offset": offset})
             again = await RawClient.open(url)
             await again.send_sio("0" + auth)
@@ -397,11 +403,7 @@ async def test_the_same_session_cannot_be_recovered_twice() -> None:
     sio, seen = recovering_server()
     with trio.fail_after(10):
         async with serving(sio) as url:
-            raw, sid, pid = await connect_raw(url)
-            sio.emit("hello", 0)
-            offset = event_of(await raw.recv_sio())[-1]
-            await raw.close()
-            await seen.wait("disconnect")
+            sid, pid, offset = await dropped_client(url, sio, seen)
             auth = {"pid": pid, "offset": offset}
             first, sid1, _ = await connect_raw(url, auth)
             second, sid2, pid2 = await connect_raw(url, auth)
