@@ -12,7 +12,7 @@ import trio
 from _sio_client import RawClient, eventually, serving
 
 from pyserver import ConnectionRefused, Server, StateRecovery
-from pyserver.socketio.packets import Sid
+from pyserver.socketio.packets import Sid, encode_event
 from pyserver.socketio.recovery import RecoveryStore
 
 CONFIG = StateRecovery(max_disconnection_duration=10.0, max_packets=100, max_sessions=100)
@@ -31,13 +31,26 @@ def send(
     rooms: frozenset[str] = EVERYONE,
     except_rooms: frozenset[str] = EVERYONE,
     now: float = 0.0,
-    size: int = 10,
+    size: int | None = None,
 ) -> str:
-    """Keep one packet the way the shell does (stamp, encode, keep); its offset."""
+    """Keep one packet the way the shell does (stamp, encode, keep); its offset. ``size``
+    pads the text part to that many characters (for the byte bound)."""
     sent = s.stamp(args)
-    s.keep(event, sent, rooms, except_rooms, now, size)
+    parts = encode_event("/", event, sent)
+    if size is not None:
+        assert isinstance(parts[0], str) and len(parts[0]) <= size
+        parts[0] = parts[0].ljust(size)
+    s.keep(parts, rooms, except_rooms, now)
     offset: str = sent[-1]
     return offset
+
+
+def args_of(parts: list[str | bytes]) -> list[Any]:
+    """``[event, *args, offset]`` of a kept packet, from its text part."""
+    text = parts[0]
+    assert isinstance(text, str)
+    decoded: list[Any] = json.loads(text[text.index("[") :])
+    return decoded
 
 
 # -- the store ------------------------------------------------------------------------------
@@ -71,13 +84,14 @@ def test_restore_gives_what_the_rooms_of_the_session_missed_in_order() -> None:
         frozenset({A, "r1"}),
         {"k": 1},
     )
-    assert [m[:-1] for m in restored.missed] == [
+    assert [args_of(m)[:-1] for m in restored.missed] == [
         ["e", "all"],
         ["e", "room"],
         ["e", "mine"],
-        ["e", "bin", b"\x01"],
+        ["e", "bin", {"_placeholder": True, "num": 0}],
     ]
-    assert all(type(m[-1]) is str for m in restored.missed)
+    assert restored.missed[-1][1:] == [b"\x01"]  # the attachment, as it was sent
+    assert all(type(args_of(m)[-1]) is str for m in restored.missed)
 
 
 def test_a_session_is_given_out_once_and_can_be_put_back() -> None:
@@ -123,7 +137,7 @@ def test_packets_expire_and_a_client_whose_offset_went_is_not_recovered() -> Non
     assert s.restore("pid-a", oldest, now=12.0) is None  # it missed "old", which is gone
     s.persist(A, "pid-a", frozenset({A}), {}, now=6.0)
     restored = s.restore("pid-a", old, now=12.0)  # what came after "old" is all kept
-    assert restored is not None and [m[1] for m in restored.missed] == ["newer", "now"]
+    assert restored is not None and [args_of(m)[1] for m in restored.missed] == ["newer", "now"]
 
 
 def test_nothing_missed_is_recovered_even_when_every_packet_expired() -> None:
@@ -159,7 +173,7 @@ def test_bounded_bytes_and_a_packet_larger_than_the_budget() -> None:
     assert s.restore("pid-a", first, now=0.0) is None  # it missed the second, gone
     s.persist(A, "pid-a", frozenset({A}), {}, now=0.0)
     restored = s.restore("pid-a", second, now=0.0)
-    assert restored is not None and [m[1] for m in restored.missed] == [2, 3]
+    assert restored is not None and [args_of(m)[1] for m in restored.missed] == [2, 3]
     # too large to keep: not kept, and nothing before it either (nobody can recover past it)
     huge = send(s, "e", "huge", size=101)
     assert (s.packets_kept, s.bytes_kept) == (0, 0)
@@ -170,8 +184,8 @@ def test_bounded_bytes_and_a_packet_larger_than_the_budget() -> None:
     assert restored is not None and restored.missed == []
     # expiry gives the bytes back
     send(s, "e", 3, size=50, now=1.0)
-    send(s, "e", 4, size=10, now=200.0)  # 120 s (the default duration) later
-    assert (s.packets_kept, s.bytes_kept) == (1, 10)
+    send(s, "e", 4, size=20, now=200.0)  # 120 s (the default duration) later
+    assert (s.packets_kept, s.bytes_kept) == (1, 20)
 
 
 def test_the_store_is_sans_io() -> None:
@@ -329,6 +343,23 @@ async def connect_raw_expecting_missed(url: str, pid: str, offset: str) -> RawCl
     reply = json.loads((await raw.recv_sio())[1:])
     assert reply["pid"] == pid
     return raw
+
+
+async def test_a_replay_is_what_was_sent_then() -> None:
+    """The missed packets are replayed as they were encoded and sent to the others, not
+    encoded again from arguments the application changed since."""
+    sio, seen = recovering_server()
+    with trio.fail_after(10):
+        async with serving(sio) as url:
+            _, pid, offset = await dropped_client(url, sio, seen)
+            payload = {"n": 1}
+            sio.emit("news", payload)
+            payload["n"] = 2  # changed after the emit
+            raw = await RawClient.open(url)
+            await raw.send_sio("0" + json.dumps({"pid": pid, "offset": offset}))
+            assert event_of(await raw.recv_sio())[:2] == ["news", {"n": 1}]
+            assert json.loads((await raw.recv_sio())[1:])["pid"] == pid
+            await raw.close()
 
 
 async def test_a_client_that_left_on_purpose_is_not_recovered() -> None:

@@ -19,7 +19,7 @@ from pyserver.engineio.session import CloseReason, Transport
 from pyserver.errors import ConnectionRefused, SocketDisconnected
 from pyserver.sio.ratelimit import RateLimiter, Verdict
 from pyserver.sio.socket import AckCallback, Socket
-from pyserver.socketio.packets import Sid, encode_event
+from pyserver.socketio.packets import Sid
 from pyserver.socketio.recovery import RecoveredSession
 from pyserver.socketio.session import (
     AckReceived,
@@ -265,11 +265,11 @@ class Client:
         """A new socket, or, when the client asks for it (``pid`` and ``offset`` in its auth)
         and connection state recovery can, the socket it had (with what it missed)."""
         store = nsp.recovery
-        if store is None:
-            return Socket(nsp, self, Sid(secrets.token_urlsafe(15)), auth), None
-        pid = auth.get("pid") if auth is not None else None
-        offset = auth.get("offset") if auth is not None else None
-        if type(pid) is str and type(offset) is str:
+        pid = offset = None
+        if store is not None and auth is not None:
+            pid = auth.get("pid")
+            offset = auth.get("offset")
+        if store is not None and type(pid) is str and type(offset) is str:
             restored = store.restore(pid, offset, trio.current_time())
             if restored is not None:
                 socket = Socket(nsp, self, restored.sid, auth)
@@ -286,7 +286,8 @@ class Client:
                 _peer(self.session),
             )
         socket = Socket(nsp, self, Sid(secrets.token_urlsafe(15)), auth)
-        socket.pid = secrets.token_urlsafe(15)
+        if store is not None:
+            socket.pid = secrets.token_urlsafe(15)
         return socket, None
 
     def _accept(self, socket: Socket, restored: RecoveredSession | None = None) -> None:
@@ -294,8 +295,8 @@ class Client:
         if restored is not None:
             # before the CONNECT reply, as the Node server sends them: the client hands them
             # to its listeners before its "connect"
-            for data in restored.missed:
-                self.send_parts(encode_event(name, data[0], data[1:]))
+            for parts in restored.missed:
+                self.send_parts(parts)
         self.session.send(self.core.accept_namespace(name, socket.id, socket.pid))
         self.sockets[name] = socket
         logger.info(

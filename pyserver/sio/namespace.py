@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 import secrets
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import trio
@@ -185,7 +185,7 @@ class Namespace(_Handlers):
     def _encode_kept(
         self,
         event: str,
-        args: Iterable[Any],
+        args: Sequence[Any],
         rooms: frozenset[str],
         except_rooms: frozenset[str],
     ) -> tuple[list[str | bytes], list[Any]]:
@@ -194,10 +194,9 @@ class Namespace(_Handlers):
         arguments sent."""
         store = self.recovery
         assert store is not None
-        sent = store.stamp(tuple(args))
+        sent = store.stamp(args)
         parts = encode_event(self.name, event, sent)
-        size = sum(map(len, parts))
-        store.keep(event, sent, rooms, except_rooms, trio.current_time(), size)
+        store.keep(parts, rooms, except_rooms, trio.current_time())
         return parts, sent
 
     # -- rooms -----------------------------------------------------------------------------

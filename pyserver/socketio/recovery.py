@@ -85,13 +85,14 @@ class StateRecovery:
 @dataclass(frozen=True, slots=True)
 class RecoveredSession:
     """A socket to bring back: its id, pid, rooms (its own room included) and data, and the
-    packets it missed, each ``[event, *args, offset]`` in the order they were sent."""
+    packets it missed in the order they were sent, each as it was encoded and sent then (its
+    Engine.IO messages: the text packet, then its binary attachments)."""
 
     sid: Sid
     pid: str
     rooms: frozenset[str]
     data: Any
-    missed: list[list[Any]]
+    missed: list[list[str | bytes]]
     disconnected_at: float
 
 
@@ -99,7 +100,7 @@ class _Packet(NamedTuple):
     seq: int
     rooms: frozenset[str]
     except_rooms: frozenset[str]
-    data: list[Any]  # [event, *args, offset]
+    parts: list[str | bytes]  # as encoded and sent (the offset is inside)
     sent_at: float
     size: int
 
@@ -139,17 +140,20 @@ class RecoveryStore:
 
     def keep(
         self,
-        event: str,
-        sent: list[Any],
+        parts: list[str | bytes],
         rooms: frozenset[str],
         except_rooms: frozenset[str],
         now: float,
-        size: int,
     ) -> None:
-        """Keep the EVENT packet ``event(*sent)`` (``sent`` from :meth:`stamp`, just before)
-        sent to ``rooms`` (every socket when empty) minus ``except_rooms``; ``size`` is its
-        encoded size, counted against ``max_packet_bytes``. (A packet larger than that whole
-        budget is not kept, and the packets before it go: nobody can recover past it.)"""
+        """Keep the EVENT packet whose arguments :meth:`stamp` gave just before, as encoded
+        (``parts``: what every recipient got, so a replay is neither encoded again nor
+        changed by later changes to the arguments), sent to ``rooms`` (every socket when
+        empty) minus ``except_rooms``. Its size (characters and bytes of the parts) counts
+        against ``max_packet_bytes``; a packet larger than that whole budget is not kept,
+        and the packets before it go (nobody can recover past it)."""
+        size = 0
+        for part in parts:
+            size += len(part)
         self._expire_packets(now)
         packets = self._packets
         config = self.config
@@ -160,7 +164,7 @@ class RecoveryStore:
         seq = self._next_seq
         self._next_seq = seq + 1
         if size <= config.max_packet_bytes:
-            packets.append(_Packet(seq, rooms, except_rooms, [event, *sent], now, size))
+            packets.append(_Packet(seq, rooms, except_rooms, parts, now, size))
             self._bytes += size
 
     @property
@@ -230,7 +234,7 @@ class RecoveryStore:
             return None
         rooms = session.rooms
         missed = [
-            packet.data
+            packet.parts
             for packet in packets
             if packet.seq > seq
             and (not packet.rooms or not rooms.isdisjoint(packet.rooms))
