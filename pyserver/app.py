@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 import ssl
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
@@ -24,7 +24,7 @@ from pyserver.http.server import HttpSettings, WebSocketEndpoint, error_response
 from pyserver.http.types import Mount, Request, Response, WebSocket
 from pyserver.transports.websocket import WebSocket as TrioWebSocket
 from pyserver.ws.connection import WebSocketConnection
-from pyserver.ws.handshake import HandshakeAccepted
+from pyserver.ws.handshake import HandshakeAccepted, HostAllowList
 
 __all__ = ["App"]
 
@@ -59,7 +59,16 @@ class App:
         client_path: str = "/socket.io",
         client_dist_dir: str | os.PathLike[str] | None = None,
         health_path: str | None = "/healthz",
+        allowed_hosts: Sequence[str] | None = None,
+        security_headers: Mapping[str, str] | None = static.DEFAULT_SECURITY_HEADERS,
     ) -> None:
+        """``allowed_hosts``: the Host names answered (DNS-rebinding protection, as Django's
+        ``ALLOWED_HOSTS``): ``["localhost", "127.0.0.1", "[::1]"]``, ``*.example.com``
+        wildcards, ``"*"``; another Host (port ignored) gets 400, upgrades included, and one
+        log line. None (the default): any Host.
+        ``security_headers``: added to every static-file answer (default: ``nosniff``,
+        ``X-Frame-Options: SAMEORIGIN``, ``Referrer-Policy: same-origin``); add a
+        ``Content-Security-Policy`` here; None or ``{}``: none."""
         self.static_dir = Path(static_dir) if static_dir is not None else None
         self.static_cache_control = static_cache_control
         self.compression = compression
@@ -77,7 +86,9 @@ class App:
             max_header_size=max_header_size,
             max_body_size=max_body_size,
             read_timeout=read_timeout,
+            allowed_hosts=HostAllowList(allowed_hosts) if allowed_hosts is not None else None,
         )
+        self.security_headers: Mapping[str, str] = dict(security_headers or {})
         self.serve_client = serve_client
         self.client_path = client_path.rstrip("/")
         self.client_dist_dir = client_dist_dir
@@ -230,6 +241,7 @@ class App:
                     request.headers,
                     cache_control=self.static_cache_control,
                     query_string=request.query_string,
+                    extra_headers=self.security_headers,
                 )
             )
             if answer is not None:

@@ -123,7 +123,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.command == "demo":
         from pyserver.demo import build_server
 
-        app: Any = build_server(args.web_dir, redis_url=args.redis_url)
+        app: Any = build_server(args.web_dir, redis_url=args.redis_url, host=args.host)
     else:
         app = _load(args.target)
     context = _ssl_context(args.certfile, args.keyfile)

@@ -96,6 +96,7 @@ class Server:
         connect_timeout: float = 45.0,
         path: str = "/socket.io/",
         static_dir: str | os.PathLike[str] | None = None,
+        allowed_hosts: Sequence[str] | None = None,
         transports: Sequence[str] = ("polling", "websocket"),
         allow_upgrades: bool = True,
         upgrade_timeout: float = 10.0,
@@ -144,7 +145,13 @@ class Server:
             on_disconnect=self._eio_disconnect,
         )
         #: The HTTP application: add routes, WebSocket endpoints and static files to it.
-        self.app = app if app is not None else App(static_dir=static_dir)
+        #: ``allowed_hosts`` (see :class:`~pyserver.app.App`) goes to the App made here; an
+        #: App given as ``app`` carries its own.
+        if app is not None and allowed_hosts is not None:
+            raise ValueError("give allowed_hosts to the App passed as app=, not to the Server")
+        self.app = (
+            app if app is not None else App(static_dir=static_dir, allowed_hosts=allowed_hosts)
+        )
         self.path = path
         self.app.mount(path, self.eio)
         self.namespaces: dict[str, Namespace] = {}

@@ -239,9 +239,10 @@ def test_placeholder_in_a_plain_event_stays_an_object() -> None:
     assert decode('2["e",' + P0 + "]") == Event("/", "e", [{"_placeholder": True, "num": 0}])
 
 
-def test_placeholder_used_twice_is_accepted() -> None:
-    packet = decode('51-["e",' + P0 + ',{"x":' + P0 + "}]", b"z")
-    assert packet == Event("/", "e", [b"z", {"x": b"z"}])
+def test_placeholder_used_twice_is_refused() -> None:
+    # stricter than the reference parser (issue 20, attachment amplification)
+    with pytest.raises(PacketError, match="two placeholders"):
+        decode('51-["e",' + P0 + ',{"x":' + P0 + "}]", b"z")
 
 
 def test_connect_error_forms() -> None:

@@ -52,13 +52,22 @@ class Cors:
     Simple requests get ``Access-Control-Allow-Origin`` (``*``, or the request's origin when
     it is allowed, with ``Vary: Origin``) and ``Access-Control-Allow-Credentials: true`` when
     enabled. A preflight (any OPTIONS) is answered 204 with ``Access-Control-Allow-Methods``
-    and ``Access-Control-Allow-Headers`` reflecting ``Access-Control-Request-Headers``. With
-    credentials, ``"*"`` reflects the request's origin (browsers refuse ``*`` with
-    credentials)."""
+    and ``Access-Control-Allow-Headers`` reflecting ``Access-Control-Request-Headers``.
+
+    ``"*"`` with credentials is refused (``ValueError``): reflecting every Origin with
+    ``Access-Control-Allow-Credentials: true`` would let any site read a user's session;
+    Node's ``cors`` answers ``*`` there, which browsers refuse with credentials. Name the
+    origins (a list or a predicate) instead."""
 
     METHODS = "GET,HEAD,PUT,PATCH,POST,DELETE"
 
     def __init__(self, origins: OriginSpec, *, credentials: bool = False) -> None:
+        if credentials and origins == "*":
+            raise ValueError(
+                'cors_allowed_origins="*" cannot be combined with cors_credentials=True: it '
+                "would let every site make credentialed requests; list the allowed origins "
+                "(or give a predicate) instead"
+            )
         self.origins = origins
         self.credentials = credentials
 
@@ -66,8 +75,6 @@ class Cors:
         """(the Access-Control-Allow-Origin value or None, whether it varies by Origin)."""
         origins = self.origins
         if origins == "*":
-            if self.credentials and origin:
-                return origin, True
             return "*", False
         if isinstance(origins, str):
             return origins, True

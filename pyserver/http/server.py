@@ -31,6 +31,7 @@ import h11
 import trio
 
 from pyserver.http.types import Headers, Request, Response, WebSocket
+from pyserver.logtext import shown
 from pyserver.ws.handshake import (
     HandshakeAccepted,
     HandshakeRefused,
@@ -56,6 +57,9 @@ class HttpSettings:
     max_body_size: int = 1 << 20
     read_timeout: float = 30.0
     server_header: str | None = None
+    allowed_hosts: Callable[[str | None], bool] | None = None
+    """The Host rule (``pyserver.ws.handshake.HostAllowList``): a request, upgrade or not,
+    whose Host it refuses is answered 400 and the connection closed; None: any Host."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,6 +220,17 @@ class _Connection:
             if request is None:
                 await self.send_error(error_response(400, "bad request target"))
                 return None
+            if settings.allowed_hosts is not None:
+                host = request.headers.get("host")
+                if not settings.allowed_hosts(host):
+                    # DNS rebinding: a foreign name pointed at us (Django's ALLOWED_HOSTS)
+                    logger.warning(
+                        "refused Host %s (peer %s): not in allowed_hosts",
+                        shown(host),
+                        _peer(self.remote),
+                    )
+                    await self.send_error(error_response(400, "Host not allowed"))
+                    return None
             # -- body ----------------------------------------------------------------
             length = request.headers.get("content-length")
             if length is not None and length.isdigit() and int(length) > settings.max_body_size:

@@ -2,10 +2,18 @@
 
 Rules: only GET/HEAD; the URL path is percent-decoded by the server, then every segment must
 be a plain name (no ``..``, no NUL, no backslash) and the resolved file must stay inside the
-root (symlinks pointing out are refused): else 403. A directory answers its ``index.html``
-(a 301 to the slash form first, so relative links work). Validators: a strong ETag from
-mtime and size, Last-Modified, Cache-Control; If-None-Match (weak comparison, RFC 9110
-13.1.2) wins over If-Modified-Since; a match answers 304 without a body.
+root (symlinks pointing out are refused): else 403. Never served, as if absent (404):
+anything under a ``node_modules`` directory, ``package.json`` and ``package-lock.json`` (the
+socket.io client bundle has its own routes, see ``client_file_response``), and dot-files
+(``.env``, ``.git/``; ``.well-known/`` excepted), as Node's ``serve-static`` ignores them. Any
+``OSError`` while resolving or reading (a segment over the file system's 255-byte name
+limit, a file gone meanwhile, no permission) is a 404 too, never a 500. A directory answers
+its ``index.html`` (a 301 to the slash form first, so relative links work; the ``Location``
+is built from the normalised path, one leading slash, so ``//host`` never becomes a
+scheme-relative redirect to another host). Validators: a strong ETag from mtime and size,
+Last-Modified, Cache-Control; If-None-Match (weak comparison, RFC 9110 13.1.2) wins over
+If-Modified-Since; a match answers 304 without a body. Every answer carries the site's
+``security_headers`` (:data:`DEFAULT_SECURITY_HEADERS` unless the App says otherwise).
 """
 
 from __future__ import annotations
@@ -15,13 +23,16 @@ import json
 import mimetypes
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
+from types import MappingProxyType
 from urllib.parse import quote
 
 from pyserver.http.types import Headers, Response
 
 __all__ = [
     "CLIENT_FILE_RE",
+    "DEFAULT_SECURITY_HEADERS",
     "client_file_response",
     "content_type",
     "find_client_dist",
@@ -47,6 +58,22 @@ _TYPES = {
 
 # The names Node's socket.io serves next to its Engine.IO path (lib/index.ts clientPathRegex).
 CLIENT_FILE_RE = re.compile(r"socket\.io(\.msgpack|\.esm)?(\.min)?\.js(\.map)?")
+
+#: The headers every static answer carries by default (``App(security_headers=...)``):
+#: no MIME sniffing (a file is only ever what its Content-Type says), no framing by another
+#: site (clickjacking), and the Referer only to this origin. Django's defaults are close
+#: (``nosniff``, ``Referrer-Policy: same-origin``; it frames DENY); Helmet's too (SAMEORIGIN).
+DEFAULT_SECURITY_HEADERS: Mapping[str, str] = MappingProxyType(
+    {
+        "X-Content-Type-Options": "nosniff",
+        "X-Frame-Options": "SAMEORIGIN",
+        "Referrer-Policy": "same-origin",
+    }
+)
+
+#: Names never served from the static directory (compared in lower case).
+_HIDDEN_DIRS = frozenset({"node_modules"})
+_HIDDEN_FILES = frozenset({"package.json", "package-lock.json"})
 
 
 def content_type(path: str) -> str:
@@ -114,33 +141,64 @@ def static_file_response(
     *,
     cache_control: str,
     query_string: str = "",
+    extra_headers: Mapping[str, str] = DEFAULT_SECURITY_HEADERS,
 ) -> Response | None:
-    """The answer for ``url_path`` under ``root``, or None when there is no such file.
-    ``query_string`` is kept in the redirect from a directory to its slash form."""
+    """The answer for ``url_path`` under ``root``, or None when there is no such file (or it
+    is one never served, or the file system refused it: the caller answers 404).
+    ``query_string`` is kept in the redirect from a directory to its slash form;
+    ``extra_headers`` (the security headers) go on every answer."""
+    answer = _static_answer(root, url_path, method, headers, cache_control, query_string)
+    if answer is not None and extra_headers:
+        present = {name.lower() for name, _ in answer.headers}
+        answer.headers.extend(
+            (name, value) for name, value in extra_headers.items() if name.lower() not in present
+        )
+    return answer
+
+
+def _hidden(segments: list[str]) -> bool:
+    """Whether the path names something never served: a dot-file, ``node_modules/``,
+    ``package*.json`` (the web app's npm metadata)."""
+    for seg in segments:
+        low = seg.lower()
+        if low in _HIDDEN_DIRS or (low.startswith(".") and low != ".well-known"):
+            return True
+    return bool(segments) and segments[-1].lower() in _HIDDEN_FILES
+
+
+def _static_answer(
+    root: Path, url_path: str, method: str, headers: Headers, cache_control: str, query: str
+) -> Response | None:
     segments = url_path.split("/")
     for seg in segments:
         if seg in ("..", ".") or "\x00" in seg or "\\" in seg:
             return _text(403, "Forbidden\n")
-    root = root.resolve()
-    target = root.joinpath(*[s for s in segments if s])
+    names = [s for s in segments if s]
+    if _hidden(names):
+        return None
     try:
-        resolved = target.resolve()
+        root = root.resolve()
+        resolved = root.joinpath(*names).resolve()
+        if not resolved.is_relative_to(root):
+            return _text(403, "Forbidden\n")
+        if resolved.is_dir():
+            if not url_path.endswith("/"):
+                # from the normalised path: "//chat" must not become "Location: //chat/"
+                # (scheme-relative: a browser would go to the host "chat")
+                location = quote("/" + "/".join(names) + "/") + (f"?{query}" if query else "")
+                return Response(301, [("Location", location), ("Content-Length", "0")])
+            resolved = resolved / "index.html"
+        if not resolved.is_file():
+            return None
+        if method not in ("GET", "HEAD"):
+            return _text(405, "Method Not Allowed\n", ("Allow", "GET, HEAD"))
+        return _file_response(
+            resolved, method, headers, cache_control, content_type(str(resolved)), None
+        )
     except (OSError, RuntimeError):
+        # a segment over NAME_MAX (ENAMETOOLONG), a file removed or made unreadable meanwhile,
+        # a symlink loop: no such file, never a 500
         return None
-    if not resolved.is_relative_to(root):
-        return _text(403, "Forbidden\n")
-    if resolved.is_dir():
-        if not url_path.endswith("/"):
-            location = quote(url_path + "/") + (f"?{query_string}" if query_string else "")
-            return Response(301, [("Location", location), ("Content-Length", "0")])
-        resolved = resolved / "index.html"
-    if not resolved.is_file():
-        return None
-    if method not in ("GET", "HEAD"):
-        return _text(405, "Method Not Allowed\n", ("Allow", "GET, HEAD"))
-    return _file_response(
-        resolved, method, headers, cache_control, content_type(str(resolved)), None
-    )
 
 
 def find_client_dist(option: str | os.PathLike[str] | None) -> Path | None:

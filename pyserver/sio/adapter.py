@@ -23,7 +23,8 @@ them).
 A broadcast without acks is encoded once: the caller gives the encoded parts (the text
 packet, then the binary attachments), the adapter wraps each in one
 :class:`~pyserver.transports.engineio.OutgoingMessage` and hands the same objects to every
-recipient.
+recipient. Parts that are the same object (one bytes value in several places of the
+arguments) share one message, so its WebSocket frame is built once, not once per place.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from pyserver.rooms import Room, RoomIndex
 from pyserver.socketio.packets import Sid, encode_event
+from pyserver.socketio.session import DEFAULT_MAX_EMIT_BYTES
 from pyserver.transports.engineio import EngineSession, OutgoingMessage, send_encoded_many
 
 if TYPE_CHECKING:
@@ -129,8 +131,12 @@ class RemoteSocket:
         return BroadcastOptions(rooms=frozenset((self.id,)))
 
     def emit(self, event: str, *args: Any) -> None:
+        nsp = self.adapter.nsp
+        limit = DEFAULT_MAX_EMIT_BYTES if nsp is None else nsp.server.session_config.max_emit_bytes
         self.adapter.broadcast(
-            encode_event(self.adapter.name, event, args), self._only_me(), (event, *args)
+            encode_event(self.adapter.name, event, args, max_bytes=limit),
+            self._only_me(),
+            (event, *args),
         )
 
     def join(self, rooms: str | Iterable[str]) -> None:
@@ -313,7 +319,10 @@ class InMemoryAdapter(Adapter):
             ]
         if sessions:
             # one call per WebSocket recipient, the frames built once
-            send_encoded_many([OutgoingMessage(part) for part in parts], sessions)
+            if len(parts) == 1:
+                send_encoded_many([OutgoingMessage(parts[0])], sessions)
+            else:
+                send_encoded_many(_messages(parts), sessions)
         return len(sessions)
 
     def _recipients(self, rooms: frozenset[Room]) -> _Recipients:
@@ -388,6 +397,19 @@ class InMemoryAdapter(Adapter):
             socket = self.sockets.get(sid)
             if socket is not None:
                 socket.disconnect(close)
+
+
+def _messages(parts: Sequence[str | bytes]) -> list[OutgoingMessage]:
+    """One :class:`OutgoingMessage` per part, the same one for parts that are the same object
+    (an attachment that appears several times in the arguments: its frame is built once)."""
+    made: dict[int, OutgoingMessage] = {}
+    messages = []
+    for part in parts:
+        message = made.get(id(part))
+        if message is None:
+            message = made[id(part)] = OutgoingMessage(part)
+        messages.append(message)
+    return messages
 
 
 class _ReplyTo:

@@ -2,7 +2,9 @@
 
 Every chaining method returns a new operator (nothing is shared or mutated, so an operator
 can be kept and reused). ``emit`` never blocks: it encodes the packet once (text and binary
-attachments) and the adapter hands the same encoded messages to every recipient.
+attachments) and the adapter hands the same encoded messages to every recipient. A packet
+over the server's ``max_emit_bytes`` raises
+:class:`~pyserver.socketio.packets.PacketTooLarge` (a ``ValueError``) and goes to nobody.
 ``await op.emit_with_ack(...)`` asks each recipient for an answer (one ack id per recipient,
 so each is encoded for its recipient) and returns the list of replies.
 """
@@ -76,13 +78,17 @@ class BroadcastOperator:
     def emit(self, event: str, *args: Any) -> int:
         """Send ``event(*args)`` to every selected socket. Never blocks. Returns how many
         local sockets it was queued for (volatile drops not counted). With connection state
-        recovery on, a packet that is not volatile is kept, its offset added at its end."""
+        recovery on, a packet that is not volatile is kept, its offset added at its end.
+        Raises :class:`~pyserver.socketio.packets.PacketTooLarge` (nothing sent, nothing
+        kept) for a packet over the server's ``max_emit_bytes``."""
         nsp = self.nsp
         opts = self.opts
         if nsp.recovery is not None and not opts.volatile:
             parts, sent = nsp._encode_kept(event, args, opts.rooms, opts.except_rooms)
             return nsp.adapter.broadcast(parts, opts, (event, *sent))
-        parts = encode_event(nsp.name, event, args)
+        parts = encode_event(
+            nsp.name, event, args, max_bytes=nsp.server.session_config.max_emit_bytes
+        )
         return nsp.adapter.broadcast(parts, opts, (event, *args))
 
     def send(self, *args: Any) -> int:

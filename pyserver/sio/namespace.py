@@ -195,7 +195,9 @@ class Namespace(_Handlers):
         store = self.recovery
         assert store is not None
         sent = store.stamp(args)
-        parts = encode_event(self.name, event, sent)
+        parts = encode_event(
+            self.name, event, sent, max_bytes=self.server.session_config.max_emit_bytes
+        )
         store.keep(parts, rooms, except_rooms, trio.current_time())
         return parts, sent
 

@@ -180,7 +180,8 @@ class Socket:
         if self.connected:
             nsp = self.nsp
             if nsp.recovery is None:
-                self.client.send_parts(encode_event(nsp.name, event, args))
+                limit = nsp.server.session_config.max_emit_bytes
+                self.client.send_parts(encode_event(nsp.name, event, args, max_bytes=limit))
             else:
                 own = frozenset((self.id,))
                 self.client.send_parts(nsp._encode_kept(event, args, own, _NO_ROOMS)[0])

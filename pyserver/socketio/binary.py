@@ -7,8 +7,18 @@ Rules (socket.io-protocol, "Packet encoding"):
   ``{"_placeholder":true,"num":N}``, where ``N`` counts the attachments from 0 in the order
   they follow the text packet.
 * On receipt every placeholder is replaced by attachment ``N``. A placeholder whose ``num`` is
-  not an integer in ``0 .. count-1`` is a protocol error, and so (our rule, stricter than the
-  reference parser) is an attachment no placeholder refers to.
+  not an integer in ``0 .. count-1`` is a protocol error, and so (our rules, stricter than the
+  reference parser) are an attachment no placeholder refers to and a ``num`` that two
+  placeholders share: each attachment is referred to exactly once, as every official encoder
+  writes them (one attachment per bytes value, numbered in order). The reference parser takes
+  a repeated ``num``, so one small attachment could stand for any number of arguments; an
+  application that re-emits them would send (and build frames for) each occurrence.
+* On sending, each occurrence of a bytes-like value is its own attachment (as the reference
+  encoder does), but never its own copy: a ``bytes`` object is sent as it is, and a
+  ``bytearray`` or ``memoryview`` is copied once (so a later change by the application does
+  not reach what was sent), however often it appears. ``max_bytes`` bounds the whole packet
+  (text and attachments) and is checked while the attachments are collected, before any of
+  them is sent.
 
 Nothing here knows about packet types or errors of the codec: failures are ``ValueError``
 with a short message, which :mod:`pyserver.socketio.packets` turns into its ``PacketError``.
@@ -22,6 +32,7 @@ from typing import Any, Final
 
 __all__ = [
     "BINARY_TYPES",
+    "TooLarge",
     "dumps_with_attachments",
     "is_placeholder",
     "replace_placeholders",
@@ -33,25 +44,48 @@ BINARY_TYPES: Final = (bytes, bytearray, memoryview)
 _PLACEHOLDER_KEY: Final = "_placeholder"
 
 
-def dumps_with_attachments(data: Any) -> tuple[str, list[bytes]]:
+class TooLarge(ValueError):
+    """The packet's text and attachments together are over ``max_bytes`` (the message says
+    how far it got, never what it holds)."""
+
+
+def dumps_with_attachments(data: Any, max_bytes: int | None = None) -> tuple[str, list[bytes]]:
     """Serialise ``data`` to compact JSON, moving every bytes-like value out as an attachment.
 
     Attachments are numbered in serialisation order (lists in order, dicts in insertion
-    order), which is the order they must follow the text packet on the wire.
-    ``bytearray`` and ``memoryview`` are copied to ``bytes``. Raises ``TypeError`` or
-    ``ValueError`` for what JSON cannot carry (sets, NaN, circular data).
+    order), which is the order they must follow the text packet on the wire. A ``bytes``
+    value is kept as it is (the same object each time it appears); a ``bytearray`` or
+    ``memoryview`` is copied to ``bytes`` once per object, however often it appears.
+    Raises ``TypeError`` or ``ValueError`` for what JSON cannot carry (sets, NaN, circular
+    data), and :class:`TooLarge` as soon as the attachments, or then the text and the
+    attachments (its characters and their bytes), are over ``max_bytes``.
     """
     attachments: list[bytes] = []
+    copies: dict[int, tuple[object, bytes]] = {}  # id -> (the object, kept alive; its copy)
+    size = 0
 
     def placeholder(value: object) -> dict[str, object]:
+        nonlocal size
         if isinstance(value, BINARY_TYPES):
-            attachments.append(value if type(value) is bytes else bytes(value))
+            if type(value) is bytes:
+                chunk = value
+            else:
+                copied = copies.get(id(value))
+                if copied is None:
+                    copied = copies[id(value)] = (value, bytes(value))
+                chunk = copied[1]
+            size += len(chunk)
+            if max_bytes is not None and size > max_bytes:
+                raise TooLarge(f"attachments over {max_bytes} bytes")
+            attachments.append(chunk)
             return {_PLACEHOLDER_KEY: True, "num": len(attachments) - 1}
         raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
     text = json.dumps(
         data, ensure_ascii=False, separators=(",", ":"), allow_nan=False, default=placeholder
     )
+    if max_bytes is not None and size + len(text) > max_bytes:
+        raise TooLarge(f"{size + len(text)} bytes, over {max_bytes}")
     return text, attachments
 
 
@@ -63,8 +97,9 @@ def is_placeholder(value: object) -> bool:
 def replace_placeholders(data: list[Any], attachments: list[bytes]) -> None:
     """Replace, in place, every placeholder in the decoded JSON ``data`` by its attachment.
 
-    Raises ``ValueError`` for a placeholder with a bad ``num`` or an attachment that no
-    placeholder refers to. ``data`` is the top-level array of an EVENT or ACK payload.
+    Raises ``ValueError`` for a placeholder with a bad ``num``, a ``num`` already used by
+    another placeholder, or an attachment that no placeholder refers to. ``data`` is the
+    top-level array of an EVENT or ACK payload.
     """
     count = len(attachments)
     used: set[int] = set()
@@ -78,6 +113,8 @@ def replace_placeholders(data: list[Any], attachments: list[bytes]) -> None:
                     num = value.get("num")
                     if type(num) is not int or not 0 <= num < count:
                         raise ValueError("placeholder refers to no attachment")
+                    if num in used:
+                        raise ValueError("attachment referred to by two placeholders")
                     used.add(num)
                     container[key] = attachments[num]  # type: ignore[index]
                 else:

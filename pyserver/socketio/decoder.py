@@ -4,9 +4,10 @@ The wire rules are written at the top of :mod:`pyserver.socketio.packets`. The d
 small state machine (:class:`DecoderState`): a text message is either a whole packet or the
 head of a BINARY_EVENT / BINARY_ACK, which then waits for exactly its count of binary
 messages. A text message while attachments are awaited, a binary message while none is, a
-placeholder that refers to no attachment and an attachment that no placeholder refers to are
-all :class:`~pyserver.socketio.packets.PacketError`; after one, the decoder is ``FAILED``
-and the connection must close.
+placeholder that refers to no attachment, two placeholders that refer to the same one and an
+attachment that no placeholder refers to are all
+:class:`~pyserver.socketio.packets.PacketError`; after one, the decoder is ``FAILED`` and the
+connection must close.
 """
 
 from __future__ import annotations

@@ -20,6 +20,10 @@ Rules (socket.io-protocol v5, "Packet encoding", and the reference parser's chec
   close the Engine.IO session with reason "parse error", as the reference server does).
   Misuse of the encoding API (a reserved event name, a namespace without ``/``, data JSON
   cannot carry) is a :class:`LocalProtocolError`.
+* Encoding takes an optional ``max_bytes``: a packet whose text (its characters) and
+  attachments (their bytes) add up to more is refused with :class:`PacketTooLarge` before
+  anything is sent; with attachments, as soon as they alone are over it (so data that holds
+  one bytes object a million times is refused without a million placeholders being written).
 
 Encoding is compact JSON (no spaces, UTF-8 kept as is). A plain EVENT costs one
 ``json.dumps`` and one string concatenation; only data that holds bytes takes the slower
@@ -35,7 +39,7 @@ from dataclasses import dataclass
 from json.encoder import c_encode_basestring, c_make_encoder  # type: ignore[attr-defined]
 from typing import Any, ClassVar, Final, NewType, TypeAlias
 
-from pyserver.socketio.binary import BINARY_TYPES, dumps_with_attachments
+from pyserver.socketio.binary import BINARY_TYPES, TooLarge, dumps_with_attachments
 
 __all__ = [
     "MAX_ACK_ID",
@@ -48,6 +52,7 @@ __all__ = [
     "LocalProtocolError",
     "Packet",
     "PacketError",
+    "PacketTooLarge",
     "PacketType",
     "ProtocolError",
     "RemoteProtocolError",
@@ -107,6 +112,11 @@ class PacketError(RemoteProtocolError):
 
     close_reason: ClassVar[str] = "parse error"
     """The wire answer: close the Engine.IO session with this reason."""
+
+
+class PacketTooLarge(LocalProtocolError, ValueError):
+    """An emit or an ack is over the size bound it was encoded with (``max_emit_bytes`` of the
+    server): nothing of it was sent. The message gives sizes only, never the data."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,15 +199,25 @@ for callers). It returns a list of chunks: one for small data, several for large
 (Python 3.11's encoder accumulates in parts), so the result is always joined."""
 
 
-def _dumps(data: Any) -> tuple[str, list[bytes]]:
-    """Compact JSON of ``data`` and its attachments (none, on the fast path)."""
+def _dumps(data: Any, max_bytes: int | None = None) -> tuple[str, list[bytes]]:
+    """Compact JSON of ``data`` and its attachments (none, on the fast path); over
+    ``max_bytes`` (text and attachments), :class:`PacketTooLarge`."""
     try:
         try:
-            return "".join(_ENCODE(data, 0)), []
+            text = "".join(_ENCODE(data, 0))
         except _BinaryFound:
-            return dumps_with_attachments(data)
+            return dumps_with_attachments(data, max_bytes)
+    except TooLarge as exc:
+        raise PacketTooLarge(f"packet too large to send: {exc}") from None
     except (TypeError, ValueError, RecursionError) as exc:
         raise LocalProtocolError(f"data cannot be sent as JSON: {exc}") from exc
+    if max_bytes is not None and len(text) > max_bytes:
+        raise _too_large(len(text), max_bytes)
+    return text, []
+
+
+def _too_large(size: int, max_bytes: int) -> PacketTooLarge:
+    return PacketTooLarge(f"packet too large to send: {size} bytes, over {max_bytes}")
 
 
 def _dumps_text(data: Any) -> str:
@@ -223,11 +243,18 @@ def _header(ptype: PacketType, namespace: str, ack_id: int | None, attachments: 
 
 
 def encode_event(
-    namespace: str, event: str, args: Sequence[Any] = (), ack_id: int | None = None
+    namespace: str,
+    event: str,
+    args: Sequence[Any] = (),
+    ack_id: int | None = None,
+    *,
+    max_bytes: int | None = None,
 ) -> list[str | bytes]:
     """``[text, *attachments]`` for emitting ``event(*args)``; the ack id asks for an ACK.
 
     Without ack id the result does not depend on the recipient: encode once per broadcast.
+    Over ``max_bytes`` (the text's characters and the attachments' bytes):
+    :class:`PacketTooLarge`.
     """
     if type(event) is not str or event in RESERVED_EVENTS:
         raise LocalProtocolError(f"{event!r} cannot be emitted (not a string, or reserved)")
@@ -236,12 +263,15 @@ def encode_event(
     ):  # the hot path: one C call when the data holds no bytes
         try:
             text = "".join(_ENCODE([event, *args], 0))
-            return ["2" + text if ack_id is None else f"2{ack_id}{text}"]
         except _BinaryFound:
             pass
         except (TypeError, ValueError, RecursionError) as exc:
             raise LocalProtocolError(f"data cannot be sent as JSON: {exc}") from exc
-    text, attachments = _dumps([event, *args])
+        else:
+            if max_bytes is not None and len(text) > max_bytes:
+                raise _too_large(len(text), max_bytes)
+            return ["2" + text if ack_id is None else f"2{ack_id}{text}"]
+    text, attachments = _dumps([event, *args], max_bytes)
     if not attachments:
         if namespace == "/" and ack_id is None:
             return ["2" + text]
@@ -252,8 +282,11 @@ def encode_event(
     ]
 
 
-def encode_ack(namespace: str, ack_id: int, args: Sequence[Any] = ()) -> list[str | bytes]:
-    """``[text, *attachments]`` answering the event that carried ``ack_id`` with ``args``."""
+def encode_ack(
+    namespace: str, ack_id: int, args: Sequence[Any] = (), *, max_bytes: int | None = None
+) -> list[str | bytes]:
+    """``[text, *attachments]`` answering the event that carried ``ack_id`` with ``args``;
+    over ``max_bytes``, :class:`PacketTooLarge` (as :func:`encode_event`)."""
     if ack_id is None:
         raise LocalProtocolError("an ack needs the ack id of the event it answers")
     if namespace == "/" and type(ack_id) is int and 0 <= ack_id <= MAX_ACK_ID:  # the hot path
@@ -261,12 +294,15 @@ def encode_ack(namespace: str, ack_id: int, args: Sequence[Any] = ()) -> list[st
             # a list or a tuple is written as a JSON array as it is: no copy
             data = args if type(args) is list or type(args) is tuple else list(args)
             text = "".join(_ENCODE(data, 0))
-            return [f"3{ack_id}{text}"]
         except _BinaryFound:
             pass
         except (TypeError, ValueError, RecursionError) as exc:
             raise LocalProtocolError(f"data cannot be sent as JSON: {exc}") from exc
-    text, attachments = _dumps(list(args))
+        else:
+            if max_bytes is not None and len(text) > max_bytes:
+                raise _too_large(len(text), max_bytes)
+            return [f"3{ack_id}{text}"]
+    text, attachments = _dumps(list(args), max_bytes)
     ptype = PacketType.BINARY_ACK if attachments else PacketType.ACK
     return [_header(ptype, namespace, ack_id, len(attachments)) + text, *attachments]
 

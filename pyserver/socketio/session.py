@@ -31,6 +31,9 @@ Rules (socket.io-protocol v5 and the reference server, socket.io ``lib/client.ts
 * **Violations** -> :class:`ProtocolViolation` and ``CLOSED``; the shell closes the Engine.IO
   session with reason "parse error": any :class:`~pyserver.socketio.packets.PacketError`, and a
   CONNECT_ERROR from the client (only servers send it; the reference server ignores it).
+* **Sending** is bounded by ``SessionConfig.max_emit_bytes``: an event or an ack whose text
+  and attachments add up to more raises
+  :class:`~pyserver.socketio.packets.PacketTooLarge` and nothing of it is sent.
 * **Acks we wait for** get ids from one counter per session; each may carry a deadline, after
   which :class:`AckTimedOut` is reported once and a late answer is dropped.
 """
@@ -42,7 +45,7 @@ import heapq
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, TypeAlias
+from typing import Any, Final, TypeAlias
 
 from pyserver.socketio.decoder import PacketDecoder
 from pyserver.socketio.packets import (
@@ -63,6 +66,7 @@ from pyserver.socketio.packets import (
 )
 
 __all__ = [
+    "DEFAULT_MAX_EMIT_BYTES",
     "AckReceived",
     "AckTimedOut",
     "ConnectTimedOut",
@@ -77,6 +81,11 @@ __all__ = [
     "SessionEvent",
     "SessionState",
 ]
+
+
+DEFAULT_MAX_EMIT_BYTES: Final = 16 << 20
+"""The default bound of one outgoing packet (16 MiB): four times a WebSocket outbox's default
+(``ws_max_outbox_bytes``), so it refuses only what no recipient could have queued anyway."""
 
 
 class SessionState(enum.Enum):
@@ -99,12 +108,17 @@ class SessionConfig:
     connect_timeout: float = 45.0
     max_attachments: int = 10
     max_attachment_bytes: int = 1_000_000
+    max_emit_bytes: int | None = DEFAULT_MAX_EMIT_BYTES
+    """The most one outgoing packet may hold (text characters and attachment bytes), checked
+    before anything is sent or built for a recipient; ``None``: no bound."""
 
     def __post_init__(self) -> None:
         if self.connect_timeout <= 0:
             raise ValueError("connect_timeout must be > 0")
         if self.max_attachments < 0 or self.max_attachment_bytes < 0:
             raise ValueError("attachment limits must not be negative")
+        if self.max_emit_bytes is not None and self.max_emit_bytes < 1:
+            raise ValueError("max_emit_bytes must be >= 1 (or None)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -351,7 +365,7 @@ class Session:
     def send_event(self, namespace: str, event: str, args: Sequence[Any] = ()) -> list[str | bytes]:
         """The messages emitting ``event(*args)`` to the client's socket in ``namespace``."""
         self._sid_in(namespace)
-        return encode_event(namespace, event, args)
+        return encode_event(namespace, event, args, max_bytes=self.config.max_emit_bytes)
 
     def send_event_with_ack(
         self,
@@ -369,7 +383,9 @@ class Session:
         """
         self._sid_in(namespace)
         ack_id = self._next_ack_id
-        messages = encode_event(namespace, event, args, ack_id)
+        messages = encode_event(
+            namespace, event, args, ack_id, max_bytes=self.config.max_emit_bytes
+        )
         self._next_ack_id = 0 if ack_id == MAX_ACK_ID else ack_id + 1
         deadline = None if timeout is None else now + timeout
         self._pending_acks[ack_id] = _PendingAck(namespace, deadline)
@@ -385,7 +401,7 @@ class Session:
         """The messages answering the client's event that carried ``ack_id``."""
         if self.state is SessionState.CLOSED or namespace not in self._sockets:
             self._sid_in(namespace)  # raises the right LocalProtocolError
-        return encode_ack(namespace, ack_id, args)
+        return encode_ack(namespace, ack_id, args, max_bytes=self.config.max_emit_bytes)
 
     def _check_open(self) -> None:
         if self.state is SessionState.CLOSED:

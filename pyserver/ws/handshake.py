@@ -19,6 +19,10 @@ Subprotocol: the first of the server's list (in the server's order of preference
 client offered; none when nothing matches (the client then decides whether to go on).
 
 No I/O, no clock: headers in, :class:`HandshakeAccepted` or :class:`HandshakeRefused` out.
+
+:class:`HostAllowList` is the ``allowed_hosts`` rule (DNS-rebinding protection, as Django's
+``ALLOWED_HOSTS``); the HTTP server applies it to every request, upgrades included, before
+any of the rules above.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ __all__ = [
     "WS_GUID",
     "HandshakeAccepted",
     "HandshakeRefused",
+    "HostAllowList",
     "accept_key",
     "header_tokens",
     "is_websocket_upgrade",
@@ -100,6 +105,75 @@ def _host_port(host: str, default_port: int | None) -> tuple[str, int | None] | 
     if not hostname:
         return None
     return hostname.lower(), port if port is not None else default_port
+
+
+def request_host(host: str) -> str:
+    """The host name of a ``Host`` header value: the port stripped, lower case, no brackets
+    around an IPv6 address, no trailing dot ("" when it is not a plausible host)."""
+    host = host.strip().lower()
+    if host.startswith("["):
+        end = host.find("]")
+        if end < 0 or (end + 1 < len(host) and not host[end + 1 :].startswith(":")):
+            return ""
+        return host[1:end]
+    name, colon, port = host.rpartition(":")
+    if colon:
+        if ":" in name or not port.isdigit():
+            return ""  # an unbracketed IPv6 address, or a port that is not a number
+        host = name
+    return host.rstrip(".")
+
+
+class HostAllowList:
+    """Which ``Host`` header values a site answers (DNS-rebinding protection).
+
+    A page on ``evil.example`` whose name the attacker re-points at 127.0.0.1 is same-origin
+    with itself, so the browser lets it read this server's answers and open WebSockets whose
+    Origin "matches" the Host it sends; only the Host (``evil.example``) tells it apart.
+    Entries, compared without case and without the request's port: an exact name
+    (``localhost``, ``127.0.0.1``, ``[::1]`` or ``::1``); ``*.example.com`` (any subdomain of
+    ``example.com``, not the domain itself); ``.example.com`` (the domain and its subdomains,
+    Django's form); ``*`` (anything). Matching is a set lookup plus one test per wildcard."""
+
+    __slots__ = ("_any", "_exact", "_suffixes")
+
+    def __init__(self, entries: Sequence[str]) -> None:
+        if isinstance(entries, str):
+            raise TypeError("allowed_hosts is a list of host names, not one string")
+        exact: set[str] = set()
+        suffixes: list[str] = []
+        self._any = False
+        for entry in entries:
+            entry = entry.strip().lower()
+            if entry == "*":
+                self._any = True
+            elif entry.startswith("*."):
+                suffixes.append(entry[1:].rstrip("."))
+            elif entry.startswith("."):
+                suffixes.append(entry.rstrip("."))
+                exact.add(entry[1:].rstrip("."))
+            elif entry:
+                name = entry.strip("[]") if entry.count(":") > 1 else request_host(entry)
+                if not name:
+                    raise ValueError(f"allowed_hosts: {entry!r} is not a host name")
+                exact.add(name)
+        self._exact = frozenset(exact)
+        self._suffixes = tuple(suffixes)
+
+    def __call__(self, host: str | None) -> bool:
+        """Whether a request with this ``Host`` header value (None: absent) is answered."""
+        if self._any:
+            return True
+        if not host:
+            return False
+        name = request_host(host)
+        if not name:
+            return False
+        return name in self._exact or (bool(self._suffixes) and name.endswith(self._suffixes))
+
+    def __repr__(self) -> str:
+        names = ["*"] if self._any else [*sorted(self._exact), *("*" + s for s in self._suffixes)]
+        return f"HostAllowList({names!r})"
 
 
 def origin_allowed(origin: str | None, host: str | None, allowed: Sequence[str] | None) -> bool:
