@@ -23,9 +23,12 @@ Input from the clients arrives through synchronous Engine.IO callbacks, so decod
 limiting and queueing never wait; only user handlers run in tasks. Limits: Engine.IO bounds
 each connection's outbox (a slow client is dropped, never slowing the others);
 ``max_http_buffer_size`` bounds a message and a packet's attachments; ``max_attachments``
-their count; ``max_pending_events`` the events waiting per socket; ``rate_limit`` the events
-per window per socket (refused events are acked ``{"error": "rate limited"}``, or, without
-an ack, answered with an ``"error"`` event ``{"message": "rate limited", "event": name}``;
+their count; ``max_emit_bytes`` (16 MiB; None: no bound) one outgoing packet, text and
+attachments, checked before anything is built or queued (over it, an emit or an ack raises
+:class:`~pyserver.socketio.packets.PacketTooLarge`, a ``ValueError``);
+``max_pending_events`` the events waiting per socket; ``rate_limit`` the events per window
+per socket (refused events are acked ``{"error": "rate limited"}``, or, without an ack,
+answered with an ``"error"`` event ``{"message": "rate limited", "event": name}``;
 ``flood_windows`` windows in a row over the limit close the connection).
 
 Several processes as one: ``Server(adapter=RedisAdapter("redis://..."))`` (see
@@ -70,7 +73,7 @@ from pyserver.sio.ratelimit import RateLimit
 from pyserver.sio.rooms import RoomHandle
 from pyserver.sio.socket import Socket
 from pyserver.socketio.recovery import StateRecovery
-from pyserver.socketio.session import SessionConfig
+from pyserver.socketio.session import DEFAULT_MAX_EMIT_BYTES, SessionConfig
 from pyserver.transports.engineio import EngineIOServer, EngineSession
 from pyserver.transports.timers import DeadlineTimer
 
@@ -106,6 +109,7 @@ class Server:
         flood_windows: int = 3,
         room_grace_period: float = 0.0,
         max_attachments: int = 10,
+        max_emit_bytes: int | None = DEFAULT_MAX_EMIT_BYTES,
         max_pending_events: int = 256,
         adapter: AdapterFactory = InMemoryAdapter,
         connection_state_recovery: StateRecovery | bool = False,
@@ -128,6 +132,7 @@ class Server:
             connect_timeout=connect_timeout,
             max_attachments=max_attachments,
             max_attachment_bytes=max_http_buffer_size,
+            max_emit_bytes=max_emit_bytes,
         )
         self.eio = EngineIOServer(
             ping_interval=ping_interval,
