@@ -29,7 +29,13 @@ attachments, checked before anything is built or queued (over it, an emit or an 
 ``max_pending_events`` the events waiting per socket; ``rate_limit`` the events per window
 per socket (refused events are acked ``{"error": "rate limited"}``, or, without an ack,
 answered with an ``"error"`` event ``{"message": "rate limited", "event": name}``;
-``flood_windows`` windows in a row over the limit close the connection).
+``flood_windows`` windows in a row over the limit close the connection; refusals are logged
+once per window per connection, and answered at most ``events`` times per window: see
+:mod:`pyserver.sio.client`); ``max_namespaces_per_client`` (default 100, None: no cap) the
+namespaces one connection is in or joining at once (past it: CONNECT_ERROR "too many
+namespaces"). ``cleanup_empty_child_namespaces`` (Node's option, off by default as there)
+removes a dynamic namespace's child once its last socket left (see
+:mod:`pyserver.sio.namespace`).
 
 Several processes as one: ``Server(adapter=RedisAdapter("redis://..."))`` (see
 :mod:`pyserver.adapters.redis`). ``run`` then starts the adapter's tasks in the server's
@@ -113,12 +119,22 @@ class Server:
         max_pending_events: int = 256,
         adapter: AdapterFactory = InMemoryAdapter,
         connection_state_recovery: StateRecovery | bool = False,
+        cleanup_empty_child_namespaces: bool = False,
+        max_namespaces_per_client: int | None = 100,
         app: App | None = None,
     ) -> None:
         if rate_limit is not None and (rate_limit[0] < 1 or rate_limit[1] <= 0):
             raise ValueError("rate_limit must be (events >= 1, seconds > 0)")
+        if max_namespaces_per_client is not None and max_namespaces_per_client < 1:
+            raise ValueError("max_namespaces_per_client must be >= 1 (or None: no cap)")
         self.rate_limit = rate_limit
         self.flood_windows = flood_windows
+        #: Remove a dynamic namespace's child once its last socket left (Node's option of
+        #: that name, off by default as there): see :mod:`pyserver.sio.namespace`.
+        self.cleanup_empty_child_namespaces = cleanup_empty_child_namespaces
+        #: Namespaces one connection may be in (or joining) at once; a CONNECT past it is
+        #: answered with CONNECT_ERROR "too many namespaces". None: no cap.
+        self.max_namespaces_per_client = max_namespaces_per_client
         self.room_grace_period = room_grace_period
         self.max_pending_events = max_pending_events
         self.adapter_factory = adapter
@@ -203,7 +219,7 @@ class Server:
             if await parent.matches(name, auth):
                 nsp = self.namespaces.get(name)  # another connection may have made it
                 if nsp is None:
-                    nsp = self.namespaces[name] = parent._child(name)
+                    nsp = parent._child(name)  # the caller counts its admission at once
                 return nsp
         return None
 

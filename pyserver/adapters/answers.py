@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from pyserver.adapters import codec
 from pyserver.adapters.codec import RequestType
+from pyserver.logtext import shown
 from pyserver.sio.adapter import BroadcastOptions, InMemoryAdapter
 from pyserver.sio.socket import ERROR_ACK, call
 from pyserver.socketio.packets import ProtocolError, Sid, encode_event
@@ -128,13 +129,15 @@ def _server_side_event(adapter: RedisNamespaceAdapter, message: dict[str, Any], 
         try:
             reply = await call(handler, *data[1:])
         except Exception:
-            logger.exception("server-side handler for %r failed in %s", data[0], adapter.name)
+            logger.exception(
+                "server-side handler for %s failed in %s", shown(data[0]), shown(adapter.name)
+            )
             reply = dict(ERROR_ACK)
         if respond is not None:
             respond({"type": RequestType.SERVER_SIDE_EMIT, "requestId": rid, "data": reply})
 
     if not adapter.node.spawn_handler(nsp, run):
-        logger.warning("server-side event %r dropped: too many handlers running", data[0])
+        logger.warning("server-side event %s dropped: too many handlers running", shown(data[0]))
 
 
 def _broadcast_with_ack(adapter: RedisNamespaceAdapter, message: dict[str, Any], rid: Any) -> None:

@@ -16,7 +16,9 @@ Tasks:
 
 * the **subscriber**: one Redis connection of its own (:mod:`pyserver.adapters.subscriber`),
   subscribed to every namespace's request and response channels and its broadcast pattern,
-  plus the heartbeat channel. New namespaces are subscribed on the fly. Every message of a
+  plus the heartbeat channel. New namespaces are subscribed on the fly, and the channels of a
+  namespace removed (an empty dynamic child, with ``cleanup_empty_child_namespaces``)
+  unsubscribed. Every message of a
   read from the socket is handled at once, before any other task runs, so a burst's local
   deliveries reach each client in one write; the socket is read no faster than messages are
   handled, so a node that falls behind leaves its backlog in Redis (whose
@@ -62,6 +64,7 @@ from pyserver.adapters import codec
 from pyserver.adapters.nodes import NodeTable, heartbeat_message
 from pyserver.adapters.remote import RedisNamespaceAdapter
 from pyserver.adapters.subscriber import Subscriber
+from pyserver.logtext import shown
 
 if TYPE_CHECKING:
     from pyserver.server import Server
@@ -166,6 +169,22 @@ class RedisAdapter:
         self._changed.set()
         return adapter
 
+    def forget(self, adapter: RedisNamespaceAdapter) -> None:
+        """``adapter``'s namespace is gone (``adapter.close()``): its channels are
+        unsubscribed (unless a namespace of that name took them again meanwhile)."""
+        if self.adapters.get(adapter.name) is adapter:
+            del self.adapters[adapter.name]
+        ch = adapter.channels
+        for channel in (ch.request, ch.response, ch.specific_response(self.uid)):
+            key = channel.encode()
+            route = self._routes.get(key)
+            if route is not None and route[0] is adapter:
+                del self._routes[key]
+        pattern = ch.pattern.encode()
+        if self._patterns.get(pattern) is adapter:
+            del self._patterns[pattern]
+        self._changed.set()
+
     # -- running -----------------------------------------------------------------------------
 
     async def run(
@@ -246,7 +265,8 @@ class RedisAdapter:
     async def _subscribe_new(
         self, conn: Subscriber, channels: set[bytes], patterns: set[bytes]
     ) -> None:
-        """Subscribe the channels of namespaces made after the subscriber connected."""
+        """Subscribe the channels of namespaces made after the subscriber connected, and
+        unsubscribe those of namespaces removed since."""
         while True:
             await self._changed.wait()
             self.subscribed = trio.Event()
@@ -254,9 +274,15 @@ class RedisAdapter:
             wanted_channels, wanted_patterns = self._subscriptions()
             new_channels = [c for c in wanted_channels if c not in channels]
             new_patterns = [p for p in wanted_patterns if p not in patterns]
+            gone_channels = channels.difference(wanted_channels)
+            gone_patterns = patterns.difference(wanted_patterns)
             await conn.subscribe(new_channels, new_patterns)
             channels.update(new_channels)
             patterns.update(new_patterns)
+            if gone_channels or gone_patterns:
+                channels.difference_update(gone_channels)
+                patterns.difference_update(gone_patterns)
+                await conn.unsubscribe(gone_channels, gone_patterns)
             self.subscribed.set()
 
     def _state(self, *, up: bool, why: BaseException | None = None) -> None:
@@ -297,7 +323,9 @@ class RedisAdapter:
         self._malformed += 1
         if self._malformed % 1000 == 1:
             logger.warning(
-                "dropped a malformed message from Redis (%d so far): %s", self._malformed, exc
+                "dropped a malformed message from Redis (%d so far): %s",
+                self._malformed,
+                shown(str(exc)),
             )
 
     # -- publishing --------------------------------------------------------------------------

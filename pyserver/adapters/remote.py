@@ -25,6 +25,7 @@ import trio
 
 from pyserver.adapters import answers, codec
 from pyserver.adapters.codec import RequestType
+from pyserver.logtext import shown
 from pyserver.sio.adapter import (
     AckSink,
     BroadcastOptions,
@@ -85,6 +86,11 @@ class RedisNamespaceAdapter(InMemoryAdapter):
         self.default_ack_timeout = node.requests_timeout
         self.pending: dict[str, _Pending] = {}
 
+    def close(self) -> None:
+        """The namespace is gone (an empty dynamic child removed): its channels are
+        unsubscribed; requests still waiting end at their timeout."""
+        self.node.forget(self)
+
     # -- publishing --------------------------------------------------------------------------
 
     def _publish_request(self, message: dict[str, Any], msgpack: bool = False) -> None:
@@ -96,7 +102,7 @@ class RedisNamespaceAdapter(InMemoryAdapter):
         try:
             payload = codec.encode_msgpack(message) if msgpack else codec.encode_json(message)
         except TypeError as exc:
-            logger.warning("answer to another node cannot be encoded: %s", exc)
+            logger.warning("answer to another node cannot be encoded: %s", shown(str(exc)))
             return
         self.node.publish(self.channels.response, payload)
 

@@ -141,6 +141,15 @@ class Subscriber:
             while awaited:
                 await self._acked.wait()
 
+    async def unsubscribe(self, channels: Iterable[bytes], patterns: Iterable[bytes]) -> None:
+        """UNSUBSCRIBE and PUNSUBSCRIBE (Redis's acknowledgements are not waited for)."""
+        channels, patterns = list(channels), list(patterns)
+        out = command(b"UNSUBSCRIBE", *channels) if channels else b""
+        if patterns:
+            out += command(b"PUNSUBSCRIBE", *patterns)
+        if out:
+            await self._send(out)
+
     async def run(self, dispatch: Dispatch) -> None:
         """Read and dispatch until the connection fails: raises :class:`SubscriberError`
         (or the stream's own error)."""

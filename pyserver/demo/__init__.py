@@ -110,6 +110,8 @@ def build_server(
         from pyserver.adapters.redis import RedisAdapter
 
         server_options.setdefault("adapter", RedisAdapter(redis_url))
+    # children of a dynamic namespace (sio.of(regex)) go once their last socket left
+    server_options.setdefault("cleanup_empty_child_namespaces", True)
     sio = Server(app=app, **server_options)
     _raw_websocket_examples(app)
 

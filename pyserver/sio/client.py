@@ -5,19 +5,31 @@ Everything here runs synchronously in the Engine.IO transport's task (the WebSoc
 the polling POST, the timer): decoding, rate limiting, queueing events to their socket and
 settling acks. Only namespace connections that need middleware (or a dynamic namespace
 check) run in a task, in the Server's nursery.
+
+Bounds: a connection is in (or joining) at most ``max_namespaces_per_client`` namespaces; a
+CONNECT past that is answered with CONNECT_ERROR ``"too many namespaces"`` (logged once per
+connection). A refused event (over the rate limit, or its socket's queue full) is logged at
+most once per window per connection (the rate limit's window, else ``REFUSAL_WINDOW``), the
+line saying how many were refused since the previous one; its answer, an ``"error"`` event
+without an ack, is sent at most once per window, and over the rate limit at most ``events``
+(the limit's) acks per window are answered with ``{"error": "rate limited"}``, so a client
+past its limit gets no more replies than its allowed events. (An event refused for a full
+queue is always acked: an accepted one would be too.)
 """
 
 from __future__ import annotations
 
 import logging
 import secrets
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import trio
 
 from pyserver.engineio.session import CloseReason, Transport
 from pyserver.errors import ConnectionRefused, SocketDisconnected
-from pyserver.sio.ratelimit import RateLimiter, Verdict
+from pyserver.logtext import shown
+from pyserver.sio.ratelimit import RateLimiter, Refusals, Verdict
 from pyserver.sio.socket import AckCallback, Socket
 from pyserver.socketio.packets import Sid
 from pyserver.socketio.recovery import RecoveredSession
@@ -46,12 +58,16 @@ logger = logging.getLogger("pyserver.socketio")
 RATE_LIMITED = "rate limited"
 BUSY = "too many pending events"
 FORCED_SERVER_CLOSE = "forced server close"
+TOO_MANY_NAMESPACES = "too many namespaces"
+REFUSAL_WINDOW = 1.0
+"""Seconds: the log window of events refused for a full queue on a socket without a rate
+limit."""
 
 
 class Client:
     """One Engine.IO connection and its sockets (at most one per namespace)."""
 
-    __slots__ = ("acks", "core", "server", "session", "sockets")
+    __slots__ = ("_capped", "_joining", "_refusals", "acks", "core", "server", "session", "sockets")
 
     def __init__(self, server: Server, session: EngineSession, now: float) -> None:
         self.server = server
@@ -59,6 +75,9 @@ class Client:
         self.core = Session(server.session_config, now)
         self.sockets: dict[str, Socket] = {}
         self.acks: dict[int, AckCallback] = {}
+        self._joining = 0  # namespace connections being admitted (in a task)
+        self._capped = False  # an over-cap CONNECT was logged
+        self._refusals: Refusals | None = None  # made on the first refused event
 
     # -- outgoing --------------------------------------------------------------------------
 
@@ -120,7 +139,7 @@ class Client:
         if limiter is not None and not self._within_rate(limiter, socket, event):
             return
         if not socket._event(event.event, event.args, event.ack_id):
-            self._refuse_event(socket, event, BUSY)
+            self._refuse_event(socket, event, BUSY, None)
 
     def _within_rate(self, limiter: RateLimiter, socket: Socket, event: EventReceived) -> bool:
         """The socket's rate limit allows ``event``; else it is refused (and a flooding
@@ -128,27 +147,49 @@ class Client:
         verdict = limiter.check(trio.current_time())
         if verdict is Verdict.ALLOWED:
             return True
-        self._refuse_event(socket, event, RATE_LIMITED)
+        refusals = self._refuse_event(socket, event, RATE_LIMITED, limiter)
         if verdict is Verdict.FLOODING:
             logger.warning(
-                "closing connection of socket %s in %s (peer %s): rate limit flooding",
-                socket.id,
-                socket.nsp.name,
-                socket.handshake.address,
+                "closing connection %s (peer %s): rate limit flooding in %s "
+                "(%d more events refused since the previous line)",
+                self.session.sid,
+                _peer(self.session),
+                shown(socket.nsp.name),
+                refusals.unlogged,
             )
             self.close(FORCED_SERVER_CLOSE)
         return False
 
-    def _refuse_event(self, socket: Socket, event: EventReceived, why: str) -> None:
+    def _refuse_event(
+        self, socket: Socket, event: EventReceived, why: str, limiter: RateLimiter | None
+    ) -> Refusals:
         """An event that will not run: ack it with an error, or tell the client with an
-        ``"error"`` event ``{"message": why, "event": name}``."""
-        logger.info(
-            "refused %r from socket %s in %s: %s", event.event, socket.id, socket.nsp.name, why
+        ``"error"`` event ``{"message": why, "event": name}``, within the bounds of the
+        module docstring (and log it, once per window)."""
+        refusals = self._refusals
+        if refusals is None:
+            refusals = self._refusals = Refusals()
+        earlier = refusals.refused(
+            trio.current_time(), REFUSAL_WINDOW if limiter is None else limiter.seconds
         )
+        if earlier is not None:
+            logger.info(
+                "refused event %s from socket %s in %s (connection %s, peer %s): %s "
+                "(%d refused and not logged since the previous such line)",
+                shown(event.event),
+                socket.id,
+                shown(socket.nsp.name),
+                self.session.sid,
+                _peer(self.session),
+                why,
+                earlier,
+            )
         if event.ack_id is not None:
-            self.send_ack(event.namespace, event.ack_id, [{"error": why}])
-        else:
+            if refusals.may_ack(None if limiter is None else limiter.events):
+                self.send_ack(event.namespace, event.ack_id, [{"error": why}])
+        elif refusals.may_send_error():
             socket.emit("error", {"message": why, "event": event.event})
+        return refusals
 
     def _handle(self, event: SessionEvent) -> None:
         if isinstance(event, AckReceived):
@@ -171,7 +212,7 @@ class Client:
                 "closing connection %s (peer %s): malformed Socket.IO packet: %s",
                 self.session.sid,
                 _peer(self.session),
-                event.detail,
+                shown(event.detail),
             )
             self.session.close(CloseReason.PARSE_ERROR)
         elif isinstance(event, NamespaceNotJoined):
@@ -183,7 +224,7 @@ class Client:
                 self.session.sid,
                 _peer(self.session),
                 event.packet,
-                event.namespace,
+                shown(event.namespace),
             )
             self.close(FORCED_SERVER_CLOSE)
         elif isinstance(event, ConnectTimedOut):
@@ -207,18 +248,40 @@ class Client:
     # -- namespaces ------------------------------------------------------------------------
 
     def _connect_requested(self, event: NamespaceConnectRequested) -> None:
-        nsp = self.server.namespaces.get(event.namespace)
+        name = event.namespace
+        cap = self.server.max_namespaces_per_client
+        if cap is not None and len(self.sockets) + self._joining >= cap:
+            self._over_cap(name, cap)
+            return
+        nsp = self.server.namespaces.get(name)
         if nsp is not None:
             socket, restored = self._new_socket(nsp, event.auth)
             if not nsp.middlewares or _skips_middlewares(nsp, restored):
                 self._accept(socket, restored)  # the fast path: no task
-            else:
-                self.server._spawn(self._admit, f"connect {event.namespace}", nsp, socket, restored)
+                return
+            nsp._admitting += 1  # a dynamic child stays while it is admitted
+            if not self._spawn_join(self._admit, nsp, socket, restored):
+                nsp._admission_done()
             return
         if not self.server._dynamic:
-            self._refuse(event.namespace, "Invalid namespace")
+            self._refuse(name, "Invalid namespace")
             return
-        self.server._spawn(self._connect, f"connect {event.namespace}", event)
+        self._spawn_join(self._connect, event)
+
+    def _spawn_join(self, fn: Callable[..., Awaitable[None]], *args: Any) -> bool:
+        """Run ``fn(*args)``, the admission of a namespace connection, in a task, counted
+        against ``max_namespaces_per_client`` while it runs."""
+        self._joining += 1
+        if self.server._spawn(self._joining_task, "connect to a namespace", fn, *args):
+            return True
+        self._joining -= 1
+        return False
+
+    async def _joining_task(self, fn: Callable[..., Awaitable[None]], *args: Any) -> None:
+        try:
+            await fn(*args)
+        finally:
+            self._joining -= 1
 
     async def _connect(self, event: NamespaceConnectRequested) -> None:
         """A namespace that does not exist yet: ask the dynamic parents, then admit."""
@@ -226,31 +289,44 @@ class Client:
         try:
             nsp = await self.server._find_namespace(name, event.auth)
         except Exception:
-            logger.exception("dynamic namespace check for %r failed", name)
+            logger.exception("dynamic namespace check for %s failed", shown(name))
             nsp = None
         if nsp is None:
             self._refuse(name, "Invalid namespace")
             return
-        socket, restored = self._new_socket(nsp, event.auth)
-        if _skips_middlewares(nsp, restored):
-            self._accept(socket, restored)
-        else:
-            await self._admit(nsp, socket, restored)
+        # no checkpoint since _find_namespace returned: counted before anything can empty it
+        nsp._admitting += 1
+        try:
+            socket, restored = self._new_socket(nsp, event.auth)
+        except BaseException:
+            nsp._admission_done()
+            raise
+        await self._admit(nsp, socket, restored)
 
     async def _admit(
         self, nsp: Namespace, socket: Socket, restored: RecoveredSession | None
     ) -> None:
-        """Run the namespace's connection middleware, then accept or refuse."""
+        """Run the namespace's connection middleware, then accept or refuse. The caller
+        counted this admission in ``nsp._admitting``; it is uncounted here."""
+        try:
+            await self._run_middlewares(nsp, socket, restored)
+        finally:
+            nsp._admission_done()
+
+    async def _run_middlewares(
+        self, nsp: Namespace, socket: Socket, restored: RecoveredSession | None
+    ) -> None:
         name = nsp.name
         try:
-            for middleware in nsp.middlewares:
-                await middleware(socket)
+            if not _skips_middlewares(nsp, restored):
+                for middleware in nsp.middlewares:
+                    await middleware(socket)
         except ConnectionRefused as exc:
             self._refuse(name, exc.message, exc.data)
             _put_back(nsp, restored)
             return
         except Exception:
-            logger.exception("connection middleware failed (namespace %s)", name)
+            logger.exception("connection middleware failed (namespace %s)", shown(name))
             self._refuse(name, "Internal error")
             _put_back(nsp, restored)
             return
@@ -258,6 +334,23 @@ class Client:
             _put_back(nsp, restored)
             return
         self._accept(socket, restored)
+
+    def _over_cap(self, name: str, cap: int) -> None:
+        """A CONNECT past ``max_namespaces_per_client``: refused (logged once per connection)."""
+        if self.session.closed or self.core.state.value == "closed":
+            return
+        if not self._capped:
+            self._capped = True
+            logger.warning(
+                "refused namespace %s (connection %s, peer %s): %s (max_namespaces_per_client "
+                "is %d; further refusals of this connection not logged)",
+                shown(name),
+                self.session.sid,
+                _peer(self.session),
+                TOO_MANY_NAMESPACES,
+                cap,
+            )
+        self.session.send(self.core.refuse_namespace(name, TOO_MANY_NAMESPACES))
 
     def _new_socket(
         self, nsp: Namespace, auth: dict[str, Any] | None
@@ -281,7 +374,7 @@ class Client:
             logger.info(
                 "connection state not recovered in %s (connection %s, peer %s): session "
                 "unknown or expired, or packets after its offset no longer kept",
-                nsp.name,
+                shown(nsp.name),
                 self.session.sid,
                 _peer(self.session),
             )
@@ -303,7 +396,7 @@ class Client:
             "socket %s %s to %s (connection %s, %s, peer %s)",
             socket.id,
             "connected" if restored is None else f"recovered ({len(restored.missed)} missed)",
-            name,
+            shown(name),
             self.session.sid,
             self.session.transport,
             _peer(self.session),
@@ -315,10 +408,10 @@ class Client:
             return
         logger.info(
             "refused namespace %s (connection %s, peer %s): %s",
-            name,
+            shown(name),
             self.session.sid,
             _peer(self.session),
-            message,
+            shown(message),
         )
         self.session.send(self.core.refuse_namespace(name, message, data))
 

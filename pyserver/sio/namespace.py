@@ -2,10 +2,21 @@
 and room nurseries. ``sio.of("/chat")`` makes or returns one; ``sio.of(re.compile(...))`` or
 ``sio.of(predicate)`` makes a :class:`DynamicNamespace`, a parent whose children are created
 on the first connection to a matching name and share its handlers and middleware.
+
+Children come and go (the Node server's ``ParentNamespace``): a child is made once a parent's
+matcher accepted a name, for the connection being admitted; it stays only once a socket was
+accepted into it (a connection its middleware refused, or that closed while being admitted,
+leaves no child behind). With ``Server(cleanup_empty_child_namespaces=True)`` a child whose
+last socket left is removed: from its parent and ``server.namespaces``, its adapter closed (a
+cluster adapter unsubscribes its channels), its recovery store and room tasks dropped; the
+next connection to that name makes a new one. Off by default, as in Node: a child then stays
+for the life of the server, so a matcher that accepts names from anywhere should go with the
+option on (``max_namespaces_per_client`` only bounds what one connection holds at once).
 """
 
 from __future__ import annotations
 
+import logging
 import re
 import secrets
 from collections.abc import Awaitable, Callable, Iterable, Sequence
@@ -13,6 +24,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import trio
 
+from pyserver.logtext import shown
 from pyserver.sio.adapter import Adapter, BroadcastOptions, RemoteSocket
 from pyserver.sio.broadcast import BroadcastOperator
 from pyserver.sio.ratelimit import RateLimit
@@ -25,6 +37,8 @@ if TYPE_CHECKING:
     from pyserver.sio.socket import Socket
 
 __all__ = ["DynamicNamespace", "Namespace"]
+
+logger = logging.getLogger("pyserver.socketio")
 
 F = TypeVar("F", bound=Callable[..., Any])
 Middleware = Callable[["Socket"], Awaitable[None]]
@@ -90,6 +104,10 @@ class Namespace(_Handlers):
         self.server = server
         self.name = name
         self.parent = parent
+        #: Connections being admitted (in its middleware) right now.
+        self._admitting = 0
+        #: A dynamic child stays once a socket was accepted (a static namespace always).
+        self._kept = parent is None
         if parent is not None:
             self.handlers = parent.handlers
             self.middlewares = parent.middlewares
@@ -246,10 +264,19 @@ class Namespace(_Handlers):
     def _add_socket(self, socket: Socket, rooms: Iterable[str]) -> None:
         self.sockets[socket.id] = socket
         self.adapter.add_all(socket.id, (socket.id, *rooms))
+        self._kept = True
 
     def _remove_socket(self, socket: Socket) -> None:
         self.sockets.pop(socket.id, None)
         self.adapter.del_all(socket.id)
+        if self.parent is not None and not self.sockets and not self._admitting:
+            self.parent._emptied(self)
+
+    def _admission_done(self) -> None:
+        """A connection counted in ``_admitting`` was accepted or refused."""
+        self._admitting -= 1
+        if self.parent is not None and not self.sockets and not self._admitting:
+            self.parent._emptied(self)
 
     def __repr__(self) -> str:
         return f"<Namespace {self.name} ({len(self.sockets)} sockets)>"
@@ -282,9 +309,32 @@ class DynamicNamespace(_Handlers):
         return bool(result)
 
     def _child(self, name: str) -> Namespace:
+        """A new child, in ``server.namespaces`` too (the caller admits a connection to it at
+        once: see the module docstring)."""
         child = Namespace(self.server, name, rate_limit=self.rate_limit, parent=self)
         self.children[name] = child
+        self.server.namespaces[name] = child
         return child
+
+    def _emptied(self, child: Namespace) -> None:
+        """``child`` has no socket and no connection being admitted: it goes if it never had
+        a socket, or when the server cleans up empty children."""
+        if not child._kept or self.server.cleanup_empty_child_namespaces:
+            self._remove(child)
+
+    def _remove(self, child: Namespace) -> None:
+        name = child.name
+        if self.children.get(name) is child:
+            del self.children[name]
+        if self.server.namespaces.get(name) is child:
+            del self.server.namespaces[name]
+        close = getattr(child.adapter, "close", None)
+        if close is not None:
+            close()  # a cluster adapter unsubscribes
+        child.recovery = None
+        for room in list(child.room_nurseries.values()):
+            room.close()
+        logger.debug("namespace %s removed (no socket left)", shown(name))
 
     def emit(self, event: str, *args: Any) -> int:
         return sum(child.emit(event, *args) for child in list(self.children.values()))

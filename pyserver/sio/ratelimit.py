@@ -5,13 +5,16 @@ refused (:attr:`Verdict.REFUSED`). A socket that is refused in ``flood_windows``
 row (each window in which it went over, consecutive in time) is flooding
 (:attr:`Verdict.FLOODING`): the shell disconnects it. A window in which the socket stayed
 under the limit resets that count.
+
+:class:`Refusals` keeps what one connection was refused, so that its log lines and replies
+stay bounded (see :mod:`pyserver.sio.client`).
 """
 
 from __future__ import annotations
 
 import enum
 
-__all__ = ["RateLimit", "RateLimiter", "Verdict"]
+__all__ = ["RateLimit", "RateLimiter", "Refusals", "Verdict"]
 
 RateLimit = tuple[int, float]
 """``(events, seconds)``: at most ``events`` events per window of ``seconds``."""
@@ -66,3 +69,47 @@ class RateLimiter:
             self._refused = True
             self._over_streak += 1
         return Verdict.FLOODING if self._over_streak >= self.flood_windows else Verdict.REFUSED
+
+
+class Refusals:
+    """What one connection was refused (events over a rate limit or a full queue), so that
+    its log lines and its replies stay bounded: one log line per window, saying how many
+    were refused since the previous one; one ``"error"`` event per window; at most a budget
+    of error acks per window. Made on the first refusal (an idle connection has none)."""
+
+    __slots__ = ("_acks", "_error_sent", "_window_start", "unlogged")
+
+    def __init__(self) -> None:
+        self._window_start: float | None = None
+        self._acks = 0
+        self._error_sent = False
+        #: Refusals since the last log line (not logged).
+        self.unlogged = 0
+
+    def refused(self, now: float, seconds: float) -> int | None:
+        """Count one refusal at ``now`` (``seconds``: the window). The first of a window is
+        logged: it gets how many were refused, unlogged, before it; the others get None."""
+        start = self._window_start
+        if start is None or now - start >= seconds:
+            self._window_start = now
+            self._acks = 0
+            self._error_sent = False
+            earlier, self.unlogged = self.unlogged, 0
+            return earlier
+        self.unlogged += 1
+        return None
+
+    def may_ack(self, budget: int | None) -> bool:
+        """Whether a refused event's ack is answered (at most ``budget`` in this window;
+        None: no bound)."""
+        if budget is not None and self._acks >= budget:
+            return False
+        self._acks += 1
+        return True
+
+    def may_send_error(self) -> bool:
+        """Whether a refused event without ack gets its ``"error"`` event (once a window)."""
+        if self._error_sent:
+            return False
+        self._error_sent = True
+        return True

@@ -26,6 +26,8 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
+from pyserver.logtext import shown
+
 if TYPE_CHECKING:
     from pyserver.sio.namespace import Namespace
 
@@ -86,7 +88,9 @@ class RoomNursery:
         try:
             await fn(*args)
         except Exception:
-            logger.exception("room task %r failed (room %r in %s)", fn, self.name, self.nsp.name)
+            logger.exception(
+                "room task %r failed (room %s in %s)", fn, shown(self.name), shown(self.nsp.name)
+            )
         finally:
             self.tasks -= 1
 
@@ -108,7 +112,10 @@ class RoomNursery:
         with scope:
             await trio.sleep(self.grace)
             logger.debug(
-                "room %r in %s: empty for %ss, closing", self.name, self.nsp.name, self.grace
+                "room %s in %s: empty for %ss, closing",
+                shown(self.name),
+                shown(self.nsp.name),
+                self.grace,
             )
             self.close()
 

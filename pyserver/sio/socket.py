@@ -42,6 +42,7 @@ import trio
 
 from pyserver import inline
 from pyserver.errors import SocketDisconnected
+from pyserver.logtext import shown
 from pyserver.sio.adapter import BroadcastOptions
 from pyserver.sio.broadcast import BroadcastOperator
 from pyserver.sio.handshake import Handshake, make_handshake
@@ -348,7 +349,7 @@ class Socket:
             return
         self.connected = False
         self.disconnect_reason = reason
-        logger.info("socket %s left %s: %s", self.id, self.nsp.name, reason)
+        logger.info("socket %s left %s: %s", self.id, shown(self.nsp.name), reason)
         self._rooms_at_exit = frozenset(self.nsp.adapter.rooms_of(self.id))
         store = self.nsp.recovery
         if store is not None and self.pid is not None and reason in RECOVERABLE_REASONS:
@@ -409,7 +410,9 @@ class Socket:
             else:
                 await call(handler, *args)
         except Exception:
-            logger.exception("%r handler failed (socket %s in %s)", name, self.id, self.nsp.name)
+            logger.exception(
+                "%r handler failed (socket %s in %s)", name, self.id, shown(self.nsp.name)
+            )
 
     async def _dispatch(self, event: str, args: list[Any], ack_id: int | None) -> None:
         if self._middlewares:
@@ -427,7 +430,9 @@ class Socket:
             try:
                 await call(any_handler, event, *args)
             except Exception:
-                logger.exception("on_any handler failed (socket %s in %s)", self.id, self.nsp.name)
+                logger.exception(
+                    "on_any handler failed (socket %s in %s)", self.id, shown(self.nsp.name)
+                )
         try:
             handler = self._handlers.get(event)
             if handler is not None:
@@ -441,7 +446,10 @@ class Socket:
                 result = await result
         except Exception:
             logger.exception(
-                "handler for %r failed (socket %s in %s)", event, self.id, self.nsp.name
+                "handler for %s failed (socket %s in %s)",
+                shown(event),
+                self.id,
+                shown(self.nsp.name),
             )
             if ack_id is not None:
                 self._ack(ack_id, [dict(ERROR_ACK)])
@@ -451,11 +459,11 @@ class Socket:
 
     async def _middleware_refused(self, event: str, exc: Exception, ack_id: int | None) -> None:
         logger.info(
-            "packet %r refused by middleware (socket %s in %s): %s",
-            event,
+            "packet %s refused by middleware (socket %s in %s): %s",
+            shown(event),
             self.id,
-            self.nsp.name,
-            exc,
+            shown(self.nsp.name),
+            shown(str(exc)),
         )
         if ack_id is not None:
             self._ack(ack_id, [{"error": str(exc) or type(exc).__name__}])
@@ -464,14 +472,18 @@ class Socket:
             try:
                 await call(handler, exc)
             except Exception:
-                logger.exception("'error' handler failed (socket %s in %s)", self.id, self.nsp.name)
+                logger.exception(
+                    "'error' handler failed (socket %s in %s)", self.id, shown(self.nsp.name)
+                )
 
     def _ack(self, ack_id: int, args: list[Any]) -> None:
         if self.connected:
             try:
                 self.client.send_ack(self.nsp.name, ack_id, args)
             except Exception:
-                logger.exception("ack for socket %s in %s cannot be sent", self.id, self.nsp.name)
+                logger.exception(
+                    "ack for socket %s in %s cannot be sent", self.id, shown(self.nsp.name)
+                )
                 self.client.send_ack(self.nsp.name, ack_id, [dict(ERROR_ACK)])
 
     @property
