@@ -224,7 +224,7 @@ async def test_protocol_error_goes_back_to_a_reader_task(caplog: pytest.LogCaptu
             (bad_ws, good_ws) = served.sockets
             assert bad_ws._reading is shell._Reading.TASK
             assert good_ws._reading is shell._Reading.REACTOR
-    assert caplog.text.count("closing WebSocket /r") == 1
+    assert caplog.text.count("closing WebSocket '/r'") == 1
 
 
 async def test_a_large_message_over_many_reads() -> None:

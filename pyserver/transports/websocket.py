@@ -97,9 +97,10 @@ import trio
 from pyserver import _frames, inline
 from pyserver.errors import ConnectionClosed
 from pyserver.http.types import Request
+from pyserver.logtext import shown
 from pyserver.transports import reactor as _reactor_module
 from pyserver.transports.reactor import Blocked, Reactor
-from pyserver.ws.connection import ConnectionState, WebSocketConnection
+from pyserver.ws.connection import PONG_HEAD, ConnectionState, WebSocketConnection
 
 __all__ = ["WRITER_IDLE_SECONDS", "WebSocket", "send_frames_to_many"]
 
@@ -184,6 +185,7 @@ class WebSocket:
         "_outbox",
         "_outbox_bytes",
         "_paused_reader",
+        "_pong",
         "_reactor",
         "_reactor_fd",
         "_reader_finished",
@@ -256,6 +258,8 @@ class WebSocket:
         self._outbox_bytes = 0
         self._max_outbox = max_outbox
         self._max_outbox_bytes = max_outbox_bytes
+        # a Pong that did not fit in the outbox: the reading waits with it (_queue_controls)
+        self._pong: bytes | None = None
         # parked tasks (each woken by one ``reschedule``): the consumer, the reader while the
         # inbox is full, the writer while the outbox is empty
         self._consumer: trio.lowlevel.Task | None = None
@@ -446,12 +450,9 @@ class WebSocket:
         encoder = self._encoder
         frame = encoder.text(message) if message.__class__ is str else encoder.binary(message)  # type: ignore[arg-type]
         size = len(frame)
-        # wait until the frame fits (an empty outbox takes any frame); no await between
-        # this check and the append, so concurrent senders cannot overfill it
-        while self._outbox and (
-            len(self._outbox) >= self._max_outbox
-            or self._outbox_bytes + size > self._max_outbox_bytes
-        ):
+        # wait until the frame fits; no await between this check and the append, so
+        # concurrent senders cannot overfill it
+        while self._outbox and self._no_room(size):
             if conn.state is not _OPEN:
                 break
             if self._space is None:
@@ -578,6 +579,7 @@ class WebSocket:
         outbox.append(frame)
         size = self._outbox_bytes + len(frame)
         self._outbox_bytes = size
+        # (_no_room, checked after the append, inline: the frame did not fit)
         if len(outbox) > self._max_outbox or (size > self._max_outbox_bytes and len(outbox) > 1):
             self._slow_consumer()
             return
@@ -597,6 +599,19 @@ class WebSocket:
             self._defer()  # one direct write per batch; the ticker writes the rest after it
             return
         self._wake_writer()
+
+    def _no_room(self, size: int) -> bool:
+        """The outbox's limit, the one rule for every frame queued: a frame of ``size``
+        bytes does not fit. An empty outbox takes any frame; otherwise the outbox stays
+        within ``max_outbox`` frames and ``max_outbox_bytes`` bytes. ``send`` waits while
+        its frame does not fit, and so does the reading while a Pong does not
+        (``_queue_controls``); a frame queued without waiting that does not fit closes the
+        connection as a slow consumer (``_enqueue`` and ``_queue_for_step`` have the check
+        inline: they are the hot path)."""
+        outbox = self._outbox
+        return bool(outbox) and (
+            len(outbox) >= self._max_outbox or self._outbox_bytes + size > self._max_outbox_bytes
+        )
 
     def _may_write_first(self) -> bool:
         """Try-write-first applies: a plain socket, nothing queued, no write in flight, no
@@ -705,7 +720,7 @@ class WebSocket:
     def _slow_consumer(self) -> None:
         logger.warning(
             "closing WebSocket %s (peer %s): slow consumer, %d frames / %d bytes queued",
-            self.request.path,
+            shown(self.request.path),
             _peer(self.remote_address),
             len(self._outbox),
             self._outbox_bytes,
@@ -721,9 +736,12 @@ class WebSocket:
         if conn.pending:
             frames = conn.pending
             conn.pending = []
-            self._outbox.extend(frames)
-            self._outbox_bytes += sum(map(len, frames))
-            self._wake_writer()
+            if conn.state is _OPEN:
+                self._queue_controls(frames)
+            else:  # a Close (and what came before it): goes out whatever is queued
+                self._outbox.extend(frames)
+                self._outbox_bytes += sum(map(len, frames))
+                self._wake_writer()
         state = conn.state
         if state is self._seen_state:
             return
@@ -732,7 +750,7 @@ class WebSocket:
             code, reason = conn.failure
             logger.warning(
                 "closing WebSocket %s (peer %s): %d %s",
-                self.request.path,
+                shown(self.request.path),
                 _peer(self.remote_address),
                 code,
                 reason,
@@ -744,6 +762,37 @@ class WebSocket:
             if self._space is not None:
                 self._space.unpark_all()
         self._update_timer()
+
+    def _queue_controls(self, frames: list[bytes]) -> None:
+        """The core's Pongs and keepalive Pings, while open: queued as data frames are, so
+        within the outbox's limit (``_no_room``). A Pong that does not fit is kept aside
+        (one at most: the core answers only the latest Ping) and the reading of this
+        connection stops until it fits (``_wait_for_pong_room``): a peer that pings and
+        never reads costs a bounded outbox, not a Pong per Ping. Anything else that does not
+        fit closes the connection as a slow consumer, as a data frame does."""
+        for frame in frames:
+            if frame[0] == PONG_HEAD and self._outbox and self._no_room(len(frame)):
+                self._pong = frame  # (the reading waits for room before it reads again)
+                continue
+            self._enqueue(frame)
+            if self._conn.state is not _OPEN:
+                return  # closed as a slow consumer: the rest is dropped
+
+    async def _wait_for_pong_room(self) -> None:
+        """The reader, before it reads, while a Pong waits for room: park until the
+        outbox takes it (the writer took the queue) or the connection is no longer open
+        (the Pong is dropped), then queue it."""
+        conn = self._conn
+        while (pong := self._pong) is not None:
+            if conn.state is not _OPEN:
+                self._pong = None
+            elif not self._no_room(len(pong)):
+                self._pong = None
+                self._enqueue(pong)
+            else:
+                if self._space is None:
+                    self._space = trio.lowlevel.ParkingLot()
+                await self._space.park()
 
     def _update_timer(self) -> None:
         sleep = self._timer_sleep
@@ -872,6 +921,8 @@ class WebSocket:
                 ):
                     self._paused_reader = _current_task()
                     await _wait_rescheduled(self._abort_reader)
+                if self._pong is not None:  # the outbox is full: no reading until it drains
+                    await self._wait_for_pong_room()
                 # 64 KiB as a rule (larger buffers cost an mmap each in CPython); the
                 # whole rest of a large partial frame (up to 1 MiB) in one call.
                 wanted = conn.wanted
@@ -1017,6 +1068,8 @@ class WebSocket:
         if conn.state is _CLOSED:
             # after a failure the reader task drains what the peer still sends
             self._leave_reactor(ended=conn.failure is None)
+        elif self._pong is not None:
+            self._leave_reactor()  # a reader task waits for room for it before reading on
 
     def _keep(self, scope: trio.CancelScope) -> None:
         if self._keepers is None:
@@ -1078,7 +1131,10 @@ class WebSocket:
     def _log_failure(self, what: str) -> None:
         """One log line, with the traceback, for an exception from user code."""
         logger.exception(
-            "WebSocket %s failed (%s, peer %s)", what, self.request.path, _peer(self.remote_address)
+            "WebSocket %s failed (%s, peer %s)",
+            what,
+            shown(self.request.path),
+            _peer(self.remote_address),
         )
 
     def _work_failed(self) -> None:
@@ -1094,7 +1150,9 @@ class WebSocket:
         if nursery is None or self._done:
             return False
         try:
-            nursery.start_soon(self._read_loop, rest, name=f"WebSocket reader {self.request.path}")
+            nursery.start_soon(
+                self._read_loop, rest, name=f"WebSocket reader {shown(self.request.path)}"
+            )
         except RuntimeError:
             return False
         self._reading = _Reading.TASK
@@ -1339,7 +1397,9 @@ class _IdleSweeper:
                     try:
                         ws._retire_writer()
                     except Exception:  # a system task must never raise
-                        logger.exception("WebSocket idle sweeper failed for %s", ws.request.path)
+                        logger.exception(
+                            "WebSocket idle sweeper failed for %s", shown(ws.request.path)
+                        )
                         self.writers.pop(ws, None)
         finally:
             self.running = False
@@ -1534,6 +1594,7 @@ def _queue_for_step(
         outbox.extend(frames)
         queued = ws._outbox_bytes + size
         ws._outbox_bytes = queued
+        # (ws._no_room, checked after the append, inline: the frames did not fit)
         if len(outbox) > ws._max_outbox or (queued > ws._max_outbox_bytes and len(outbox) > 1):
             ws._slow_consumer()
         elif ws._stepped or ws._corked:

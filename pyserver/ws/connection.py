@@ -9,7 +9,9 @@ comes in as ``now``; :meth:`next_deadline` says when :meth:`handle_timeout` want
 States (:class:`ConnectionState`) and their rules:
 
 * ``OPEN``: data flows both ways.
-  - peer Ping -> a Pong with the same payload goes to ``pending``.
+  - peer Ping -> a Pong with the same payload goes to ``pending``, in place of a Pong still
+    there: only the latest Ping is answered (RFC 6455 5.5.3 allows it), so a call holds at
+    most one Pong however many Pings its bytes carry (a ping flood queues no more).
   - peer Close -> its code is echoed (an empty close if it sent none), state ``CLOSED``
     (the server closes TCP first once the echo is written, RFC 6455 7.1.1).
   - :meth:`close` -> our Close goes out, state ``CLOSING`` until ``now + close_timeout``.
@@ -30,12 +32,15 @@ import enum
 from pyserver import _frames
 from pyserver.errors import LocalProtocolError
 
-__all__ = ["ConnectionState", "WebSocketConnection"]
+__all__ = ["PONG_HEAD", "ConnectionState", "WebSocketConnection"]
 
 _Ping = _frames.Ping
 _Pong = _frames.Pong
 _Close = _frames.Close
 _FrameError = _frames.FrameError
+#: The first byte of every Pong this side sends (FIN, opcode 0xA; control frames are never
+#: fragmented nor compressed): how a Pong is told from other frames in ``pending``.
+PONG_HEAD = 0x8A
 
 
 class ConnectionState(enum.Enum):
@@ -176,13 +181,24 @@ class WebSocketConnection:
                 out.append(message)
             elif isinstance(message, _Ping):
                 if self.state is _OPEN:
-                    self.pending.append(self.encoder.pong(message.payload))
+                    self._answer_ping(message.payload)
             elif isinstance(message, _Pong):
                 self._pong_deadline = None
             elif isinstance(message, _Close):
                 self._receive_close(message)
                 break
         return out
+
+    def _answer_ping(self, payload: bytes) -> None:
+        """Queue the Pong for ``payload``, replacing a Pong not yet taken from ``pending``
+        (which holds a few control frames at most: the scan is short)."""
+        pong = self.encoder.pong(payload)
+        pending = self.pending
+        for index, frame in enumerate(pending):
+            if frame[0] == PONG_HEAD:
+                pending[index] = pong
+                return
+        pending.append(pong)
 
     def _receive_close(self, close: _frames.Close) -> None:
         if self.state is _OPEN:
