@@ -15,8 +15,9 @@ batch), takes every ready socket with one ``epoll.poll(0)``, and calls the conne
 ``_react(fd)``: one read, delivery, the batch's inline work (:mod:`pyserver.inline`), one
 write. Level-triggered, so a socket left unread (the driver stopped early) is simply reported
 again. Anything off that path (the end of the stream, a read error, a close under way, the
-callbacks gone) makes the connection leave: it unregisters and a reader task of its own takes
-over the reading, with all the general machinery.
+callbacks gone, a Pong waiting for room in a full outbox) makes the connection leave: it
+unregisters and a reader task of its own takes over the reading, with all the general
+machinery (that task waits for the room before it reads on).
 
 Blocked work: inline work that blocks cannot leave the task that started it (see
 :mod:`pyserver.inline`), so the driver keeps it: it starts a new driver, which first runs the

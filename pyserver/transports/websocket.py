@@ -17,7 +17,8 @@ Tasks per connection (all in one nursery, ended together):
   socket with the run's reactor instead, and its task ends; one reactor task then reads every
   such connection in one scheduler step per batch (``_react``: the loop's body for one read).
   The end of the stream and a completed close end the reading there; a failure (whose
-  draining needs a task) or an unexpected error gives the reading back to a new reader task.
+  draining needs a task), a Pong waiting for room in the outbox (a task waits for it) or
+  an unexpected error gives the reading back to a new reader task.
   The socket always leaves the reactor before the stream is closed (``_leave_reactor``).
 * the **writer** is the only task that writes to the stream: it takes everything queued in the
   outbox and writes it in one write. It closes the stream once the connection is CLOSED and
@@ -70,10 +71,15 @@ says -1), never cached. Any other stream (TLS, memory streams in tests) goes thr
 Resource handling: the outbox is bounded by frame count and bytes. ``send`` waits for room;
 ``send_nowait``/``send_frame_nowait`` never wait: overflowing closes the connection as a slow
 consumer (1008 "slow consumer", one log line) and drops what was queued, so one slow peer
-never holds up anyone else. Waking uses ``wait_task_rescheduled``/``reschedule`` directly:
-no channel, Event or task per message, and no checkpoint per message while messages are
-ready (a full checkpoint every 32 consecutive ready messages or reads keeps the scheduler
-fair).
+never holds up anyone else. Control frames from the core count against the same limit
+(``_no_room``, the one rule): a keepalive Ping that does not fit closes as a data frame does,
+and a Pong that does not fit waits (only the latest Ping is answered, so one at most) while
+the connection is not read, until the writer has taken the queue: a peer that pings and never
+reads its Pongs gets a full outbox and no more reading, not a Pong per Ping.
+
+Waking uses ``wait_task_rescheduled``/``reschedule`` directly: no channel, Event or task per
+message, and no checkpoint per message while messages are ready (a full checkpoint every 32
+consecutive ready messages or reads keeps the scheduler fair).
 
 Error handling: a peer's protocol error is answered with its close code by the core and
 logged once (``pyserver.ws``); a handler (or message callback) exception is logged once and
