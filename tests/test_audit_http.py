@@ -8,10 +8,12 @@ import base64
 import logging
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
 from _http_client import fetch, raw_exchange, serving
+from interop.conftest import ServerThread, chromium_browser
 
 from pyserver.app import App
 from pyserver.demo import DEFAULT_WEB_DIR, build_server, demo_allowed_hosts
@@ -20,6 +22,8 @@ from pyserver.server import Server
 from pyserver.transports.engineio import EngineIOServer
 
 TIMEOUT = 10
+
+__all__ = ["chromium_browser"]  # the fixture, for the browser test at the end
 
 
 @pytest.fixture
@@ -314,3 +318,52 @@ async def test_audit_demo_chat_page_says_login_is_a_demo_login() -> None:
             page = await fetch(port, "GET", "/chat/")
     text = page.body.decode()
     assert "Demo login" in text and "no password" in text
+
+
+@pytest.mark.interop
+def test_audit_demo_pages_run_under_their_csp_in_chromium(
+    chromium_browser: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every demo page works with its CSP enforced (the e2e tests bypass it, as Playwright's
+    string predicates need eval): no CSP violation, no page error, the apps connect."""
+    monkeypatch.delenv("PYSERVER_ALLOWED_HOSTS", raising=False)
+    server = ServerThread(lambda: build_server(jwt_secret="x" * 40))
+    server.start()
+    report = (
+        "document.addEventListener('securitypolicyviolation', (e) => "
+        "(window.__csp = window.__csp || []).push(e.violatedDirective + ' ' + e.blockedURI))"
+    )
+    try:
+        for path, ready in [
+            ("/", "h1"),
+            ("/chat/", "#login-name"),
+            ("/drawing/", "#status[data-state='connected']"),
+            ("/game/", "#game:not([data-me=''])"),
+            ("/raw-websocket.html", "#log div"),
+        ]:
+            context = chromium_browser.new_context()
+            try:
+                page = context.new_page()
+                page.set_default_timeout(15_000)
+                errors: list[str] = []
+                page.on("pageerror", lambda exc, errors=errors: errors.append(str(exc)))
+                page.add_init_script(report)
+                page.goto(f"http://127.0.0.1:{server.port}{path}")
+                page.wait_for_selector(ready, state="attached")
+                if path == "/chat/":
+                    assert page.is_visible("#demo-login-note")
+                    page.fill("#login-name", "ada")
+                    page.click("#login-button")
+                    page.wait_for_selector("#status[data-status='connected']")
+                if path == "/":
+                    # the stylesheet (once inline) applies
+                    assert (
+                        page.evaluate("getComputedStyle(document.querySelector('main')).maxWidth")
+                        != "none"
+                    )
+                assert page.evaluate("window.__csp || []") == [], path
+                assert errors == [], path
+            finally:
+                context.close()
+    finally:
+        server.stop()

@@ -47,6 +47,10 @@ def new_page(chromium_browser: Any) -> Iterator[Callable[..., Any]]:
     errors: list[str] = []
 
     def open_page(url: str, **options: Any) -> Any:
+        # Playwright's wait_for_function("expression") evaluates a string, which the demo's
+        # Content-Security-Policy (no 'unsafe-eval') refuses; the pages themselves are run
+        # under their CSP by tests/test_audit_http.py.
+        options.setdefault("bypass_csp", True)
         context = chromium_browser.new_context(viewport={"width": 1000, "height": 700}, **options)
         contexts.append(context)
         page = context.new_page()
