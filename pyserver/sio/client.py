@@ -10,11 +10,11 @@ Bounds: a connection is in (or joining) at most ``max_namespaces_per_client`` na
 CONNECT past that is answered with CONNECT_ERROR ``"too many namespaces"`` (logged once per
 connection). A refused event (over the rate limit, or its socket's queue full) is logged at
 most once per window per connection (the rate limit's window, else ``REFUSAL_WINDOW``), the
-line saying how many were refused since the previous one; its answer, an ``"error"`` event
-without an ack, is sent at most once per window, and over the rate limit at most ``events``
-(the limit's) acks per window are answered with ``{"error": "rate limited"}``, so a client
-past its limit gets no more replies than its allowed events. (An event refused for a full
-queue is always acked: an accepted one would be too.)
+line saying how many were refused since the previous one. A refused event without an ack
+is answered with an ``"error"`` event at most once per window. A refused event with an ack
+id is always acked, with ``{"error": why}``: the client is waiting on that answer, and one
+small ack per event read is bounded by what the client sends (a flooding client is closed
+after ``flood_windows``, and the outbox bounds what it does not read).
 """
 
 from __future__ import annotations
@@ -185,8 +185,7 @@ class Client:
                 earlier,
             )
         if event.ack_id is not None:
-            if refusals.may_ack(None if limiter is None else limiter.events):
-                self.send_ack(event.namespace, event.ack_id, [{"error": why}])
+            self.send_ack(event.namespace, event.ack_id, [{"error": why}])
         elif refusals.may_send_error():
             socket.emit("error", {"message": why, "event": event.event})
         return refusals

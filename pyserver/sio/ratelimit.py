@@ -6,8 +6,8 @@ row (each window in which it went over, consecutive in time) is flooding
 (:attr:`Verdict.FLOODING`): the shell disconnects it. A window in which the socket stayed
 under the limit resets that count.
 
-:class:`Refusals` keeps what one connection was refused, so that its log lines and replies
-stay bounded (see :mod:`pyserver.sio.client`).
+:class:`Refusals` keeps what one connection was refused, so that its log lines and
+``"error"`` events stay bounded (see :mod:`pyserver.sio.client`).
 """
 
 from __future__ import annotations
@@ -73,15 +73,14 @@ class RateLimiter:
 
 class Refusals:
     """What one connection was refused (events over a rate limit or a full queue), so that
-    its log lines and its replies stay bounded: one log line per window, saying how many
-    were refused since the previous one; one ``"error"`` event per window; at most a budget
-    of error acks per window. Made on the first refusal (an idle connection has none)."""
+    its log lines and its ``"error"`` events stay bounded: one log line per window, saying
+    how many were refused since the previous one; one ``"error"`` event per window (a
+    refused event with an ack id is always acked: see :mod:`pyserver.sio.client`). Made on the first refusal (an idle connection has none)."""
 
-    __slots__ = ("_acks", "_error_sent", "_window_start", "unlogged")
+    __slots__ = ("_error_sent", "_window_start", "unlogged")
 
     def __init__(self) -> None:
         self._window_start: float | None = None
-        self._acks = 0
         self._error_sent = False
         #: Refusals since the last log line (not logged).
         self.unlogged = 0
@@ -92,20 +91,11 @@ class Refusals:
         start = self._window_start
         if start is None or now - start >= seconds:
             self._window_start = now
-            self._acks = 0
             self._error_sent = False
             earlier, self.unlogged = self.unlogged, 0
             return earlier
         self.unlogged += 1
         return None
-
-    def may_ack(self, budget: int | None) -> bool:
-        """Whether a refused event's ack is answered (at most ``budget`` in this window;
-        None: no bound)."""
-        if budget is not None and self._acks >= budget:
-            return False
-        self._acks += 1
-        return True
 
     def may_send_error(self) -> bool:
         """Whether a refused event without ack gets its ``"error"`` event (once a window)."""
