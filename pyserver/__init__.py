@@ -23,6 +23,7 @@ _EXPORTS: dict[str, str] = {
     "RequestTimeout": "pyserver.sio.adapter",
     "Socket": "pyserver.sio.socket",
     "StateRecovery": "pyserver.socketio.recovery",
+    "PacketTooLarge": "pyserver.socketio.packets",
     "LocalProtocolError": "pyserver.errors",
     "RemoteProtocolError": "pyserver.errors",
     "Headers": "pyserver.http.types",
@@ -41,6 +42,7 @@ __all__ = [
     "Headers",
     "LocalProtocolError",
     "Mount",
+    "PacketTooLarge",
     "RedisAdapter",
     "RemoteProtocolError",
     "Request",
@@ -68,6 +70,7 @@ if TYPE_CHECKING:
     from pyserver.server import Server
     from pyserver.sio.adapter import RequestTimeout
     from pyserver.sio.socket import Socket
+    from pyserver.socketio.packets import PacketTooLarge
     from pyserver.socketio.recovery import StateRecovery
     from pyserver.transports import WebSocket
     from pyserver.ws import broadcast
