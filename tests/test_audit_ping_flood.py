@@ -34,7 +34,7 @@ from pyserver.transports import reactor
 from pyserver.transports.websocket import WebSocket as TrioWebSocket
 from pyserver.transports.websocket import _Reading
 from pyserver.ws.connection import ConnectionState, WebSocketConnection
-from tests.test_app_websocket import PING, TEXT, RawClient, masked
+from tests.test_app_websocket import PING, TEXT, RawClient, frame, masked
 
 TIMEOUT = 30
 MAX_OUTBOX = 16  # frames: a small limit, reached quickly
@@ -279,3 +279,22 @@ async def test_audit_ping_flood_socketio_then_an_emit_past_the_limit_closes_it(
             await sio_echoes(other, "still served")
             await stream.aclose()
     assert any("slow consumer" in record.getMessage() for record in caplog.records)
+
+
+# -- log forging (item 7), for the WebSocket shell's log lines ----------------------------
+
+
+async def test_audit_log_forging_websocket_path_escaped(caplog: pytest.LogCaptureFixture) -> None:
+    """A path under a mount (``/socket.io/``) is the client's text: decoded, it may hold
+    CR/LF that would forge a log line of its own. The shell's log lines show it escaped."""
+    forged = "/socket.io/%0d%0aWARNING%20pyserver.auth:%20forged/?EIO=4&transport=websocket"
+    with trio.fail_after(TIMEOUT):
+        async with serving(echo_server().serve) as port:
+            client = await RawClient.open(port, forged)
+            assert (await client.next()).startswith("0{")
+            await client.send(frame(TEXT, b"unmasked", mask=None))  # clients must mask: 1002
+            assert (await client.until_close())[1] == 1002
+    lines = [r.getMessage() for r in caplog.records if r.name == "pyserver.ws"]
+    assert any("1002" in line for line in lines)
+    assert not any("\n" in line or "\r" in line for line in lines)
+    assert any(r"'/socket.io/\r\nWARNING pyserver.auth: forged/'" in line for line in lines)
