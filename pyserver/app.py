@@ -10,23 +10,34 @@ else 404.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import ssl
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from functools import partial
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import trio
 
 from pyserver.http import static
-from pyserver.http.server import HttpSettings, WebSocketEndpoint, error_response, serve_connection
+from pyserver.http.server import (
+    BurstLog,
+    HttpSettings,
+    WebSocketEndpoint,
+    client_key,
+    error_response,
+    remote_address,
+    serve_connection,
+)
 from pyserver.http.types import Mount, Request, Response, WebSocket
 from pyserver.transports.websocket import WebSocket as TrioWebSocket
 from pyserver.ws.connection import WebSocketConnection
 from pyserver.ws.handshake import HandshakeAccepted, HostAllowList
 
 __all__ = ["App"]
+
+logger = logging.getLogger("pyserver.http")
 
 HttpHandlerT = TypeVar("HttpHandlerT", bound=Callable[[Request], Awaitable[Response]])
 WsHandlerT = TypeVar("WsHandlerT", bound=Callable[..., Awaitable[None]])
@@ -36,7 +47,30 @@ _HEALTH_BODY = json.dumps({"status": "ok"}).encode()
 
 class App:
     """A pyserver application. ``trio.run(app.serve, "127.0.0.1", 8080)`` serves it, and
-    ``await nursery.start(app.serve, host, port)`` returns the bound listeners."""
+    ``await nursery.start(app.serve, host, port)`` returns the bound listeners.
+
+    Limits (keyword-only; None turns a limit off):
+
+    * ``max_connections``: connections served at once (HTTP keep-alive and WebSocket alike).
+      The default, ``"auto"``, is the process's open-file limit (``RLIMIT_NOFILE``) less a
+      reserve of a sixteenth (at least 64) for files, listeners and outgoing connections: the
+      server then answers 503 where it would otherwise run out of descriptors; None where
+      the limit is unknown or unlimited.
+    * ``max_connections_per_ip``: connections at once from one client address (the TCP
+      peer's; IPv6 counted by /64). Default None: behind a reverse proxy every client has
+      the proxy's address, so only an App facing clients directly should set it.
+      A connection over either cap is answered ``503 Service Unavailable`` (a WebSocket
+      upgrade too, before the upgrade) and closed; one log line per burst of refusals
+      (``pyserver.http``), never one per connection.
+    * ``request_timeout`` (default 300 s, Node's ``requestTimeout``): the whole request,
+      head and body, must arrive within it from its first byte, else 408 and close (a body
+      sent a byte at a time cannot hold the connection). ``read_timeout`` (30 s) still
+      bounds each read, and the head as a whole.
+    * ``ws_ping_interval`` (default 20 s) / ``ws_ping_timeout`` (default 20 s, as the
+      ``websockets`` library): a Ping on every raw WebSocket route (``app.websocket``) after
+      that long, closed 1011 when no Pong comes in time, so a dead peer does not hold its
+      connection. Engine.IO mounts have their own heartbeat and get none. None: no pings.
+    """
 
     def __init__(
         self,
@@ -45,8 +79,8 @@ class App:
         static_cache_control: str = "no-cache",
         compression: bool = False,
         allowed_origins: Sequence[str] | None = None,
-        ws_ping_interval: float | None = None,
-        ws_ping_timeout: float | None = None,
+        ws_ping_interval: float | None = 20.0,
+        ws_ping_timeout: float | None = 20.0,
         ws_close_timeout: float = 5.0,
         ws_max_message_size: int = 1 << 20,
         ws_max_inbox: int = 64,
@@ -55,6 +89,9 @@ class App:
         max_header_size: int = 16 * 1024,
         max_body_size: int = 1 << 20,
         read_timeout: float = 30.0,
+        request_timeout: float | None = 300.0,
+        max_connections: int | Literal["auto"] | None = "auto",
+        max_connections_per_ip: int | None = None,
         serve_client: bool = True,
         client_path: str = "/socket.io",
         client_dist_dir: str | os.PathLike[str] | None = None,
@@ -86,6 +123,7 @@ class App:
             max_header_size=max_header_size,
             max_body_size=max_body_size,
             read_timeout=read_timeout,
+            request_timeout=request_timeout,
             allowed_hosts=HostAllowList(allowed_hosts) if allowed_hosts is not None else None,
         )
         self.security_headers: Mapping[str, str] = dict(security_headers or {})
@@ -96,6 +134,15 @@ class App:
         self._routes: dict[str, dict[str, Callable[[Request], Awaitable[Response]]]] = {}
         self._websockets: dict[str, WebSocketEndpoint] = {}
         self._mounts: list[tuple[str, Mount]] = []
+        #: Connections served at once, in all (None: no cap; see the class docstring).
+        self.max_connections: int | None = (
+            default_max_connections() if max_connections == "auto" else max_connections
+        )
+        #: Connections served at once per client address (None: no cap).
+        self.max_connections_per_ip = max_connections_per_ip
+        self._connections = 0
+        self._connections_per_ip: dict[str, int] = {}
+        self._refusals = BurstLog()
 
     # -- registration ------------------------------------------------------------------
 
@@ -176,11 +223,13 @@ class App:
         accepted: HandshakeAccepted,
         trailing_data: bytes,
     ) -> TrioWebSocket:
+        # keepalive pings on raw routes; a mount (Engine.IO) has a heartbeat of its own
+        raw = request.path in self._websockets
         conn = WebSocketConnection(
             deflate=accepted.deflate,
             max_message_size=self.ws_max_message_size,
-            ping_interval=self.ws_ping_interval,
-            ping_timeout=self.ws_ping_timeout,
+            ping_interval=self.ws_ping_interval if raw else None,
+            ping_timeout=self.ws_ping_timeout if raw else None,
             close_timeout=self.ws_close_timeout,
             now=trio.current_time(),
         )
@@ -296,6 +345,86 @@ class App:
             self.serve_stream, listeners, handler_nursery=handler_nursery, task_status=task_status
         )
 
+    @property
+    def connection_count(self) -> int:
+        """Connections being served now (what ``max_connections`` caps)."""
+        return self._connections
+
     async def serve_stream(self, stream: trio.abc.Stream) -> None:
-        """Serve one already accepted connection until it ends (closes the stream)."""
-        await serve_connection(stream, self)
+        """Serve one already accepted connection until it ends (closes the stream); over
+        ``max_connections`` or ``max_connections_per_ip`` it is answered 503 and closed."""
+        key = client_key(remote_address(stream)[0])
+        counts = self._connections_per_ip
+        cap = self.max_connections
+        per_ip = self.max_connections_per_ip
+        if cap is not None and self._connections >= cap:
+            await self._refuse(stream, key, f"max_connections ({cap})")
+            return
+        if key and per_ip is not None and counts.get(key, 0) >= per_ip:
+            await self._refuse(stream, key, f"max_connections_per_ip ({per_ip})")
+            return
+        # counted from here; the finally gives it back however the connection ends
+        self._connections += 1
+        if key:
+            counts[key] = counts.get(key, 0) + 1
+        try:
+            await serve_connection(stream, self)
+        finally:
+            self._connections -= 1
+            if key:
+                left = counts[key] - 1
+                if left:
+                    counts[key] = left
+                else:
+                    del counts[key]
+
+    async def _refuse(self, stream: trio.abc.Stream, key: str, cap: str) -> None:
+        """503 and close, before reading the request (a WebSocket upgrade is refused so
+        too): the answer goes out at once, then what the client sent is read and dropped
+        for a moment (closing with unread data would reset the connection, and the client
+        could lose the answer), then the connection is closed."""
+        count = self._refusals.due(trio.current_time())
+        if count:
+            logger.warning(
+                "refused %d connection(s) over %s since the last such line (the last from %s)",
+                count,
+                cap,
+                key or "?",
+            )
+        try:
+            with trio.move_on_after(_REFUSAL_LINGER):
+                await stream.send_all(_REFUSAL)
+                if isinstance(stream, trio.abc.HalfCloseableStream):
+                    await stream.send_eof()
+                drained = 0
+                while drained < _REFUSAL_DRAIN and (data := await stream.receive_some(65536)):
+                    drained += len(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            pass
+        finally:
+            await trio.aclose_forcefully(stream)
+
+
+_REFUSAL_BODY = b"too many connections, try again later\n"
+_REFUSAL = (
+    b"HTTP/1.1 503 Service Unavailable\r\n"
+    b"Content-Type: text/plain; charset=utf-8\r\n"
+    b"Content-Length: " + str(len(_REFUSAL_BODY)).encode() + b"\r\n"
+    b"Retry-After: 5\r\n"
+    b"Connection: close\r\n\r\n" + _REFUSAL_BODY
+)
+_REFUSAL_LINGER = 1.0
+"""Seconds a refused connection is kept to drain what its client sent (up to 64 KiB)."""
+_REFUSAL_DRAIN = 64 * 1024
+
+
+def default_max_connections() -> int | None:
+    """``max_connections="auto"``: the open-file limit less a reserve, None if unknown."""
+    try:
+        import resource
+    except ImportError:  # not on this platform
+        return None
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft <= 0:
+        return None
+    return max(1, soft - max(64, soft // 16))

@@ -62,6 +62,30 @@ def main(argv: Sequence[str] | None = None) -> None:
         command.add_argument(
             "--keyfile", type=Path, default=None, help="its private key (default: in --certfile)"
         )
+        command.add_argument(
+            "--max-connections",
+            type=_cap,
+            default=None,
+            metavar="N",
+            help="connections served at once, over it 503 (default: the app's, 'auto': the "
+            "open-file limit less a reserve; 'none': no cap)",
+        )
+        command.add_argument(
+            "--max-connections-per-ip",
+            type=_cap,
+            default=None,
+            metavar="N",
+            help="connections at once per client address (default: the app's, none; not "
+            "behind a proxy, where every client has the proxy's address)",
+        )
+        command.add_argument(
+            "--max-sessions-per-ip",
+            type=_cap,
+            default=None,
+            metavar="N",
+            help="Engine.IO sessions at once per client address, for a Server (default: "
+            "the server's, none)",
+        )
 
     cluster = sub.add_parser(
         "cluster",
@@ -126,6 +150,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         app: Any = build_server(args.web_dir, redis_url=args.redis_url, host=args.host)
     else:
         app = _load(args.target)
+    _apply_caps(app, args)
     context = _ssl_context(args.certfile, args.keyfile)
     scheme = "https" if context is not None else "http"
     logging.getLogger("pyserver").info("serving on %s://%s:%d/", scheme, args.host, args.port)
@@ -133,6 +158,52 @@ def main(argv: Sequence[str] | None = None) -> None:
         trio.run(_serve_until_signalled, app, args.host, args.port, context)
     except* KeyboardInterrupt:  # a second Ctrl-C while shutting down
         pass
+
+
+_NO_CAP = object()
+
+
+def _cap(text: str) -> object:
+    """A cap on the command line: a count, ``none`` (no cap) or ``auto`` (the default rule,
+    for ``--max-connections``)."""
+    lowered = text.strip().lower()
+    if lowered == "none":
+        return _NO_CAP
+    if lowered == "auto":
+        return "auto"
+    try:
+        value = int(lowered)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a number, 'none' or 'auto', not {text!r}"
+        ) from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("a cap must be at least 1 (or 'none')")
+    return value
+
+
+def _apply_caps(target: Any, args: argparse.Namespace) -> None:
+    """Set the caps given on the command line on the served App (a Server's ``app``) and
+    on a Server's Engine.IO server."""
+    from pyserver.app import App, default_max_connections
+
+    app = target if isinstance(target, App) else getattr(target, "app", None)
+    eio = getattr(target, "eio", None)
+    options = (
+        ("max_connections", app, args.max_connections),
+        ("max_connections_per_ip", app, args.max_connections_per_ip),
+        ("max_sessions_per_ip", eio, args.max_sessions_per_ip),
+    )
+    for name, owner, value in options:
+        if value is None:
+            continue
+        if owner is None or not hasattr(owner, name):
+            raise SystemExit(f"pyserver: --{name.replace('_', '-')} needs an App or a Server")
+        if value == "auto":
+            if name != "max_connections":
+                raise SystemExit(f"pyserver: --{name.replace('_', '-')} takes a number or none")
+            value = default_max_connections()
+        setattr(owner, name, None if value is _NO_CAP else value)
 
 
 def _ssl_context(certfile: Path | None, keyfile: Path | None) -> ssl.SSLContext | None:

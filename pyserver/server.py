@@ -63,7 +63,7 @@ import re
 import ssl
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from functools import partial
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import trio
 
@@ -111,6 +111,9 @@ class Server:
         upgrade_timeout: float = 10.0,
         http_compression: bool = True,
         allow_request: Callable[[Request], bool] | None = None,
+        max_sessions_per_ip: int | None = None,
+        max_connections: int | Literal["auto"] | None = "auto",
+        max_connections_per_ip: int | None = None,
         rate_limit: RateLimit | None = None,
         flood_windows: int = 3,
         room_grace_period: float = 0.0,
@@ -161,6 +164,7 @@ class Server:
             cors_credentials=cors_credentials,
             http_compression=http_compression,
             allow_request=allow_request,
+            max_sessions_per_ip=max_sessions_per_ip,
             on_connect=self._eio_connect,
             on_message=self._eio_message,
             on_disconnect=self._eio_disconnect,
@@ -171,7 +175,15 @@ class Server:
         if app is not None and allowed_hosts is not None:
             raise ValueError("give allowed_hosts to the App passed as app=, not to the Server")
         self.app = (
-            app if app is not None else App(static_dir=static_dir, allowed_hosts=allowed_hosts)
+            app
+            if app is not None
+            else App(
+                static_dir=static_dir,
+                allowed_hosts=allowed_hosts,
+                # caps (see App and EngineIOServer); an App given as ``app`` has its own
+                max_connections=max_connections,
+                max_connections_per_ip=max_connections_per_ip,
+            )
         )
         self.path = path
         self.app.mount(path, self.eio)

@@ -6,8 +6,10 @@ Per connection (:func:`serve_connection`):
   fit in ``max_header_size`` (h11's ``max_incomplete_event_size``; too large -> 431); an idle
   keep-alive connection is closed quietly at the same timeout, a half-sent request gets 408.
   The body is read whole, bounded by ``max_body_size`` (413 and close), each read bounded by
-  ``read_timeout``. A malformed request (h11 ``RemoteProtocolError``) gets its status hint
-  (400) and the connection is closed.
+  ``read_timeout``. The whole request (head and body, from its first byte) must arrive within
+  ``request_timeout`` (Node's ``requestTimeout``), else 408 and close: a body sent a byte at a
+  time cannot hold a connection for longer than that. A malformed request (h11
+  ``RemoteProtocolError``) gets its status hint (400) and the connection is closed.
 * Dispatch is the site's (``App``): a WebSocket upgrade goes through the handshake
   (``pyserver.ws.handshake``) and, once accepted, the connection becomes a
   ``pyserver.transports.websocket.WebSocket`` on the same stream (h11's ``trailing_data``
@@ -20,7 +22,9 @@ Per connection (:func:`serve_connection`):
 from __future__ import annotations
 
 import http
+import ipaddress
 import logging
+import math
 import ssl
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -41,10 +45,13 @@ from pyserver.ws.handshake import (
 
 __all__ = [
     "AcceptedWebSocket",
+    "BurstLog",
     "HttpSettings",
     "Site",
     "WebSocketEndpoint",
+    "client_key",
     "error_response",
+    "remote_address",
     "serve_connection",
 ]
 
@@ -56,6 +63,9 @@ class HttpSettings:
     max_header_size: int = 16 * 1024
     max_body_size: int = 1 << 20
     read_timeout: float = 30.0
+    request_timeout: float | None = 300.0
+    """Seconds for a whole request (head and body) to arrive, from its first byte; None: no
+    bound beyond ``read_timeout`` per read."""
     server_header: str | None = None
     allowed_hosts: Callable[[str | None], bool] | None = None
     """The Host rule (``pyserver.ws.handshake.HostAllowList``): a request, upgrade or not,
@@ -121,6 +131,49 @@ def _remote_address(stream: trio.abc.Stream) -> tuple[str, int]:
     return ("", 0)
 
 
+remote_address = _remote_address
+"""The peer's ``(host, port)`` of a stream (TLS or plain TCP); ``("", 0)`` when it has none
+(a Unix socket, an in-memory stream)."""
+
+
+def client_key(host: str) -> str:
+    """What per-address caps count by: the IPv4 address, or the /64 network of an IPv6 one
+    (one host is usually given a whole /64, so counting single IPv6 addresses would let it
+    open as many as it likes); an IPv4-mapped IPv6 address counts as its IPv4 address."""
+    if ":" not in host:
+        return host
+    try:
+        address = ipaddress.IPv6Address(host.partition("%")[0])
+    except ValueError:
+        return host
+    if address.ipv4_mapped is not None:
+        return str(address.ipv4_mapped)
+    return str(ipaddress.IPv6Network((int(address) >> 64 << 64, 64)))
+
+
+class BurstLog:
+    """One log line per burst of refusals, not one per refusal: the first refusal is logged
+    at once, later ones are counted and logged at most once per ``interval`` seconds, with
+    how many there were since the last line. Sans-IO: the caller passes ``now``."""
+
+    __slots__ = ("_count", "_last", "interval")
+
+    def __init__(self, interval: float = 10.0) -> None:
+        self.interval = interval
+        self._last = -math.inf
+        self._count = 0
+
+    def due(self, now: float) -> int:
+        """Count one refusal; the number to log now (the refusals since the last line,
+        this one included), or 0: stay quiet."""
+        self._count += 1
+        if now - self._last < self.interval:
+            return 0
+        self._last = now
+        count, self._count = self._count, 0
+        return count
+
+
 class _Timeout(Exception):
     pass
 
@@ -134,7 +187,7 @@ class _Upgrade:
 
 
 class _Connection:
-    __slots__ = ("conn", "remote", "secure", "settings", "site", "stream")
+    __slots__ = ("conn", "remote", "request_deadline", "secure", "settings", "site", "stream")
 
     def __init__(self, stream: trio.abc.Stream, site: Site) -> None:
         self.stream = stream
@@ -145,14 +198,23 @@ class _Connection:
         )
         self.remote = _remote_address(stream)
         self.secure = isinstance(stream, trio.SSLStream)
+        #: When the request being read must be whole (``request_timeout`` after its first
+        #: byte); inf until that byte.
+        self.request_deadline = math.inf
+
+    def _start_request_clock(self) -> None:
+        timeout = self.settings.request_timeout
+        if timeout is not None and self.request_deadline == math.inf:
+            self.request_deadline = trio.current_time() + timeout
 
     async def _next_event(self, deadline: float) -> h11.Event | type[h11.PAUSED]:
         conn = self.conn
         while True:
             event = conn.next_event()
             if event is h11.NEED_DATA:
-                with trio.move_on_at(deadline):
+                with trio.move_on_at(min(deadline, self.request_deadline)):
                     data = await self.stream.receive_some(65536)
+                    self._start_request_clock()
                     conn.receive_data(bytes(data))
                     continue
                 raise _Timeout
@@ -197,6 +259,9 @@ class _Connection:
         while True:
             # -- request line and headers --------------------------------------------
             deadline = trio.current_time() + settings.read_timeout
+            self.request_deadline = math.inf
+            if conn.trailing_data[0]:
+                self._start_request_clock()  # a pipelined request: its bytes are here
             try:
                 event = await self._next_event(deadline)
             except _Timeout:
@@ -273,7 +338,7 @@ class _Connection:
                 logger.exception(
                     "handler failed for %s %s (peer %s)",
                     request.method,
-                    request.path,
+                    shown(request.path),
                     _peer(self.remote),
                 )
                 response = error_response(500)
@@ -330,7 +395,7 @@ class _Connection:
             try:
                 refusal = endpoint.check(request)
             except Exception:
-                logger.exception("WebSocket check failed for %s", request.path)
+                logger.exception("WebSocket check failed for %s", shown(request.path))
                 refusal = error_response(500)
             if refusal is not None:
                 await self.send_error(refusal)

@@ -58,7 +58,9 @@ from pyserver.engineio.session import (
     UpgradeState,
 )
 from pyserver.errors import ConnectionClosed
+from pyserver.http.server import BurstLog, client_key
 from pyserver.http.types import Request, Response, WebSocket
+from pyserver.logtext import shown
 from pyserver.transports.timers import DeadlineTimer
 from pyserver.transports.websocket import WebSocket as TrioWebSocket
 from pyserver.transports.websocket import send_frames_to_many
@@ -72,6 +74,9 @@ __all__ = [
 ]
 
 logger = logging.getLogger("pyserver.engineio")
+
+_TOO_MANY_SESSIONS = "Too many sessions"
+_TOO_MANY_SESSIONS_BODY = b'{"code":4,"message":"Too many sessions"}'
 
 _UPGRADING = frozenset({UpgradeState.PROBING, UpgradeState.PROBED})
 UPGRADE_GRACE = 0.1
@@ -286,6 +291,7 @@ class EngineIOServer:
         compression_threshold: int = 1024,
         max_queued_packets: int = 1024,
         max_queued_bytes: int = 16 * 1024 * 1024,
+        max_sessions_per_ip: int | None = None,
         allow_request: Callable[[Request], bool] | None = None,
         on_connection_error: Callable[[RequestRefused], None] | None = None,
         on_connect: ConnectHandler | None = None,
@@ -313,6 +319,15 @@ class EngineIOServer:
         self.http_compression = http_compression
         self.compression_threshold = compression_threshold
         self.allow_request = allow_request
+        #: Sessions open at once per client address (the TCP peer's, IPv6 by /64; see
+        #: ``pyserver.http.server.client_key``). A handshake over it is answered 503 with
+        #: ``{"code": 4, "message": "Too many sessions"}`` (the reference server's code for a
+        #: refused handshake, ``allowRequest``'s; 503 as it is temporary: the client retries
+        #: with its backoff), reported to ``on_connection_error`` and logged once per burst.
+        #: None: no cap (the default: behind a reverse proxy every client has its address).
+        self.max_sessions_per_ip = max_sessions_per_ip
+        self._sessions_per_ip: dict[str, int] = {}
+        self._session_refusals = BurstLog()
         #: Called with a :class:`RequestRefused` for every refused request (unknown sid or
         #: transport, bad handshake, ``allow_request`` said no, ...), as the reference
         #: server's ``io.engine.on("connection_error")``; each is also logged on one line.
@@ -374,6 +389,8 @@ class EngineIOServer:
                 return self._refused(request, BAD_HANDSHAKE_METHOD, cors)
             if transport != Transport.POLLING:
                 return self._refused(request, BAD_REQUEST, cors)
+            if self._too_many_sessions(request):
+                return self._too_many_response(request, cors)
             if self.allow_request is not None and not self.allow_request(request):
                 return self._refused(request, FORBIDDEN, cors)
             return self._open_polling(request, cors)
@@ -497,6 +514,8 @@ class EngineIOServer:
         elif (sid := query.get("sid")) is not None:
             if EioSid(sid) not in self.sessions:
                 code = UNKNOWN_SID
+        elif self._too_many_sessions(request):
+            return self._too_many_response(request, [])
         elif self.allow_request is not None and not self.allow_request(request):
             code = FORBIDDEN
         if code is None:
@@ -505,25 +524,57 @@ class EngineIOServer:
         status = 403 if code == FORBIDDEN else 400
         return Response(status, [("Content-Type", "text/html")], ERROR_MESSAGES[code].encode())
 
+    def _too_many_sessions(self, request: Request) -> bool:
+        cap = self.max_sessions_per_ip
+        if cap is None:
+            return False
+        key = client_key(request.remote_address[0])
+        return bool(key) and self._sessions_per_ip.get(key, 0) >= cap
+
+    def _refuse_too_many(self, request: Request) -> None:
+        """Report a handshake over ``max_sessions_per_ip``: ``on_connection_error`` for each,
+        one log line per burst."""
+        count = self._session_refusals.due(trio.current_time())
+        if count:
+            logger.warning(
+                "refused %d handshake(s) over max_sessions_per_ip (%s) since the last such "
+                "line (the last from %s)",
+                count,
+                self.max_sessions_per_ip,
+                client_key(request.remote_address[0]),
+            )
+        self._report_refusal(request, FORBIDDEN, _TOO_MANY_SESSIONS, log=False)
+
+    def _too_many_response(self, request: Request, cors: list[tuple[str, str]]) -> Response:
+        self._refuse_too_many(request)
+        return Response(
+            503,
+            [*cors, ("Content-Type", "application/json"), ("Retry-After", "5")],
+            _TOO_MANY_SESSIONS_BODY,
+        )
+
     def _refused(self, request: Request, code: int, cors: list[tuple[str, str]]) -> Response:
         """The JSON error answer of the reference server, reported first."""
         self._report_refusal(request, code)
         return error_response(code, cors)
 
-    def _report_refusal(self, request: Request, code: int) -> None:
-        """One log line per refused request, and ``on_connection_error`` (the reference
-        server's ``connection_error`` event)."""
-        refusal = RequestRefused(request, code, ERROR_MESSAGES[code])
-        host, port = request.remote_address
-        logger.info(
-            "refused %s %s?%s (peer %s:%s): %s",
-            request.method,
-            request.path,
-            request.query_string[:200],
-            host,
-            port,
-            refusal.message,
-        )
+    def _report_refusal(
+        self, request: Request, code: int, message: str | None = None, *, log: bool = True
+    ) -> None:
+        """One log line per refused request (unless ``log`` is false: the caller logs), and
+        ``on_connection_error`` (the reference server's ``connection_error`` event)."""
+        refusal = RequestRefused(request, code, message or ERROR_MESSAGES[code])
+        if log:
+            host, port = request.remote_address
+            logger.info(
+                "refused %s %s?%s (peer %s:%s): %s",
+                request.method,
+                shown(request.path),
+                shown(request.query_string),
+                host,
+                port,
+                refusal.message,
+            )
         if self.on_connection_error is not None:
             try:
                 self.on_connection_error(refusal)
@@ -533,6 +584,11 @@ class EngineIOServer:
     async def handle_websocket(self, ws: WebSocket) -> None:
         sid = ws.request.query.get("sid")
         if sid is None:
+            if self._too_many_sessions(ws.request):
+                # check_websocket let it through, then others came first (the 101 is sent)
+                self._refuse_too_many(ws.request)
+                await ws.close(1013, "too many sessions")
+                return
             session = self._new_session(Transport.WEBSOCKET, ws.request)
             session._ws = ws
             self._flush_ws(session)
@@ -544,7 +600,7 @@ class EngineIOServer:
             host, port = ws.request.remote_address
             logger.info(
                 "refused an upgrade of session %s (peer %s:%s): %s",
-                sid[:40],
+                shown(sid, 40),
                 host,
                 port,
                 "unknown" if existing is None else "upgraded or upgrading already",
@@ -608,6 +664,10 @@ class EngineIOServer:
         core = Session(sid, transport, self.config, trio.current_time())
         session = EngineSession(self, core, request)
         self.sessions[sid] = session
+        key = client_key(request.remote_address[0])
+        if key:
+            counts = self._sessions_per_ip
+            counts[key] = counts.get(key, 0) + 1
         if not self._running and not self._warned_not_running:
             self._warned_not_running = True
             logger.warning(
@@ -656,6 +716,14 @@ class EngineIOServer:
     def _closed(self, session: EngineSession, event: SessionClosed) -> None:
         if self.sessions.get(session.sid) is session:
             del self.sessions[session.sid]
+            key = client_key(session.request.remote_address[0])
+            if key:
+                counts = self._sessions_per_ip
+                left = counts[key] - 1
+                if left:
+                    counts[key] = left
+                else:
+                    del counts[key]
         # the last packets (a "1") go out now; nothing sent after the close may follow them,
         # then the WebSocket's close handshake (its reader goes on until the peer answers).
         # Shutting down, no "1": clients take it as "sent away" and stay away (python-
