@@ -35,7 +35,10 @@ once per window per connection, and answered at most ``events`` times per window
 namespaces one connection is in or joining at once (past it: CONNECT_ERROR "too many
 namespaces"). ``cleanup_empty_child_namespaces`` (Node's option, off by default as there)
 removes a dynamic namespace's child once its last socket left (see
-:mod:`pyserver.sio.namespace`).
+:mod:`pyserver.sio.namespace`). ``max_sessions_per_ip`` (None: no cap, the default) the
+Engine.IO sessions open at once per client address (a handshake past it: 503, see
+:class:`~pyserver.transports.engineio.EngineIOServer`); ``max_connections`` and
+``max_connections_per_ip`` go to the :class:`~pyserver.app.App` made here (see there).
 
 Several processes as one: ``Server(adapter=RedisAdapter("redis://..."))`` (see
 :mod:`pyserver.adapters.redis`). ``run`` then starts the adapter's tasks in the server's

@@ -321,3 +321,29 @@ async def test_audit_log_forging_decoded_path_escaped(caplog: pytest.LogCaptureF
     for line in lines:
         assert "\n" not in line and "\r" not in line
         assert "\\nWARNING pyserver.auth: forged" in line
+
+
+# -- the command line ------------------------------------------------------------------------
+
+CLI_APP = hello_app()
+CLI_SERVER = Server()
+
+
+def test_audit_caps_cli_flags_reach_app_and_server(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pyserver import cli
+
+    served: list[Any] = []
+    monkeypatch.setattr(cli.trio, "run", lambda fn, app, *args: served.append(app))
+    cli.main(["run", "test_audit_limits:CLI_APP", "--max-connections", "5"])
+    cli.main(["run", "test_audit_limits:CLI_APP", "--max-connections-per-ip", "none"])
+    assert served[-1] is CLI_APP
+    assert (CLI_APP.max_connections, CLI_APP.max_connections_per_ip) == (5, None)
+    argv = ["run", "test_audit_limits:CLI_SERVER", "--max-connections", "none"]
+    cli.main([*argv, "--max-connections-per-ip", "4", "--max-sessions-per-ip", "3"])
+    assert CLI_SERVER.app.max_connections is None
+    assert CLI_SERVER.app.max_connections_per_ip == 4
+    assert CLI_SERVER.eio.max_sessions_per_ip == 3
+    with pytest.raises(SystemExit):
+        cli.main(["run", "test_audit_limits:CLI_APP", "--max-sessions-per-ip", "3"])
+    with pytest.raises(SystemExit):
+        cli.main(["run", "test_audit_limits:CLI_APP", "--max-connections", "0"])
