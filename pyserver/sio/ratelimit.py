@@ -75,7 +75,8 @@ class Refusals:
     """What one connection was refused (events over a rate limit or a full queue), so that
     its log lines and its ``"error"`` events stay bounded: one log line per window, saying
     how many were refused since the previous one; one ``"error"`` event per window (a
-    refused event with an ack id is always acked: see :mod:`pyserver.sio.client`). Made on the first refusal (an idle connection has none)."""
+    refused event with an ack id is always acked: see :mod:`pyserver.sio.client`). Made on
+    the first refusal (an idle connection has none)."""
 
     __slots__ = ("_error_sent", "_window_start", "unlogged")
 
