@@ -49,3 +49,26 @@ async def test_an_item_can_reschedule_itself_from_on_due(
             await trio.sleep(5)
             nursery.cancel_scope.cancel()
     assert count == 3
+
+
+async def test_unscheduled_items_do_not_fire_and_do_not_pile_up(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """``unschedule`` (a connection that closed): the item does not fire, and the heap is
+    rebuilt without such entries once they are most of it, so gone items are let go."""
+    fired: list[int] = []
+    timer: DeadlineTimer[int] = DeadlineTimer(lambda item, now: fired.append(item))
+    with trio.fail_after(5):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(timer.run)
+            start = trio.current_time()
+            for item in range(1000):
+                timer.schedule(item, start + 1 + item / 1000)
+                if item % 10:
+                    timer.unschedule(item)  # nine in ten go before their deadline
+            timer.unschedule(-1)  # never scheduled: nothing happens
+            assert len(timer._heap) <= 100 + 65
+            timer.schedule(5, start + 0.5)  # scheduled again after it went: fires
+            await trio.sleep(3)
+            nursery.cancel_scope.cancel()
+    assert fired == [5, *range(0, 1000, 10)]
