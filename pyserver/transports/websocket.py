@@ -55,8 +55,16 @@ Tasks per connection (all in one nursery, ended together):
   one Rust call (``_frames.write_each``). A step that handles several broadcasts (a server
   that has fallen behind reads several per step) then costs each recipient one write for
   all of them. The ticker writes what it flushes the same way.
-* the **timer** (only with keepalive pings, or once a close is under way) sleeps until the
-  core's ``next_deadline()``.
+* **timers**: while the connection is open, the core's ``next_deadline()`` (keepalive
+  pings) is watched by the run's one keepalive timer (``_Keepalive``: a
+  :class:`~pyserver.transports.timers.DeadlineTimer`, one heap and one system task for every
+  connection), so an idle connection with keepalive costs a heap entry, not a sleeping task;
+  when a deadline comes, it feeds ``now`` to the core and sends what the core queued (a Ping
+  goes out in one direct write when the socket takes it, as a reader's batch does; a 1011
+  Close wakes the writer), which runs no user code. Once a close is under way, a **timer**
+  task of the connection sleeps until the close deadline and then drops the stream (which
+  needs an ``await``, and may hand the reading to a new task of the connection): the close
+  handshake is short and happens once per connection, so that task costs no idle memory.
 * the **handler** runs in the task that called :meth:`WebSocket.run`.
 
 I/O: on a plain ``trio.SocketStream`` the reader and the writer use the socket's file
@@ -106,6 +114,7 @@ from pyserver.http.types import Request
 from pyserver.logtext import shown
 from pyserver.transports import reactor as _reactor_module
 from pyserver.transports.reactor import Blocked, Reactor
+from pyserver.transports.timers import DeadlineTimer
 from pyserver.ws.connection import PONG_HEAD, ConnectionState, WebSocketConnection
 
 __all__ = ["WRITER_IDLE_SECONDS", "WebSocket", "send_frames_to_many"]
@@ -498,8 +507,7 @@ class WebSocket:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
                 nursery.start_soon(self._reader)  # the writer starts with the first frame
-                if conn.next_deadline() is not None:
-                    self._start_timer()
+                self._update_timer()  # (keepalive: the run's shared timer, no task)
                 try:
                     await handler(self)
                 except ConnectionClosed:
@@ -801,12 +809,45 @@ class WebSocket:
                 await self._space.park()
 
     def _update_timer(self) -> None:
+        """Have the core's next deadline watched (called when the connection starts and
+        whenever its state changes): while open, by the run's keepalive timer; once a close
+        is under way, by a timer task of the connection (module docstring)."""
+        conn = self._conn
+        if conn.state is _OPEN:
+            deadline = conn.next_deadline()
+            if deadline is not None:
+                _keepalive().schedule(self, deadline)
+            return
+        keepalive = _keepalive_if_any()
+        if keepalive is not None:
+            keepalive.unschedule(self)  # (closed, or closing: the entry would be stale)
         sleep = self._timer_sleep
         if sleep is not None:
-            deadline = self._conn.next_deadline()
+            deadline = conn.next_deadline()
             sleep.deadline = -math.inf if deadline is None else deadline
-        elif not self._timer_running and self._conn.next_deadline() is not None:
+        elif not self._timer_running and conn.next_deadline() is not None:
             self._start_timer()
+
+    def _keepalive_due(self, now: float) -> None:
+        """The run's keepalive timer: the deadline it was given for this connection has
+        come. What the timer task did after its sleep (``now`` to the core, then what the
+        core queued to the outbox), without blocking and without running user code; what
+        is queued (a Ping) goes out in one direct write when the socket takes it (no writer
+        task), as after a reader's batch. Then the core's next deadline is scheduled."""
+        conn = self._conn
+        if conn.state is not _OPEN or self._nursery is None or self._done:
+            return  # (a close under way has a timer task of its own; nothing runs any more)
+        self._corked = True  # what the core queues waits for the one write below
+        try:
+            conn.handle_timeout(now)
+            self._sync()
+        finally:
+            self._corked = False
+        self._flush()
+        if conn.state is _OPEN:
+            deadline = conn.next_deadline()
+            if deadline is not None:
+                _keepalive().schedule(self, deadline)
 
     def _start_timer(self) -> None:
         if self._nursery is not None and not self._timer_running:
@@ -1429,6 +1470,58 @@ def _per_run(var: trio.lowlevel.RunVar[_T], make: Callable[[], _T]) -> _T:
 
 def _sweeper() -> _IdleSweeper:
     return _per_run(_SWEEPER, _IdleSweeper)
+
+
+class _Keepalive:
+    """The keepalive deadlines of every open connection of one Trio run: a
+    :class:`~pyserver.transports.timers.DeadlineTimer` (one heap, one task), whose task is a
+    system task started by the first connection with a deadline (as the ticker's is: it
+    serves every connection, so no connection's nursery can hold it). It calls each due
+    connection's ``_keepalive_due``, which runs no user code. A connection that is no longer
+    open unschedules itself (``_update_timer``); an entry left behind is skipped."""
+
+    __slots__ = ("running", "timer")
+
+    def __init__(self) -> None:
+        self.timer: DeadlineTimer[WebSocket] = DeadlineTimer(_keepalive_due)
+        self.running = False
+
+    def schedule(self, ws: WebSocket, deadline: float) -> None:
+        self.timer.schedule(ws, deadline)
+        if not self.running:
+            self.running = True
+            trio.lowlevel.spawn_system_task(self._run, name="pyserver WebSocket keepalive timer")
+
+    def unschedule(self, ws: WebSocket) -> None:
+        self.timer.unschedule(ws)
+
+    async def _run(self) -> None:
+        try:
+            await self.timer.run()
+        finally:
+            self.running = False
+
+
+def _keepalive_due(ws: WebSocket, now: float) -> None:
+    try:
+        ws._keepalive_due(now)
+    except Exception:  # a system task must never raise
+        logger.exception("WebSocket keepalive failed for %s", shown(ws.request.path))
+
+
+_KEEPALIVE: trio.lowlevel.RunVar[_Keepalive] = trio.lowlevel.RunVar("pyserver_ws_keepalive")
+
+
+def _keepalive() -> _Keepalive:
+    return _per_run(_KEEPALIVE, _Keepalive)
+
+
+def _keepalive_if_any() -> _Keepalive | None:
+    """This run's keepalive timer if a connection made it (nothing is made to unschedule)."""
+    try:
+        return _KEEPALIVE.get()
+    except LookupError:
+        return None
 
 
 class _Ticker:
