@@ -5,6 +5,8 @@ the reactor, on Unix socket pairs under the autojump clock (no wall time asserte
 
 from __future__ import annotations
 
+import contextvars
+
 import h11
 import pytest
 import trio
@@ -171,4 +173,31 @@ async def test_closed_connections_leave_the_keepalive_timer(
             # the one left open is pinged as usual
             message = await keep.next()
             assert isinstance(message, tuple) and message[0] == "ping"
+            nursery.cancel_scope.cancel()
+
+
+async def test_a_keepalive_close_ends_in_the_connections_context(
+    autojump_clock: trio.testing.MockClock, reactor_mode: str
+) -> None:
+    """The shared timer is a system task: what it starts for a connection (the writer of
+    the 1011 Close, which may hand the reading to a new task that calls ``on_end``) runs in
+    the connection's context (the one its reads run in), not the timer's. (Before the
+    shared timer, the timer task's context was copied before the handler ran: ``on_end``
+    did not see what the handler set either.)"""
+    var: contextvars.ContextVar[str] = contextvars.ContextVar("var", default="unset")
+    seen: list[str] = []
+    app = App(serve_client=False, health_path=None, ws_ping_interval=20, ws_ping_timeout=20)
+
+    @app.websocket("/echo")
+    async def echo(ws: WebSocket) -> None:
+        var.set("handler")
+        await ws.serve_messages(ws.send_nowait, lambda: seen.append(var.get()))
+
+    with trio.fail_after(600):
+        async with trio.open_nursery() as nursery:
+            client = await connect(nursery, app)
+            close = await client.until_close()  # a Ping, no Pong, then 1011
+            assert close[1] == 1011
+            await trio.sleep(30)  # the peer does not close its end: the server gives up
+            assert seen == ["handler"]
             nursery.cancel_scope.cancel()

@@ -1504,7 +1504,13 @@ class _Keepalive:
 
 def _keepalive_due(ws: WebSocket, now: float) -> None:
     try:
-        ws._keepalive_due(now)
+        context = ws._context
+        if context is _NO_CONTEXT:
+            ws._keepalive_due(now)
+        else:
+            # read by the reactor: a writer started here (which may hand the reading to a
+            # task that calls on_end) gets the connection's context, not the timer's
+            context.run(ws._keepalive_due, now)
     except Exception:  # a system task must never raise
         logger.exception("WebSocket keepalive failed for %s", shown(ws.request.path))
 
