@@ -76,9 +76,21 @@ async def serving(serve: Callable[..., Any]) -> AsyncIterator[int]:
 
 
 async def never_reading(port: int, path: str) -> trio.SocketStream:
-    """A WebSocket client with a small receive buffer, which reads the 101 and no more."""
+    """A WebSocket client with a small receive window, which reads the 101 and no more.
+
+    The window is clamped (``TCP_WINDOW_CLAMP``), the receive buffer is left as it is: a
+    tiny ``SO_RCVBUF`` overflows in memory (many small Pong segments cost far more than
+    their bytes) while its window is still open, so the kernel drops Pongs it had room
+    for; the server, which sent them, is then ahead of the client's window, and recent
+    Linux (nstat's ``TcpExtBeyondWindow``) drops every later segment of the server beyond
+    that (zero) window, their ACKs included: the client's sent bytes are never acknowledged
+    again, and the flood stalls with the server waiting for bytes (about 1 run in 40). A
+    clamped window closes cleanly instead (the buffer has room for all it lets in)."""
     sock = trio.socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    if hasattr(socket, "TCP_WINDOW_CLAMP"):  # (Linux)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_WINDOW_CLAMP, 4096)
+    else:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     await sock.connect(("127.0.0.1", port))
     stream = trio.SocketStream(sock)
     key = base64.b64encode(os.urandom(16)).decode()
