@@ -10,15 +10,14 @@ import json
 import logging
 import re
 import weakref
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 import trio
 import trio.lowlevel
 from _sio_client import RawClient, eventually, in_thread, serving
-from cluster.conftest import REDIS_SERVER, RedisProcess
+from cluster import conftest as cluster_conftest
+from cluster.conftest import RedisProcess
 
 from pyserver import ConnectionRefused, RedisAdapter, Server
 from pyserver.sio import Socket
@@ -340,17 +339,8 @@ def _drain_for(raw: RawClient, quiet: float) -> list[str | bytes]:
 
 # -- Redis: a removed child unsubscribes its channels -------------------------------------------
 
-
-@pytest.fixture(scope="module")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisProcess]:
-    if not Path(REDIS_SERVER).exists():
-        pytest.skip("redis-server is not installed (apt-get install redis-server)")
-    server = RedisProcess(tmp_path_factory.mktemp("redis"))
-    server.start()
-    try:
-        yield server
-    finally:
-        server.kill()
+# the cluster tests' real redis-server, one per module (skipped where it is not installed)
+redis_server = cluster_conftest.redis_server
 
 
 async def test_audit_dynamic_namespaces_cleanup_unsubscribes_redis(

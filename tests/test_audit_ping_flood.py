@@ -193,15 +193,22 @@ def test_audit_ping_flood_many_pings_leave_one_pong_to_send() -> None:
 # -- a raw WebSocket route ----------------------------------------------------------------
 
 
-async def test_audit_ping_flood_raw_route_outbox_bounded_and_reading_stops(
-    server_sides: list[TrioWebSocket],
-) -> None:
-    app = App(ws_max_outbox=MAX_OUTBOX)
+def echo_app(**options: Any) -> App:
+    """A raw WebSocket echo at ``/ws/echo``, with the tests' small outbox."""
+    app = App(ws_max_outbox=MAX_OUTBOX, **options)
 
     @app.websocket("/ws/echo")
     async def echo(ws: WebSocket) -> None:
         async for message in ws:
             await ws.send(message)
+
+    return app
+
+
+async def test_audit_ping_flood_raw_route_outbox_bounded_and_reading_stops(
+    server_sides: list[TrioWebSocket],
+) -> None:
+    app = echo_app()
 
     with trio.fail_after(TIMEOUT):
         async with serving(app.serve) as port:
@@ -222,12 +229,7 @@ async def test_audit_ping_flood_raw_route_with_keepalive_closes_as_slow_consumer
 ) -> None:
     """A frame the server must send past the limit (here its keepalive Ping) closes the
     flooding connection as a slow consumer, as a data frame does."""
-    app = App(ws_max_outbox=MAX_OUTBOX, ws_ping_interval=0.2, ws_ping_timeout=60)
-
-    @app.websocket("/ws/echo")
-    async def echo(ws: WebSocket) -> None:
-        async for message in ws:
-            await ws.send(message)
+    app = echo_app(ws_ping_interval=0.2, ws_ping_timeout=60)
 
     with trio.fail_after(TIMEOUT):
         async with serving(app.serve) as port:
