@@ -12,24 +12,24 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 _EXPORTS: dict[str, str] = {
-    "App": "pyserver.app",
-    "WebSocket": "pyserver.transports",
+    "App": "pyserver.trio.http.app",
+    "WebSocket": "pyserver.trio.websocket",
     "broadcast": "pyserver.ws",
-    "EngineIOServer": "pyserver.engineio",
+    "EngineIOServer": "pyserver.trio.engineio",
     "ConnectionClosed": "pyserver.errors",
     "ConnectionRefused": "pyserver.errors",
-    "Server": "pyserver.server",
-    "RedisAdapter": "pyserver.adapters.redis",
-    "RequestTimeout": "pyserver.sio.adapter",
-    "Socket": "pyserver.sio.socket",
+    "Server": "pyserver.trio.socketio.server",
+    "RedisAdapter": "pyserver.trio.redis.adapter",
+    "RequestTimeout": "pyserver.trio.socketio.adapter",
+    "Socket": "pyserver.trio.socketio.socket",
     "StateRecovery": "pyserver.socketio.recovery",
     "PacketTooLarge": "pyserver.socketio.packets",
     "LocalProtocolError": "pyserver.errors",
     "RemoteProtocolError": "pyserver.errors",
-    "Headers": "pyserver.http.types",
-    "Mount": "pyserver.http.types",
-    "Request": "pyserver.http.types",
-    "Response": "pyserver.http.types",
+    "Headers": "pyserver.http",
+    "Mount": "pyserver.http",
+    "Request": "pyserver.http",
+    "Response": "pyserver.http",
     "FrameError": "pyserver._frames",
 }
 
@@ -57,22 +57,22 @@ __all__ = [
 
 if TYPE_CHECKING:
     from pyserver._frames import FrameError
-    from pyserver.adapters.redis import RedisAdapter
-    from pyserver.app import App
-    from pyserver.engineio import EngineIOServer
     from pyserver.errors import (
         ConnectionClosed,
         ConnectionRefused,
         LocalProtocolError,
         RemoteProtocolError,
     )
-    from pyserver.http.types import Headers, Mount, Request, Response
-    from pyserver.server import Server
-    from pyserver.sio.adapter import RequestTimeout
-    from pyserver.sio.socket import Socket
+    from pyserver.http import Headers, Mount, Request, Response
     from pyserver.socketio.packets import PacketTooLarge
     from pyserver.socketio.recovery import StateRecovery
-    from pyserver.transports import WebSocket
+    from pyserver.trio.engineio import EngineIOServer
+    from pyserver.trio.http.app import App
+    from pyserver.trio.redis.adapter import RedisAdapter
+    from pyserver.trio.socketio.adapter import RequestTimeout
+    from pyserver.trio.socketio.server import Server
+    from pyserver.trio.socketio.socket import Socket
+    from pyserver.trio.websocket import WebSocket
     from pyserver.ws import broadcast
 
 

@@ -1,5 +1,5 @@
 """The ``pyserver`` command line: ``pyserver demo``, ``pyserver run module:app`` and
-``pyserver cluster`` (N nodes sharing one Redis, see :mod:`pyserver.cluster`)."""
+``pyserver cluster`` (N nodes sharing one Redis, see :mod:`pyserver.supervisor`)."""
 
 from __future__ import annotations
 
@@ -126,7 +126,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         format=f"%(asctime)s %(levelname)s{where} %(name)s: %(message)s",
     )
     if args.command == "cluster":
-        from pyserver.cluster import Cluster, ClusterError, supervise
+        from pyserver.supervisor import Cluster, ClusterError, supervise
 
         try:
             nodes = Cluster(
@@ -185,7 +185,7 @@ def _cap(text: str) -> object:
 def _apply_caps(target: Any, args: argparse.Namespace) -> None:
     """Set the caps given on the command line on the served App (a Server's ``app``) and
     on a Server's Engine.IO server."""
-    from pyserver.app import App, default_max_connections
+    from pyserver.trio.http.app import App, default_max_connections
 
     app = target if isinstance(target, App) else getattr(target, "app", None)
     eio = getattr(target, "eio", None)

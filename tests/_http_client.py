@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import h11
 import trio
 
-from pyserver.app import App
+from pyserver.trio.http.app import App
 
 
 @dataclass

@@ -20,9 +20,9 @@ import websockets.exceptions
 from websockets.sync.client import connect
 from wsproto.frame_protocol import FrameProtocol, Opcode
 
-from pyserver.app import App
 from pyserver.errors import ConnectionClosed
-from pyserver.http.types import Request, Response, WebSocket
+from pyserver.http import Request, Response, WebSocket
+from pyserver.trio.http.app import App
 from pyserver.ws import broadcast
 
 TIMEOUT = 20

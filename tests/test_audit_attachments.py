@@ -17,8 +17,6 @@ import trio
 from _sio_client import RawClient, eventually, serving
 
 from pyserver import Server
-from pyserver.sio import Socket
-from pyserver.sio.adapter import _messages
 from pyserver.socketio.decoder import DecoderState, PacketDecoder
 from pyserver.socketio.packets import (
     Event,
@@ -28,6 +26,8 @@ from pyserver.socketio.packets import (
     encode_event,
 )
 from pyserver.socketio.session import DEFAULT_MAX_EMIT_BYTES, Session, SessionConfig
+from pyserver.trio.socketio import Socket
+from pyserver.trio.socketio.adapter import _messages
 
 P0 = '{"_placeholder":true,"num":0}'
 P1 = '{"_placeholder":true,"num":1}'

@@ -15,11 +15,11 @@ import trio
 from _http_client import fetch, raw_exchange, serving
 from interop.conftest import ServerThread, chromium_browser
 
-from pyserver.app import App
 from pyserver.demo import DEFAULT_WEB_DIR, build_server, demo_allowed_hosts
-from pyserver.http.types import WebSocket
-from pyserver.server import Server
-from pyserver.transports.engineio import EngineIOServer
+from pyserver.http import WebSocket
+from pyserver.trio.engineio import EngineIOServer
+from pyserver.trio.http.app import App
+from pyserver.trio.socketio.server import Server
 
 TIMEOUT = 10
 

@@ -23,11 +23,11 @@ from _http_client import Client, fetch, raw_exchange, serving
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import CloseConnection, Ping, Request
 
-from pyserver.app import App
-from pyserver.engineio import EngineIOServer, RequestRefused
-from pyserver.http.types import Request as HttpRequest
-from pyserver.http.types import Response, WebSocket
-from pyserver.server import Server
+from pyserver.http import Request as HttpRequest
+from pyserver.http import Response, WebSocket
+from pyserver.trio.engineio import EngineIOServer, RequestRefused
+from pyserver.trio.http.app import App
+from pyserver.trio.socketio.server import Server
 
 TIMEOUT = 20
 EIO = "/engine.io/?EIO=4&transport=polling"

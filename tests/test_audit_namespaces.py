@@ -20,9 +20,9 @@ from cluster import conftest as cluster_conftest
 from cluster.conftest import RedisProcess
 
 from pyserver import ConnectionRefused, RedisAdapter, Server
-from pyserver.sio import Socket
-from pyserver.sio.namespace import DynamicNamespace, Namespace
 from pyserver.socketio.recovery import RecoveryStore
+from pyserver.trio.socketio import Socket
+from pyserver.trio.socketio.namespace import DynamicNamespace, Namespace
 
 DYN = re.compile(r"/dyn-\d+")
 

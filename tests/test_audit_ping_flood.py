@@ -26,13 +26,13 @@ import pytest
 import trio
 
 from pyserver import _frames
-from pyserver.app import App
-from pyserver.http.types import WebSocket
-from pyserver.server import Server
-from pyserver.sio.socket import Socket
-from pyserver.transports import reactor
-from pyserver.transports.websocket import WebSocket as TrioWebSocket
-from pyserver.transports.websocket import _Reading
+from pyserver.http import WebSocket
+from pyserver.trio.http.app import App
+from pyserver.trio.socketio.server import Server
+from pyserver.trio.socketio.socket import Socket
+from pyserver.trio.websocket import reactor
+from pyserver.trio.websocket.connection import WebSocket as TrioWebSocket
+from pyserver.trio.websocket.connection import _Reading
 from pyserver.ws.connection import ConnectionState, WebSocketConnection
 from tests.test_app_websocket import PING, TEXT, RawClient, frame, masked
 

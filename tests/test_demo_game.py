@@ -14,8 +14,8 @@ from _sio_client import PyClient, eventually, serving
 
 from pyserver.demo import game as g
 from pyserver.demo.game import BadInput, Game, Player, World
-from pyserver.server import Server
-from pyserver.statesync import SyncedState
+from pyserver.extras.statesync import SyncedState
+from pyserver.trio.socketio.server import Server
 
 # -- the simulation ------------------------------------------------------------------------
 

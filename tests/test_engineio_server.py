@@ -1,4 +1,4 @@
-"""The Engine.IO server end to end, through the real HTTP shell (``pyserver.app.App``).
+"""The Engine.IO server end to end, through the real HTTP shell (``pyserver.trio.http.app.App``).
 
 Clients nobody here wrote speak to it: h11 for HTTP, wsproto (and trio-websocket) for
 WebSocket. Most tests use loopback TCP; the heartbeat and timeout tests use in-memory streams
@@ -32,11 +32,12 @@ from wsproto.events import (
     TextMessage,
 )
 
-from pyserver.app import App
-from pyserver.engineio import CloseReason, EioSid, EngineIOServer, EngineSession, RequestRefused
+from pyserver.engineio import CloseReason, EioSid
 from pyserver.engineio.http_answers import Cors, pick_encoding
-from pyserver.http.types import Headers
-from pyserver.http.types import Request as PlainRequest
+from pyserver.http import Headers
+from pyserver.http import Request as PlainRequest
+from pyserver.trio.engineio import EngineIOServer, EngineSession, RequestRefused
+from pyserver.trio.http.app import App
 
 Connect = Callable[[], Awaitable[trio.abc.Stream]]
 EIO = "/engine.io/?EIO=4&transport=polling"

@@ -10,8 +10,8 @@ import trio
 import trio.testing
 from _http_client import Client, fetch, raw_exchange, serving
 
-from pyserver.app import App
-from pyserver.http.types import Request, Response, WebSocket
+from pyserver.http import Request, Response, WebSocket
+from pyserver.trio.http.app import App
 
 TIMEOUT = 10
 

@@ -12,11 +12,11 @@ import trio
 from wsproto.events import TextMessage
 
 from pyserver.engineio.session import EioSid
-from pyserver.http import server as http_server
-from pyserver.http.types import Headers, Request
-from pyserver.sio.handshake import make_handshake
-from pyserver.transports import reactor
-from pyserver.transports import websocket as shell
+from pyserver.http import Headers, Request
+from pyserver.trio.http import server as http_server
+from pyserver.trio.socketio.handshake import make_handshake
+from pyserver.trio.websocket import connection as shell
+from pyserver.trio.websocket import reactor
 from tests.test_engineio_server import WS, WsClient, handshake, running, waiting_poll
 
 TIMEOUT = 10

@@ -1,4 +1,5 @@
-"""Inline work (``pyserver.inline``): handlers run by the task that read their message.
+"""Inline work (``pyserver.trio.websocket.inline``): handlers run by the task that read their
+message.
 
 Three levels: the module's plain functions (the slot, ``run_first_step``/``resume`` against
 Trio's own primitives), the WebSocket shell (work offered from ``serve_messages`` callbacks:
@@ -21,14 +22,14 @@ import trio
 from _sio_client import RawClient as SioRawClient
 from _sio_client import eventually, serving
 
-from pyserver import Server, _frames, inline
-from pyserver.app import App
+from pyserver import Server, _frames
 from pyserver.errors import SocketDisconnected
-from pyserver.http.types import WebSocket
-from pyserver.sio import Socket
-from pyserver.transports import reactor
-from pyserver.transports import websocket as shell
-from pyserver.transports.websocket import WebSocket as TrioWebSocket
+from pyserver.http import WebSocket
+from pyserver.trio.http.app import App
+from pyserver.trio.socketio import Socket
+from pyserver.trio.websocket import connection as shell
+from pyserver.trio.websocket import inline, reactor
+from pyserver.trio.websocket.connection import WebSocket as TrioWebSocket
 from tests.test_app_websocket import CLOSE, TEXT, RawClient, masked
 from tests.test_ws_shell_lifecycle import serving as serving_app
 

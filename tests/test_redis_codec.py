@@ -1,6 +1,6 @@
-"""The Redis adapter's wire format (pyserver.adapters.codec) against the bytes Node's
+"""The Redis adapter's wire format (pyserver.redis.codec) against the bytes Node's
 @socket.io/redis-adapter 8.x wrote on a real Redis (docs: notes/redis-adapter-wire.md §1),
-and the heartbeat table's stale rule (pyserver.adapters.nodes); both sans-IO."""
+and the heartbeat table's stale rule (pyserver.redis.nodes); both sans-IO."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import datetime as dt
 import msgpack  # type: ignore[import-untyped]
 import pytest
 
-from pyserver.adapters import codec
-from pyserver.adapters.codec import Channels, CodecError, RequestType
-from pyserver.adapters.nodes import NodeTable, heartbeat_message
+from pyserver.redis import codec
+from pyserver.redis.codec import Channels, CodecError, RequestType
+from pyserver.redis.nodes import NodeTable, heartbeat_message
 
 
 def s(text: str) -> bytes:
@@ -211,7 +211,7 @@ def test_the_codec_and_node_table_do_not_load_trio() -> None:
     import sys
 
     code = (
-        "import sys, pyserver.adapters.codec, pyserver.adapters.nodes\n"
+        "import sys, pyserver.redis.codec, pyserver.redis.nodes\n"
         "assert 'trio' not in sys.modules and 'asyncio' not in sys.modules, sorted(sys.modules)"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pyserver.rooms import RoomIndex
 from pyserver.socketio import LocalProtocolError, Sid
+from pyserver.socketio.rooms import RoomIndex
 
 A, B, C, D = Sid("a"), Sid("b"), Sid("c"), Sid("d")
 

@@ -11,10 +11,10 @@ import pytest
 import trio
 from _sio_client import PyClient, RawClient, eventually, serving
 
-import pyserver.sio.adapter as adapter_module
+import pyserver.trio.socketio.adapter as adapter_module
 from pyserver import Server
 from pyserver.errors import SocketDisconnected
-from pyserver.sio import Socket
+from pyserver.trio.socketio import Socket
 
 
 def room_server() -> Server:

@@ -14,8 +14,8 @@ import trio.testing
 from _sio_client import RawClient, serving
 
 from pyserver import Server
-from pyserver.sio import Socket, current_room
 from pyserver.socketio import Sid
+from pyserver.trio.socketio import Socket, current_room
 
 
 @pytest.fixture

@@ -20,8 +20,8 @@ from _sio_client import PyClient, RawClient, eventually, in_thread, serving
 from websockets.sync.client import connect
 
 from pyserver import ConnectionRefused, Server
-from pyserver.sio import Socket
-from pyserver.sio.ratelimit import RateLimiter, Verdict
+from pyserver.socketio.ratelimit import RateLimiter, Verdict
+from pyserver.trio.socketio import Socket
 
 
 class Log:

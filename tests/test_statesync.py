@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pyserver.statesync import SyncedState
+from pyserver.extras.statesync import SyncedState
 
 
 def appender() -> SyncedState[list[int], int]:

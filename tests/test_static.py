@@ -11,9 +11,9 @@ import pytest
 import trio
 from _http_client import fetch, raw_exchange, serving
 
-from pyserver.app import App
-from pyserver.http.static import content_type, find_client_dist
-from pyserver.http.types import Request, Response, WebSocket
+from pyserver.http import Request, Response, WebSocket
+from pyserver.trio.http.app import App
+from pyserver.trio.http.static import content_type, find_client_dist
 
 TIMEOUT = 10
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import trio
 import trio.testing
 
-from pyserver.transports.timers import DeadlineTimer
+from pyserver.trio.timers import DeadlineTimer
 
 
 async def test_items_fire_in_deadline_order_and_earlier_deadlines_win(

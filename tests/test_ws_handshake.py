@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from pyserver.http.types import Headers
+from pyserver.http import Headers
 from pyserver.ws.handshake import (
     HandshakeAccepted,
     HandshakeRefused,

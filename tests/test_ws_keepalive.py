@@ -1,5 +1,5 @@
 """Keepalive pings on raw WebSocket routes cost no task per connection: the run's one
-keepalive timer (``pyserver.transports.websocket._Keepalive``, a ``DeadlineTimer``) watches
+keepalive timer (``pyserver.trio.websocket.connection._Keepalive``, a ``DeadlineTimer``) watches
 every open connection's deadline. Checked white-box by counting Trio tasks, with and without
 the reactor, on Unix socket pairs under the autojump clock (no wall time asserted)."""
 
@@ -12,10 +12,10 @@ import pytest
 import trio
 import trio.testing
 
-from pyserver.app import App
-from pyserver.http.types import WebSocket
-from pyserver.transports import reactor
-from pyserver.transports import websocket as shell
+from pyserver.http import WebSocket
+from pyserver.trio.http.app import App
+from pyserver.trio.websocket import connection as shell
+from pyserver.trio.websocket import reactor
 from tests.test_app_websocket import TEXT, RawClient, masked
 
 PONG = 10

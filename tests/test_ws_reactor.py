@@ -1,4 +1,4 @@
-"""The reactor (``pyserver.transports.reactor``): one task reads every WebSocket whose
+"""The reactor (``pyserver.trio.websocket.reactor``): one task reads every WebSocket whose
 messages go to ``serve_messages`` callbacks.
 
 What is checked, on real sockets: one task reads many connections and runs their work;
@@ -25,12 +25,13 @@ from typing import Any
 import pytest
 import trio
 
-from pyserver import _frames, inline
-from pyserver.app import App
-from pyserver.http.types import WebSocket
-from pyserver.transports import reactor as reactor_module
-from pyserver.transports import websocket as shell
-from pyserver.transports.websocket import WebSocket as TrioWebSocket
+from pyserver import _frames
+from pyserver.http import WebSocket
+from pyserver.trio.http.app import App
+from pyserver.trio.websocket import connection as shell
+from pyserver.trio.websocket import inline
+from pyserver.trio.websocket import reactor as reactor_module
+from pyserver.trio.websocket.connection import WebSocket as TrioWebSocket
 from tests.test_app_websocket import CLOSE, TEXT, RawClient, frame, masked
 from tests.test_ws_shell_lifecycle import serving
 

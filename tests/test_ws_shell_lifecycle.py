@@ -1,4 +1,4 @@
-"""The WebSocket shell's task economy (``pyserver.transports.websocket``): the writer task of
+"""The WebSocket shell's task economy (``pyserver.trio.websocket.connection``): the writer task of
 an idle connection ends and comes back with the next frame, a callback consumer
 (``serve_messages``) reads in its own task, the descriptor I/O path survives partial writes,
 and streams without a descriptor (memory streams) take the stream API path.
@@ -18,11 +18,11 @@ import trio
 import trio.testing
 
 from pyserver import _frames
-from pyserver.app import App
-from pyserver.http.types import Headers, Request, WebSocket
-from pyserver.transports import reactor
-from pyserver.transports import websocket as shell
-from pyserver.transports.websocket import WebSocket as TrioWebSocket
+from pyserver.http import Headers, Request, WebSocket
+from pyserver.trio.http.app import App
+from pyserver.trio.websocket import connection as shell
+from pyserver.trio.websocket import reactor
+from pyserver.trio.websocket.connection import WebSocket as TrioWebSocket
 from pyserver.ws.connection import WebSocketConnection
 from tests.test_app_websocket import BINARY, CLOSE, TEXT, RawClient, masked
 

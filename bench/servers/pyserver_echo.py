@@ -7,8 +7,8 @@ from functools import partial
 
 import trio
 
-from pyserver.app import App
-from pyserver.http.types import WebSocket
+from pyserver.http import WebSocket
+from pyserver.trio.http.app import App
 
 app = App()
 

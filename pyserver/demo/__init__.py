@@ -1,8 +1,8 @@
 """The demo server: what the README's first command (and ``pyserver demo``) runs.
 
-One :class:`~pyserver.server.Server` serves ``web/`` (an index page linking the apps) and the
-official ``socket.io-client`` bundle at ``/socket.io/socket.io.js``, and hosts three apps, each
-in a Socket.IO namespace of its own:
+One :class:`~pyserver.trio.socketio.server.Server` serves ``web/`` (an index page linking the apps)
+and the official ``socket.io-client`` bundle at ``/socket.io/socket.io.js``, and hosts three apps,
+each in a Socket.IO namespace of its own:
 
 * ``/drawing`` (:mod:`pyserver.demo.drawing`): the guide's collaborative drawing board, with
   boards as rooms and state sync for late joiners and reconnects; page ``/drawing/``.
@@ -15,7 +15,7 @@ It also keeps the raw WebSocket examples of the guide: ``/ws/echo`` (answers eac
 and ``/ws/broadcast`` (relays every message to everyone, encoded once), used by
 ``web/raw-websocket.html``.
 
-With ``redis_url`` the server uses the :class:`~pyserver.adapters.redis.RedisAdapter`, so
+With ``redis_url`` the server uses the :class:`~pyserver.trio.redis.adapter.RedisAdapter`, so
 several demo processes behind a load balancer behave as one.
 
 Hardening: the pages get a Content-Security-Policy (:data:`DEMO_CSP`: scripts, styles and
@@ -36,10 +36,10 @@ import secrets
 from pathlib import Path
 from typing import Any
 
-from pyserver.app import App
-from pyserver.http.static import DEFAULT_SECURITY_HEADERS
-from pyserver.http.types import WebSocket
-from pyserver.server import Server
+from pyserver.http import WebSocket
+from pyserver.trio.http.app import App
+from pyserver.trio.http.static import DEFAULT_SECURITY_HEADERS
+from pyserver.trio.socketio.server import Server
 from pyserver.ws import broadcast
 
 log = logging.getLogger("pyserver.demo")
@@ -107,7 +107,7 @@ def build_server(
         security_headers={**DEFAULT_SECURITY_HEADERS, "Content-Security-Policy": DEMO_CSP},
     )
     if redis_url is not None:
-        from pyserver.adapters.redis import RedisAdapter
+        from pyserver.trio.redis.adapter import RedisAdapter
 
         server_options.setdefault("adapter", RedisAdapter(redis_url))
     # children of a dynamic namespace (sio.of(regex)) go once their last socket left

@@ -38,11 +38,11 @@ from typing import Any
 import jwt
 
 from pyserver.errors import ConnectionRefused
-from pyserver.http.types import Request, Response
-from pyserver.server import Server
-from pyserver.sio.namespace import Namespace
-from pyserver.sio.ratelimit import RateLimit
-from pyserver.sio.socket import Socket
+from pyserver.http import Request, Response
+from pyserver.socketio.ratelimit import RateLimit
+from pyserver.trio.socketio.namespace import Namespace
+from pyserver.trio.socketio.server import Server
+from pyserver.trio.socketio.socket import Socket
 
 __all__ = [
     "Dedup",

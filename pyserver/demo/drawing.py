@@ -6,7 +6,7 @@ mouse and touch. What it adds:
 * **Boards as rooms.** The page connects with ``auth = {"board": name}`` (from
   ``?board=name``, default ``"main"``); the connection middleware checks the name and joins
   the socket to the board's room, so counts, strokes and clears stay on one board.
-* **State sync** (:class:`~pyserver.statesync.SyncedState`). A board's state is the list of
+* **State sync** (:class:`~pyserver.extras.statesync.SyncedState`). A board's state is the list of
   committed stroke batches; each batch is a numbered delta broadcast to the room (the sender
   included, so every client sees one consecutive sequence). A client that connects or
   reconnects asks ``sync`` with the ``{"epoch", "version"}`` it has and gets only the
@@ -49,10 +49,10 @@ from typing import Any
 import trio
 
 from pyserver.errors import ConnectionRefused
-from pyserver.server import Server
-from pyserver.sio.namespace import Namespace
-from pyserver.sio.socket import Socket
-from pyserver.statesync import SyncedState
+from pyserver.extras.statesync import SyncedState
+from pyserver.trio.socketio.namespace import Namespace
+from pyserver.trio.socketio.server import Server
+from pyserver.trio.socketio.socket import Socket
 
 __all__ = [
     "BOARD_HEIGHT",

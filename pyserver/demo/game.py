@@ -5,8 +5,8 @@ The server is authoritative. Clients send only their key state; the server simul
 match at ``TICK_RATE`` Hz in a task of the match room's nursery
 (``sio.of("/game").room("match:<name>").start_soon(...)``), so the loop starts with the first
 player and is cancelled when the room empties. Each match's public state is a
-:class:`~pyserver.statesync.SyncedState`: a snapshot for a joiner, one numbered delta per tick
-in which something changed, and a short history (``HISTORY`` ticks) so a client that missed
+:class:`~pyserver.extras.statesync.SyncedState`: a snapshot for a joiner, one numbered delta per
+tick in which something changed, and a short history (``HISTORY`` ticks) so a client that missed
 deltas gets only those (or a fresh snapshot when it is further behind).
 
 The simulation (:class:`World`, :func:`move`, :func:`separate`, ...) is plain code with no
@@ -52,10 +52,10 @@ from typing import Any, TypeGuard
 import trio
 
 from pyserver.engineio.session import Transport
-from pyserver.server import Server
-from pyserver.sio.namespace import Namespace
-from pyserver.sio.socket import Socket
-from pyserver.statesync import SyncedState
+from pyserver.extras.statesync import SyncedState
+from pyserver.trio.socketio.namespace import Namespace
+from pyserver.trio.socketio.server import Server
+from pyserver.trio.socketio.socket import Socket
 
 __all__ = ["BadInput", "Game", "Player", "World", "game_of", "register"]
 

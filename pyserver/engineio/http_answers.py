@@ -14,7 +14,7 @@ import json
 import zlib
 from collections.abc import Callable, Sequence
 
-from pyserver.http.types import Request, Response
+from pyserver.http import Request, Response
 
 __all__ = [
     "BAD_HANDSHAKE_METHOD",

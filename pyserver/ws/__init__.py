@@ -30,7 +30,7 @@ def broadcast(connections: Iterable[_FrameSink], message: str | bytes) -> int:
     """Queue ``message`` on every open connection; returns how many took it.
 
     A connection may carry ``deflate_window_bits`` (int or None, see
-    ``pyserver.transports.websocket.WebSocket``): peers with the same window share one
+    ``pyserver.trio.websocket.connection.WebSocket``): peers with the same window share one
     compressed frame; the rest share one plain frame.
     """
     compress = len(message) >= BROADCAST_COMPRESS_THRESHOLD

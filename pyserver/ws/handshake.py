@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from pyserver import _frames
-from pyserver.http.types import Headers
+from pyserver.http import Headers
 
 __all__ = [
     "WS_GUID",

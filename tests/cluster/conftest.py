@@ -123,7 +123,7 @@ NODE_APP_ACK_TIMEOUT = 5.0
 def build_node_server(redis_url: str, node: str, **options: Any) -> Any:
     """Our Server with the RedisAdapter and the protocol above."""
     from pyserver import Server
-    from pyserver.adapters.redis import RedisAdapter
+    from pyserver.trio.redis.adapter import RedisAdapter
 
     sio = Server(
         adapter=RedisAdapter(redis_url, requests_timeout=NODE_APP_ACK_TIMEOUT),

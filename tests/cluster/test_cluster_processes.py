@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from pyserver.cluster import _reached_a_listener
+from pyserver.supervisor import _reached_a_listener
 
 from .conftest import NODE_APP, Peer, RedisProcess, free_port_block, node_env
 

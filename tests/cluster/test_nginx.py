@@ -1,5 +1,5 @@
 """deploy/nginx.conf with a real nginx (Debian's /usr/sbin/nginx) in front of three pyserver
-nodes (``pyserver.cluster.Cluster``, processes of their own) sharing a real ``redis-server``.
+nodes (``pyserver.supervisor.Cluster``, processes of their own) sharing a real ``redis-server``.
 
 The configuration under test is deploy/nginx.conf itself; only its ports change. Each test
 client connects from a loopback address in a /24 of its own (127.0.K.7: Linux routes all of
@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 import socketio
 
-from pyserver.cluster import Cluster
+from pyserver.supervisor import Cluster
 
 from .conftest import NODE_APP, Peer, RedisProcess, free_port, free_port_block, node_env
 

@@ -25,8 +25,8 @@ import trio.lowlevel
 from _sio_client import PyClient, RawClient, eventually
 
 from pyserver import RedisAdapter, Server
-from pyserver.sio.adapter import RemoteSocket, RequestTimeout
-from pyserver.sio.socket import Socket
+from pyserver.trio.socketio.adapter import RemoteSocket, RequestTimeout
+from pyserver.trio.socketio.socket import Socket
 
 from .conftest import RedisProcess
 

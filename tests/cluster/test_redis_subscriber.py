@@ -1,4 +1,4 @@
-"""The subscriber's own Redis connection (:mod:`pyserver.adapters.subscriber`): the sans-IO
+"""The subscriber's own Redis connection (:mod:`pyserver.trio.redis.subscriber`): the sans-IO
 RESP reader on every split of its input and on bad input, the Trio shell on memory streams
 (a burst is dispatched without another task running in between; acknowledgements; the
 keepalive PING), and against a real redis-server (AUTH, a message over the limit)."""
@@ -16,8 +16,8 @@ import trio
 import trio.testing
 from _sio_client import eventually
 
-from pyserver.adapters.resp import RespError, RespProtocolError, RespReader, command
-from pyserver.adapters.subscriber import Subscriber, SubscriberError
+from pyserver.redis.resp import RespError, RespProtocolError, RespReader, command
+from pyserver.trio.redis.subscriber import Subscriber, SubscriberError
 
 from .conftest import REDIS_SERVER, RedisProcess, free_port
 from .test_redis_adapter import cluster, raw_clients
@@ -131,7 +131,7 @@ def test_reader_keeps_at_most_the_unfinished_reply() -> None:
 
 
 def test_the_reader_is_sans_io() -> None:
-    source = (Path(__file__).parents[2] / "pyserver" / "adapters" / "resp.py").read_text()
+    source = (Path(__file__).parents[2] / "pyserver" / "redis" / "resp.py").read_text()
     assert not re.search(r"^\s*(import|from)\s+(trio|socket|time|asyncio)\b", source, re.M)
 
 

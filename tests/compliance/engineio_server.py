@@ -12,8 +12,8 @@ import logging
 
 import trio
 
-from pyserver.app import App
-from pyserver.engineio import EngineIOServer, EngineSession
+from pyserver.trio.engineio import EngineIOServer, EngineSession
+from pyserver.trio.http.app import App
 
 
 def make_server() -> EngineIOServer:

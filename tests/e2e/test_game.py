@@ -4,7 +4,7 @@ when the room empties; one run with the client forced to long-polling.
 
 Positions are read from the player list (``#players li[data-player-id][data-x][data-y]``,
 the latest server state as the page applied it); the server side is read from the demo
-server itself (``demo_server.app`` is the :class:`~pyserver.server.Server`).
+server itself (``demo_server.app`` is the :class:`~pyserver.trio.socketio.server.Server`).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from pyserver.demo.game import Game, game_of
-from pyserver.server import Server
+from pyserver.trio.socketio.server import Server
 
 from .conftest import ServerThread, screenshot
 

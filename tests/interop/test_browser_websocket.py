@@ -34,7 +34,7 @@ def build_echo_app(static_dir: Path, compression: bool, log: list[dict[str, Any]
     Text commands: ``!info`` answers a JSON description of the connection; ``!close CODE
     REASON`` closes with that code and reason. Anything else is echoed unchanged.
     """
-    from pyserver.app import App
+    from pyserver.trio.http.app import App
 
     app = App(static_dir=str(static_dir), compression=compression)
 

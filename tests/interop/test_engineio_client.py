@@ -41,8 +41,8 @@ class EioSite(Site):
         self.connected: list[str] = []
 
     def build(self, app_options: dict[str, Any], **options: Any) -> Any:
-        from pyserver.app import App
-        from pyserver.engineio import EngineIOServer
+        from pyserver.trio.engineio import EngineIOServer
+        from pyserver.trio.http.app import App
 
         def on_connect(session: Any) -> None:
             with self.lock:

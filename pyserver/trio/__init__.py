@@ -1,0 +1,22 @@
+"""Everything in pyserver that does I/O: the Trio shell around the sans-IO cores.
+
+A module outside this package never imports trio, touches a socket, reads the clock or draws
+randomness (a test holds that rule); a module inside it drives those cores with real sockets,
+tasks and time. Its parts:
+
+* :mod:`pyserver.trio.http`: the HTTP/1.1 connection loop (``server``), static files
+  (``static``) and the application object :class:`~pyserver.trio.http.app.App`.
+* :mod:`pyserver.trio.websocket`: one accepted WebSocket (``connection``: reader, single
+  writer, outbox, fan-out), the per-run reactor that reads many sockets in one task
+  (``reactor``) and the hand-off of blocked handler work (``inline``).
+* :mod:`pyserver.trio.engineio`: the Engine.IO server (polling and WebSocket transports,
+  upgrades, heartbeats) over :mod:`pyserver.engineio`'s session core.
+* :mod:`pyserver.trio.socketio`: the Socket.IO server, namespaces, sockets, clients,
+  broadcasts, adapters and room task nurseries, over :mod:`pyserver.socketio`.
+* :mod:`pyserver.trio.redis`: the Redis adapter, its subscriber connection, and the
+  requests and answers between nodes, over :mod:`pyserver.redis`'s wire codecs.
+* :mod:`pyserver.trio.timers`: one timer task for the deadlines of many cores.
+
+The package is named after the I/O library it runs on, as websockets names its ``asyncio``
+and ``trio`` shells; absolute imports mean ``import trio`` inside it is always the library.
+"""

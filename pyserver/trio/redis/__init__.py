@@ -1,0 +1,23 @@
+"""Cluster adapters: :class:`RedisAdapter` (several server processes as one, over Redis).
+
+The in-memory adapter, the interface and :class:`~pyserver.trio.socketio.adapter.RemoteSocket` are
+in :mod:`pyserver.trio.socketio.adapter`. ``RedisAdapter`` is loaded on first use (it imports
+coredis).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__all__ = ["RedisAdapter"]
+
+if TYPE_CHECKING:
+    from pyserver.trio.redis.adapter import RedisAdapter
+
+
+def __getattr__(name: str) -> Any:
+    if name == "RedisAdapter":
+        from pyserver.trio.redis.adapter import RedisAdapter
+
+        return RedisAdapter
+    raise AttributeError(f"module 'pyserver.trio.redis' has no attribute {name!r}")

@@ -1,0 +1,333 @@
+"""One namespace of a Redis cluster: the in-memory rooms of this node, plus what it publishes
+to the other nodes and what it does with theirs (the protocol of
+:mod:`pyserver.redis.codec`; the node's connection is :class:`~pyserver.trio.redis.RedisAdapter`).
+
+* ``broadcast``: published (unless ``local``) on the namespace's channel, and delivered to
+  this node's sockets at once (encoded once). Received broadcasts from our own uid (the
+  pattern subscription echoes them) are dropped; the others are delivered to the local
+  sockets they select, encoded once.
+* ``sockets_join``, ``sockets_leave``, ``disconnect_sockets``: published (unless ``local``)
+  and applied here at once; our own request, when it comes back, is dropped by uid.
+* Requests with answers (``fetch_sockets``, ``server_side_emit_with_ack``, broadcasts with
+  acks): the requester counts the nodes (see :meth:`RedisAdapter.remote_count`), publishes,
+  and waits for that many answers, at most ``requests_timeout`` (or the broadcast's
+  timeout). Pending requests are bounded (``max_pending_requests``).
+* Requests from other nodes are answered by :mod:`pyserver.trio.redis.answers`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from pyserver.logtext import shown
+from pyserver.redis import codec
+from pyserver.redis.codec import RequestType
+from pyserver.socketio.packets import ProtocolError, Sid, encode_event
+from pyserver.trio.redis import answers
+from pyserver.trio.socketio.adapter import (
+    AckSink,
+    BroadcastOptions,
+    InMemoryAdapter,
+    RemoteSocket,
+    RequestTimeout,
+)
+
+if TYPE_CHECKING:
+    from pyserver.trio.redis.adapter import RedisAdapter
+    from pyserver.trio.socketio.namespace import Namespace
+    from pyserver.trio.socketio.socket import Socket
+
+__all__ = ["RedisNamespaceAdapter"]
+
+logger = logging.getLogger("pyserver.redis")
+
+
+class _Pending:
+    """A request waiting for the other nodes' answers."""
+
+    __slots__ = ("answered", "done", "expected", "expires", "hung", "responses", "sink")
+
+    def __init__(
+        self, expected: int, hung: frozenset[str], expires: float, sink: AckSink | None = None
+    ) -> None:
+        self.expected = expected
+        self.hung = hung
+        self.expires = expires
+        self.answered = 0
+        self.responses: list[Any] = []
+        self.done = trio.Event()
+        self.sink = sink
+
+    def answer(self, message: dict[str, Any]) -> None:
+        uid = message.get("uid")
+        if isinstance(uid, str) and uid in self.hung:
+            self.expected += 1  # a stale node answered after all
+            self.hung = self.hung - {uid}
+        self.answered += 1
+        if self.answered >= self.expected:
+            self.done.set()
+
+
+class RedisNamespaceAdapter(InMemoryAdapter):
+    """The adapter of one namespace on one node of a Redis cluster."""
+
+    # Other nodes' broadcasts arrive encoded, without offsets, and a client may come back
+    # on another node: recovery would report sockets as recovered that missed packets.
+    supports_recovery = False
+
+    def __init__(self, node: RedisAdapter, nsp: Namespace) -> None:
+        super().__init__(nsp)
+        self.node = node
+        self.uid = node.uid
+        self.channels = codec.Channels(node.key, nsp.name)
+        self.default_ack_timeout = node.requests_timeout
+        self.pending: dict[str, _Pending] = {}
+
+    def close(self) -> None:
+        """The namespace is gone (an empty dynamic child removed): its channels are
+        unsubscribed; requests still waiting end at their timeout."""
+        self.node.forget(self)
+
+    # -- publishing --------------------------------------------------------------------------
+
+    def _publish_request(self, message: dict[str, Any], msgpack: bool = False) -> None:
+        payload = codec.encode_msgpack(message) if msgpack else codec.encode_json(message)
+        self.node.publish(self.channels.request, payload)
+
+    def respond(self, message: dict[str, Any], msgpack: bool = False) -> None:
+        message["uid"] = self.uid
+        try:
+            payload = codec.encode_msgpack(message) if msgpack else codec.encode_json(message)
+        except TypeError as exc:
+            logger.warning("answer to another node cannot be encoded: %s", shown(str(exc)))
+            return
+        self.node.publish(self.channels.response, payload)
+
+    @staticmethod
+    def _opts(opts: BroadcastOptions) -> dict[str, Any]:
+        return {"rooms": sorted(opts.rooms), "except": sorted(opts.except_rooms)}
+
+    @staticmethod
+    def _flags(opts: BroadcastOptions) -> dict[str, Any]:
+        flags: dict[str, Any] = {}
+        if opts.volatile:
+            flags["volatile"] = True
+        if not opts.compress:
+            flags["compress"] = False
+        return flags
+
+    # -- the Adapter API ---------------------------------------------------------------------
+
+    def broadcast(
+        self,
+        parts: Sequence[str | bytes],
+        opts: BroadcastOptions,
+        packet: Sequence[Any] = (),
+    ) -> int:
+        if not opts.local and packet and not self._only_local_socket(opts):
+            payload = codec.encode_broadcast(
+                self.uid,
+                self.name,
+                list(packet),
+                sorted(opts.rooms),
+                sorted(opts.except_rooms),
+                self._flags(opts),
+            )
+            self.node.publish(self.channels.broadcast(opts.rooms), payload)
+        return super().broadcast(parts, opts)
+
+    def _only_local_socket(self, opts: BroadcastOptions) -> bool:
+        """A broadcast to one socket of this node (``socket.volatile.emit``...): socket ids
+        are unique in the cluster, so no other node has that room."""
+        if len(opts.rooms) != 1:
+            return False
+        (room,) = opts.rooms
+        return room in self.sockets
+
+    def add_sockets(self, opts: BroadcastOptions, rooms: Iterable[str]) -> None:
+        rooms = list(rooms)
+        if not opts.local:
+            self._publish_request(
+                {"uid": self.uid, "type": RequestType.REMOTE_JOIN, "opts": self._opts(opts),
+                 "rooms": rooms}
+            )  # fmt: skip
+        super().add_sockets(opts, rooms)
+
+    def del_sockets(self, opts: BroadcastOptions, rooms: Iterable[str]) -> None:
+        rooms = list(rooms)
+        if not opts.local:
+            self._publish_request(
+                {"uid": self.uid, "type": RequestType.REMOTE_LEAVE, "opts": self._opts(opts),
+                 "rooms": rooms}
+            )  # fmt: skip
+        super().del_sockets(opts, rooms)
+
+    def disconnect_sockets(self, opts: BroadcastOptions, close: bool) -> None:
+        if not opts.local:
+            self._publish_request(
+                {"uid": self.uid, "type": RequestType.REMOTE_DISCONNECT,
+                 "opts": self._opts(opts), "close": close}
+            )  # fmt: skip
+        super().disconnect_sockets(opts, close)
+
+    def server_side_emit(self, event: str, args: Sequence[Any]) -> None:
+        self._publish_request(
+            {"uid": self.uid, "type": RequestType.SERVER_SIDE_EMIT, "data": [event, *args]}
+        )
+
+    async def _request(
+        self,
+        message: dict[str, Any],
+        timeout: float,  # noqa: ASYNC109
+        msgpack: bool = False,
+    ) -> tuple[_Pending | None, bool]:
+        """Publish a request and wait for the other nodes: ``(pending, complete)``;
+        ``(None, True)`` when no other node will answer."""
+        expected, hung = await self.node.remote_count(self)
+        if expected == 0:
+            return None, True
+        pending = self._register(expected, hung, timeout)
+        message["requestId"] = rid = codec.new_uid()
+        self.pending[rid] = pending
+        try:
+            self._publish_request(message, msgpack)
+            with trio.move_on_after(timeout):
+                await pending.done.wait()
+            return pending, pending.done.is_set()
+        finally:
+            self.pending.pop(rid, None)
+
+    def _register(self, expected: int, hung: frozenset[str], timeout: float) -> _Pending:
+        now = trio.current_time()
+        if len(self.pending) >= 64:  # broadcasts with acks are forgotten once expired
+            for rid in [r for r, p in self.pending.items() if p.expires < now]:
+                del self.pending[rid]
+            if len(self.pending) >= self.node.max_pending_requests:
+                raise RuntimeError(f"too many requests to other nodes in flight in {self.name}")
+        return _Pending(expected, hung, now + timeout)
+
+    async def fetch_sockets(self, opts: BroadcastOptions) -> list[Socket | RemoteSocket]:
+        found = await super().fetch_sockets(opts)
+        if opts.local:
+            return found
+        message = {"uid": self.uid, "type": RequestType.REMOTE_FETCH, "opts": self._opts(opts)}
+        pending, complete = await self._request(message, self.node.requests_timeout)
+        if pending is not None:
+            found.extend(pending.responses)
+            if not complete:
+                raise RequestTimeout(
+                    "timeout reached while waiting for fetchSockets response", found
+                )
+        return found
+
+    async def server_side_emit_with_ack(
+        self,
+        event: str,
+        args: Sequence[Any],
+        timeout: float | None = None,  # noqa: ASYNC109
+    ) -> list[Any]:
+        message = {"uid": self.uid, "type": RequestType.SERVER_SIDE_EMIT, "data": [event, *args]}
+        pending, complete = await self._request(
+            message, timeout if timeout is not None else self.node.requests_timeout
+        )
+        if pending is None:
+            return []
+        if not complete:
+            raise RequestTimeout(
+                f"timeout reached: only {pending.answered} responses received out of "
+                f"{pending.expected}",
+                pending.responses,
+            )
+        return pending.responses
+
+    async def broadcast_with_ack(
+        self, event: str, args: Sequence[Any], opts: BroadcastOptions, sink: AckSink
+    ) -> None:
+        if not opts.local:
+            timeout = opts.timeout if opts.timeout is not None else self.node.requests_timeout
+            expected, hung = await self.node.remote_count(self)
+            sink.expect_nodes(1 + expected)
+            if expected:
+                rid = codec.new_uid()
+                pending = self._register(expected, hung, timeout)
+                pending.sink = sink
+                self.pending[rid] = pending
+                flags: dict[str, Any] = self._flags(opts)
+                flags["timeout"] = round(timeout * 1000)
+                self._publish_request(
+                    {"uid": self.uid, "requestId": rid, "type": RequestType.BROADCAST,
+                     "packet": {"type": 2, "data": [event, *args], "nsp": self.name},
+                     "opts": {**self._opts(opts), "flags": flags}},
+                    msgpack=True,
+                )  # fmt: skip
+        self.local_broadcast_with_ack(event, args, opts, sink.client_count, sink.reply, sink.gone)
+
+    # -- what other nodes send ---------------------------------------------------------------
+
+    def on_broadcast(self, channel: str, payload: bytes) -> None:
+        room = self.channels.room_of(channel)
+        if room is None or (room and not self.has_room(room)):
+            return  # no local member: not even decoded
+        message = codec.decode_broadcast(payload)
+        if message.uid == self.uid or message.nsp != self.name:
+            return
+        data = message.data
+        if codec.may_need_conversion(payload):
+            data = codec.for_client(data)
+        try:
+            parts = encode_event(self.name, data[0], data[1:])
+        except ProtocolError as exc:
+            raise codec.CodecError(f"broadcast cannot be sent to clients: {exc}") from exc
+        opts = BroadcastOptions(
+            rooms=message.rooms,
+            except_rooms=message.except_rooms,
+            volatile=message.volatile,
+            compress=message.compress,
+            local=True,
+        )
+        super().broadcast(parts, opts)
+
+    def on_request(self, payload: bytes) -> None:
+        answers.answer(self, payload)
+
+    def on_response(self, payload: bytes) -> None:
+        message = codec.decode(payload)
+        if not isinstance(message, dict):
+            raise codec.CodecError("a response is a map")
+        rid = message.get("requestId")
+        pending = self.pending.get(rid) if isinstance(rid, str) else None
+        if pending is None:
+            return
+        kind = message.get("type")
+        sink = pending.sink
+        if sink is not None:
+            if kind == RequestType.BROADCAST_CLIENT_COUNT:
+                count = message.get("clientCount")
+                if type(count) is int and count >= 0:
+                    pending.answer(message)
+                    sink.client_count(count)
+            elif kind == RequestType.BROADCAST_ACK:
+                sink.reply(message.get("packet"))
+        elif kind == RequestType.SERVER_SIDE_EMIT:
+            pending.responses.append(message.get("data"))
+            pending.answer(message)
+        elif "sockets" in message:
+            sockets = message["sockets"]
+            if isinstance(sockets, list):
+                pending.responses.extend(self._remote_socket(s) for s in sockets)
+                pending.answer(message)
+
+    def _remote_socket(self, described: Any) -> RemoteSocket:
+        if not isinstance(described, dict) or not isinstance(described.get("id"), str):
+            raise codec.CodecError("a fetched socket is {id, handshake, rooms, data}")
+        return RemoteSocket(
+            self,
+            Sid(described["id"]),
+            described.get("handshake"),
+            codec.rooms_of(described.get("rooms")),
+            described.get("data"),
+        )

@@ -1,0 +1,37 @@
+"""The Trio side of Socket.IO: sockets, namespaces, broadcasting, adapters, room nurseries.
+
+The public entry point is :class:`pyserver.Server` (``pyserver/trio/socketio/server.py``); the
+sans-IO protocol cores are in :mod:`pyserver.socketio`.
+"""
+
+from pyserver.socketio.ratelimit import RateLimiter, Verdict
+from pyserver.trio.socketio.adapter import (
+    AckSink,
+    Adapter,
+    BroadcastOptions,
+    InMemoryAdapter,
+    RemoteSocket,
+    RequestTimeout,
+)
+from pyserver.trio.socketio.broadcast import BroadcastOperator
+from pyserver.trio.socketio.namespace import DynamicNamespace, Namespace
+from pyserver.trio.socketio.room_tasks import RoomHandle, current_room
+from pyserver.trio.socketio.socket import Handshake, Socket
+
+__all__ = [
+    "AckSink",
+    "Adapter",
+    "BroadcastOperator",
+    "BroadcastOptions",
+    "DynamicNamespace",
+    "Handshake",
+    "InMemoryAdapter",
+    "Namespace",
+    "RateLimiter",
+    "RemoteSocket",
+    "RequestTimeout",
+    "RoomHandle",
+    "Socket",
+    "Verdict",
+    "current_room",
+]

@@ -1,0 +1,428 @@
+"""Adapters: where a namespace keeps its rooms and how a broadcast reaches its recipients.
+
+:class:`Adapter` is the interface (the Node server's adapter, in Python): a namespace calls it
+for every room change and every broadcast, so a multi-node adapter (Redis) can implement the
+same methods, publish what it must to the other nodes and call the in-memory logic for the
+local sockets. :class:`InMemoryAdapter` is the single-process one, over the sans-IO
+:class:`~pyserver.socketio.rooms.RoomIndex`.
+
+Everything here is synchronous except what has to ask the other nodes of a cluster and wait
+for their answers: :meth:`Adapter.fetch_sockets`, :meth:`Adapter.broadcast_with_ack` and
+:meth:`Adapter.server_side_emit_with_ack`.
+
+The server gets an *adapter factory*: a callable ``factory(namespace) -> Adapter`` that each
+:class:`~pyserver.trio.socketio.namespace.Namespace` calls once (``InMemoryAdapter`` itself is
+one). A factory that also has ``async def run(server, *, task_status)`` (a
+:class:`~pyserver.trio.redis.RedisAdapter`) is started by ``Server.run`` in the server's
+nursery, for the tasks it needs (subscriber, publisher, heartbeats).
+
+The adapter reports room life cycle to the namespace through
+``on_room_created(room)`` / ``on_room_deleted(room)`` (the namespace's room nurseries use
+them).
+
+A broadcast without acks is encoded once: the caller gives the encoded parts (the text
+packet, then the binary attachments), the adapter wraps each in one
+:class:`~pyserver.trio.engineio.OutgoingMessage` and hands the same objects to every
+recipient. Parts that are the same object (one bytes value in several places of the
+arguments) share one message, so its WebSocket frame is built once, not once per place.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable, Iterable, Sequence, Set
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+from pyserver.socketio.packets import Sid, encode_event
+from pyserver.socketio.rooms import Room, RoomIndex
+from pyserver.socketio.session import DEFAULT_MAX_EMIT_BYTES
+from pyserver.trio.engineio import EngineSession, OutgoingMessage, send_encoded_many
+
+if TYPE_CHECKING:
+    from pyserver.trio.socketio.client import Client
+    from pyserver.trio.socketio.namespace import Namespace
+    from pyserver.trio.socketio.socket import Socket
+
+_KEPT_TARGETS = 64
+"""Room sets whose recipients an adapter keeps between membership changes."""
+
+_Recipients = tuple[list[tuple[Sid, "Client"]], list[EngineSession]]
+"""(sid, client) pairs and their sessions (``InMemoryAdapter._recipients``)."""
+
+__all__ = [
+    "AckSink",
+    "Adapter",
+    "AdapterFactory",
+    "BroadcastOptions",
+    "InMemoryAdapter",
+    "RemoteSocket",
+    "RequestTimeout",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class BroadcastOptions:
+    """Who gets a broadcast and how (the flags of the broadcast operator)."""
+
+    rooms: frozenset[Room] = frozenset()
+    """Union of these rooms; empty means every socket of the namespace."""
+    except_rooms: frozenset[Room] = frozenset()
+    """Minus the sockets in these rooms (a socket's own room is its sid)."""
+    volatile: bool = False
+    """Drop, for a recipient whose outbox is not empty, instead of queueing."""
+    local: bool = False
+    """Only this node's sockets (meaningful for multi-node adapters)."""
+    compress: bool = True
+    timeout: float | None = None
+    """For broadcasts with acks: how long to wait for every reply."""
+    flags: dict[str, Any] = field(default_factory=dict, compare=False)
+
+
+AckCallback = Callable[[Any], None]
+
+
+class RequestTimeout(TimeoutError):
+    """Not every node (or client) answered in time; ``responses`` holds what did arrive."""
+
+    def __init__(self, message: str, responses: list[Any]) -> None:
+        super().__init__(message)
+        self.responses = responses
+
+    @property
+    def replies(self) -> list[Any]:
+        """The same list as ``responses``."""
+        return self.responses
+
+
+class AckSink(Protocol):
+    """Where an adapter reports a broadcast with acks (see :meth:`Adapter.broadcast_with_ack`)."""
+
+    def expect_nodes(self, nodes: int) -> None:
+        """How many ``client_count`` reports to wait for (1, this node, unless told)."""
+
+    def client_count(self, count: int) -> None:
+        """One node asked ``count`` of its sockets (each node reports once)."""
+
+    def reply(self, value: Any) -> None:
+        """One socket answered."""
+
+    def gone(self) -> None:
+        """One local socket left (or timed out) before answering."""
+
+
+class RemoteSocket:
+    """A socket of another node, as ``fetch_sockets`` returns it: ``id``, ``handshake`` (a
+    dict, as the owning node sent it), ``rooms``, ``data``; ``emit``, ``join``, ``leave`` and
+    ``disconnect`` go through the adapter to the node that owns it."""
+
+    __slots__ = ("adapter", "data", "handshake", "id", "rooms")
+
+    def __init__(
+        self, adapter: Adapter, sid: Sid, handshake: Any, rooms: Iterable[Room], data: Any
+    ) -> None:
+        self.adapter = adapter
+        self.id = sid
+        self.handshake = handshake
+        self.rooms: set[Room] = set(rooms)
+        self.data = data
+
+    def _only_me(self) -> BroadcastOptions:
+        return BroadcastOptions(rooms=frozenset((self.id,)))
+
+    def emit(self, event: str, *args: Any) -> None:
+        nsp = self.adapter.nsp
+        limit = DEFAULT_MAX_EMIT_BYTES if nsp is None else nsp.server.session_config.max_emit_bytes
+        self.adapter.broadcast(
+            encode_event(self.adapter.name, event, args, max_bytes=limit),
+            self._only_me(),
+            (event, *args),
+        )
+
+    def join(self, rooms: str | Iterable[str]) -> None:
+        self.adapter.add_sockets(self._only_me(), (rooms,) if isinstance(rooms, str) else rooms)
+
+    def leave(self, room: str) -> None:
+        self.adapter.del_sockets(self._only_me(), (room,))
+
+    def disconnect(self, close: bool = False) -> None:
+        self.adapter.disconnect_sockets(self._only_me(), close)
+
+    def __repr__(self) -> str:
+        return f"<RemoteSocket {self.id} {self.adapter.name}>"
+
+
+class Adapter(abc.ABC):
+    """The interface a namespace uses for rooms and broadcasts."""
+
+    #: Used when a broadcast with acks has no ``timeout(...)``: None waits as long as it
+    #: takes (single node); a cluster adapter bounds it (a node may never answer).
+    default_ack_timeout: float | None = None
+    #: Whether connection state recovery works with it: every packet its sockets get passes
+    #: through this node's namespace (see :mod:`pyserver.socketio.recovery`).
+    supports_recovery: bool = False
+
+    def __init__(self, nsp: Namespace | None = None) -> None:
+        self.nsp = nsp
+        self.name: str = nsp.name if nsp is not None else "/"
+        self.on_room_created: Callable[[Room], None] = _ignore
+        self.on_room_deleted: Callable[[Room], None] = _ignore
+        self.sockets: dict[Sid, Socket] = {}
+        """The namespace's connected sockets on this node, by sid (the namespace owns it)."""
+
+    # -- membership ----------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def add_all(self, sid: Sid, rooms: Iterable[Room]) -> None:
+        """Put ``sid`` in ``rooms`` (registering the socket and its own room on first use)."""
+
+    @abc.abstractmethod
+    def del_(self, sid: Sid, room: Room) -> None:
+        """Take ``sid`` out of ``room``."""
+
+    @abc.abstractmethod
+    def del_all(self, sid: Sid) -> None:
+        """Take ``sid`` out of every room (it disconnected)."""
+
+    @abc.abstractmethod
+    def rooms_of(self, sid: Sid) -> Set[Room]:
+        """The rooms of a local socket (read-only)."""
+
+    @abc.abstractmethod
+    def sids(self, opts: BroadcastOptions) -> set[Sid]:
+        """The local sockets that ``opts`` selects."""
+
+    @abc.abstractmethod
+    def has_room(self, room: Room) -> bool:
+        """Whether ``room`` has a member on this node."""
+
+    @abc.abstractmethod
+    def room_sizes(self) -> dict[Room, int]:
+        """Every local room and its member count."""
+
+    # -- broadcasting --------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def broadcast(
+        self,
+        parts: Sequence[str | bytes],
+        opts: BroadcastOptions,
+        packet: Sequence[Any] = (),
+    ) -> int:
+        """Send the encoded packet ``parts`` to the selected sockets; return how many got it
+        on this node. ``packet`` is ``[event, *args]`` as given (a cluster adapter forwards
+        it to the other nodes; the encoded parts serve the local sockets)."""
+
+    @abc.abstractmethod
+    async def broadcast_with_ack(
+        self, event: str, args: Sequence[Any], opts: BroadcastOptions, sink: AckSink
+    ) -> None:
+        """Emit asking every selected socket for an answer, and return once it is sent.
+        ``sink.expect_nodes`` first (cluster adapters: how many nodes will report), then
+        each node's ``client_count`` (this node's before any of its replies), each
+        ``reply``, and ``gone`` for each local socket that left before it replied."""
+
+    @abc.abstractmethod
+    async def fetch_sockets(self, opts: BroadcastOptions) -> list[Socket | RemoteSocket]:
+        """The selected sockets (a multi-node adapter adds :class:`RemoteSocket` ones)."""
+
+    @abc.abstractmethod
+    def add_sockets(self, opts: BroadcastOptions, rooms: Iterable[Room]) -> None:
+        """Make the selected sockets join ``rooms``."""
+
+    @abc.abstractmethod
+    def del_sockets(self, opts: BroadcastOptions, rooms: Iterable[Room]) -> None:
+        """Make the selected sockets leave ``rooms``."""
+
+    @abc.abstractmethod
+    def disconnect_sockets(self, opts: BroadcastOptions, close: bool) -> None:
+        """Disconnect the selected sockets (``close``: their whole connection)."""
+
+    def server_side_emit(self, event: str, args: Sequence[Any]) -> None:  # noqa: B027
+        """Tell the other nodes (nothing to do with a single node)."""
+
+    async def server_side_emit_with_ack(
+        self,
+        event: str,
+        args: Sequence[Any],
+        timeout: float | None = None,  # noqa: ASYNC109
+    ) -> list[Any]:
+        """Ask the other nodes; their replies (none with a single node)."""
+        return []
+
+
+def _ignore(room: Room) -> None:
+    pass
+
+
+AdapterFactory = Callable[["Namespace"], Adapter]
+"""What ``Server(adapter=...)`` takes: called once per namespace."""
+
+
+class InMemoryAdapter(Adapter):
+    """The single-process adapter over a :class:`~pyserver.socketio.rooms.RoomIndex`."""
+
+    supports_recovery = True
+
+    def __init__(self, nsp: Namespace | None = None) -> None:
+        super().__init__(nsp)
+        self.index = RoomIndex()
+        # rooms -> their sockets' (sid, client) pairs and sessions, at _targets_version
+        self._targets: dict[frozenset[Room], _Recipients] = {}
+        self._targets_version = -1
+
+    def add_all(self, sid: Sid, rooms: Iterable[Room]) -> None:
+        index = self.index
+        if sid not in index:
+            if index.add_socket(sid):
+                self.on_room_created(sid)
+        for room in index.join(sid, rooms):
+            self.on_room_created(room)
+
+    def del_(self, sid: Sid, room: Room) -> None:
+        if sid in self.index and self.index.leave(sid, room):
+            self.on_room_deleted(room)
+
+    def del_all(self, sid: Sid) -> None:
+        for room in self.index.leave_all(sid):
+            self.on_room_deleted(room)
+
+    def rooms_of(self, sid: Sid) -> Set[Room]:
+        return self.index.rooms_of(sid)
+
+    def sids(self, opts: BroadcastOptions) -> set[Sid]:
+        return self.index.sids_in(opts.rooms, except_rooms=opts.except_rooms)
+
+    def has_room(self, room: Room) -> bool:
+        return bool(self.index.members(room))
+
+    def room_sizes(self) -> dict[Room, int]:
+        return self.index.room_sizes()
+
+    def broadcast(
+        self,
+        parts: Sequence[str | bytes],
+        opts: BroadcastOptions,
+        packet: Sequence[Any] = (),
+    ) -> int:
+        pairs, sessions = self._recipients(opts.rooms)
+        if opts.except_rooms or opts.volatile:
+            members = self.index.members
+            excluded: set[Sid] = set()
+            for room in opts.except_rooms:
+                excluded.update(members(room))
+            volatile = opts.volatile
+            sessions = [
+                client.session
+                for sid, client in pairs
+                if sid not in excluded and not (volatile and not client.ready_for_volatile())
+            ]
+        if sessions:
+            # one call per WebSocket recipient, the frames built once
+            if len(parts) == 1:
+                send_encoded_many([OutgoingMessage(parts[0])], sessions)
+            else:
+                send_encoded_many(_messages(parts), sessions)
+        return len(sessions)
+
+    def _recipients(self, rooms: frozenset[Room]) -> _Recipients:
+        """The connected sockets in ``rooms`` (every socket when empty) as ``(sid, client)``
+        pairs, and their Engine.IO sessions. Kept until the room index changes (its
+        ``version``; the namespace changes ``sockets`` only together with the index), so
+        broadcasting to the same room again (a game's tick) costs no set operations and no
+        lookups per recipient. At most ``_KEPT_TARGETS`` room sets are kept."""
+        kept = self._targets
+        version = self.index.version
+        if self._targets_version != version:
+            kept.clear()
+            self._targets_version = version
+        found = kept.get(rooms)
+        if found is None:
+            sockets = self.sockets
+            pairs = [
+                (sid, socket.client)
+                for sid in self.index.sids_in(rooms)
+                if (socket := sockets.get(sid)) is not None
+            ]
+            found = (pairs, [client.session for _, client in pairs])
+            if len(kept) >= _KEPT_TARGETS:
+                kept.clear()
+            kept[rooms] = found
+        return found
+
+    async def broadcast_with_ack(
+        self, event: str, args: Sequence[Any], opts: BroadcastOptions, sink: AckSink
+    ) -> None:
+        self.local_broadcast_with_ack(event, args, opts, sink.client_count, sink.reply, sink.gone)
+
+    def local_broadcast_with_ack(
+        self,
+        event: str,
+        args: Sequence[Any],
+        opts: BroadcastOptions,
+        on_count: Callable[[int], None],
+        on_reply: Callable[[Any], None],
+        on_gone: Callable[[], None],
+    ) -> None:
+        """Ask this node's selected sockets: ``on_count`` once (before any reply), then
+        ``on_reply`` per answer and ``on_gone`` per socket that left or timed out."""
+        targets = [s for sid in self.sids(opts) if (s := self.sockets.get(sid)) is not None]
+        if opts.volatile:
+            targets = [s for s in targets if s.client.ready_for_volatile()]
+        on_count(len(targets))
+        reply_to = _ReplyTo(on_reply, on_gone)
+        for socket in targets:
+            socket._emit_with_callback(event, args, reply_to, opts.timeout)
+
+    async def fetch_sockets(self, opts: BroadcastOptions) -> list[Socket | RemoteSocket]:
+        return [s for sid in self.sids(opts) if (s := self.sockets.get(sid)) is not None]
+
+    def add_sockets(self, opts: BroadcastOptions, rooms: Iterable[Room]) -> None:
+        rooms = list(rooms)
+        for sid in self.sids(opts):
+            socket = self.sockets.get(sid)
+            if socket is not None:
+                socket.join(rooms)
+
+    def del_sockets(self, opts: BroadcastOptions, rooms: Iterable[Room]) -> None:
+        rooms = list(rooms)
+        for sid in self.sids(opts):
+            socket = self.sockets.get(sid)
+            if socket is not None:
+                for room in rooms:
+                    socket.leave(room)
+
+    def disconnect_sockets(self, opts: BroadcastOptions, close: bool) -> None:
+        for sid in self.sids(opts):
+            socket = self.sockets.get(sid)
+            if socket is not None:
+                socket.disconnect(close)
+
+
+def _messages(parts: Sequence[str | bytes]) -> list[OutgoingMessage]:
+    """One :class:`OutgoingMessage` per part, the same one for parts that are the same object
+    (an attachment that appears several times in the arguments: its frame is built once)."""
+    made: dict[int, OutgoingMessage] = {}
+    messages = []
+    for part in parts:
+        message = made.get(id(part))
+        if message is None:
+            message = made[id(part)] = OutgoingMessage(part)
+        messages.append(message)
+    return messages
+
+
+class _ReplyTo:
+    """The ack callback of the sockets in a broadcast with acks."""
+
+    __slots__ = ("on_gone", "on_reply")
+
+    def __init__(self, on_reply: Callable[[Any], None], on_gone: Callable[[], None]) -> None:
+        self.on_reply = on_reply
+        self.on_gone = on_gone
+
+    def __call__(self, reply: Any, error: BaseException | None) -> None:
+        if error is None:
+            self.on_reply(reply)
+        else:
+            self.on_gone()

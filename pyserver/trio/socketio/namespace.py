@@ -1,0 +1,366 @@
+"""Namespaces: each has its handlers, connection middleware, rate limit, adapter (rooms)
+and room nurseries. ``sio.of("/chat")`` makes or returns one; ``sio.of(re.compile(...))`` or
+``sio.of(predicate)`` makes a :class:`DynamicNamespace`, a parent whose children are created
+on the first connection to a matching name and share its handlers and middleware.
+
+Children come and go (the Node server's ``ParentNamespace``): a child is made once a parent's
+matcher accepted a name, for the connection being admitted; it stays only once a socket was
+accepted into it (a connection its middleware refused, or that closed while being admitted,
+leaves no child behind). With ``Server(cleanup_empty_child_namespaces=True)`` a child whose
+last socket left is removed: from its parent and ``server.namespaces``, its adapter closed (a
+cluster adapter unsubscribes its channels), its recovery store and room tasks dropped; the
+next connection to that name makes a new one. Off by default, as in Node: a child then stays
+for the life of the server, so a matcher that accepts names from anywhere should go with the
+option on (``max_namespaces_per_client`` only bounds what one connection holds at once).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import trio
+
+from pyserver.logtext import shown
+from pyserver.socketio.packets import encode_event
+from pyserver.socketio.ratelimit import RateLimit
+from pyserver.socketio.recovery import RecoveryStore
+from pyserver.trio.socketio.adapter import Adapter, BroadcastOptions, RemoteSocket
+from pyserver.trio.socketio.broadcast import BroadcastOperator
+from pyserver.trio.socketio.room_tasks import RoomHandle, RoomNursery
+
+if TYPE_CHECKING:
+    from pyserver.trio.socketio.server import Server
+    from pyserver.trio.socketio.socket import Socket
+
+__all__ = ["DynamicNamespace", "Namespace"]
+
+logger = logging.getLogger("pyserver.socketio")
+
+F = TypeVar("F", bound=Callable[..., Any])
+Middleware = Callable[["Socket"], Awaitable[None]]
+NamespaceMatcher = re.Pattern[str] | Callable[[str, dict[str, Any] | None], bool | Awaitable[bool]]
+
+
+class _Handlers:
+    """``on`` and ``use``, shared by namespaces and dynamic parents."""
+
+    handlers: dict[str, Callable[..., Any]]
+    middlewares: list[Middleware]
+    server_handlers: dict[str, Callable[..., Any]]
+
+    def on(self, event: str, handler: F | None = None) -> Any:
+        """Register ``handler`` for ``event`` (decorator or direct call).
+
+        ``"connection"`` (alias ``"connect"``): ``handler(socket)`` once the socket joined;
+        ``"disconnecting"`` then ``"disconnect"``: ``handler(socket, reason)`` (``socket.rooms``
+        is then the rooms it was in when it left); any other name:
+        ``handler(socket, *args)``, whose return value is the ack."""
+
+        def register(fn: F) -> F:
+            self.handlers[event] = fn
+            return fn
+
+        return register if handler is None else register(handler)
+
+    def event(self, handler: F) -> F:
+        """Register ``handler`` for the event named after the function."""
+        self.handlers[handler.__name__] = handler
+        return handler
+
+    def on_server_event(self, event: str, handler: F | None = None) -> Any:
+        """Register ``handler(*args)`` (sync or async) for ``event`` sent by another node's
+        ``server_side_emit``; its return value is the reply ``server_side_emit_with_ack``
+        collects (an exception is logged and answered ``{"error": "internal server
+        error"}``). Usable as a decorator."""
+
+        def register(fn: F) -> F:
+            self.server_handlers[event] = fn
+            return fn
+
+        return register if handler is None else register(handler)
+
+    def use(self, middleware: F) -> F:
+        """Connection middleware ``async def middleware(socket)``, run in order before the
+        socket joins; raise :class:`~pyserver.errors.ConnectionRefused` to refuse."""
+        self.middlewares.append(middleware)
+        return middleware
+
+
+class Namespace(_Handlers):
+    """One namespace. Its ``emit``/``to``/... broadcast to its sockets."""
+
+    def __init__(
+        self,
+        server: Server,
+        name: str,
+        *,
+        rate_limit: RateLimit | None = None,
+        parent: DynamicNamespace | None = None,
+    ) -> None:
+        self.server = server
+        self.name = name
+        self.parent = parent
+        #: Connections being admitted (in its middleware) right now.
+        self._admitting = 0
+        #: A dynamic child stays once a socket was accepted (a static namespace always).
+        self._kept = parent is None
+        if parent is not None:
+            self.handlers = parent.handlers
+            self.middlewares = parent.middlewares
+        else:
+            self.handlers = {}
+            self.middlewares = []
+        self.rate_limit = rate_limit if rate_limit is not None else server.rate_limit
+        #: Handlers of events other nodes send with ``server_side_emit`` (cluster adapters).
+        self.server_handlers: dict[str, Callable[..., Any]] = (
+            parent.server_handlers if parent is not None else {}
+        )
+        self.adapter: Adapter = server.adapter_factory(self)
+        self.adapter.on_room_created = self._room_created
+        self.adapter.on_room_deleted = self._room_deleted
+        self.sockets: dict[Any, Socket] = self.adapter.sockets
+        self.room_nurseries: dict[str, RoomNursery] = {}
+        #: What connection state recovery keeps for this namespace (None when it is off).
+        self.recovery: RecoveryStore | None = None
+        if server.state_recovery is not None:
+            if not self.adapter.supports_recovery:
+                raise ValueError(
+                    f"connection_state_recovery needs the in-memory adapter; "
+                    f"{type(self.adapter).__name__} cannot recover sessions"
+                )
+            self.recovery = RecoveryStore(server.state_recovery, secrets.token_hex(4))
+
+    # -- broadcasting ----------------------------------------------------------------------
+
+    def _op(self) -> BroadcastOperator:
+        return BroadcastOperator(self)
+
+    def emit(self, event: str, *args: Any) -> int:
+        """Send ``event(*args)`` to every socket of the namespace (encoded once)."""
+        return self._op().emit(event, *args)
+
+    def send(self, *args: Any) -> int:
+        return self._op().emit("message", *args)
+
+    def to(self, room: str | Iterable[str]) -> BroadcastOperator:
+        return self._op().to(room)
+
+    in_ = to
+
+    def except_(self, room: str | Iterable[str]) -> BroadcastOperator:
+        return self._op().except_(room)
+
+    @property
+    def volatile(self) -> BroadcastOperator:
+        return self._op().volatile
+
+    @property
+    def local(self) -> BroadcastOperator:
+        return self._op().local
+
+    def compress(self, compress: bool) -> BroadcastOperator:
+        return self._op().compress(compress)
+
+    def timeout(self, seconds: float) -> BroadcastOperator:
+        return self._op().timeout(seconds)
+
+    async def emit_with_ack(self, event: str, *args: Any) -> list[Any]:
+        return await self._op().emit_with_ack(event, *args)
+
+    async def fetch_sockets(self) -> list[Socket | RemoteSocket]:
+        return await self._op().fetch_sockets()
+
+    def sockets_join(self, room: str | Iterable[str]) -> None:
+        self._op().sockets_join(room)
+
+    def sockets_leave(self, room: str | Iterable[str]) -> None:
+        self._op().sockets_leave(room)
+
+    def disconnect_sockets(self, close: bool = False) -> None:
+        self._op().disconnect_sockets(close)
+
+    def server_side_emit(self, event: str, *args: Any) -> None:
+        """Tell the other nodes of a cluster (nothing to do on a single node): their
+        :meth:`on_server_event` handlers for ``event`` get ``*args``. Never blocks."""
+        self.adapter.server_side_emit(event, args)
+
+    async def server_side_emit_with_ack(
+        self,
+        event: str,
+        *args: Any,
+        timeout: float | None = None,  # noqa: ASYNC109
+    ) -> list[Any]:
+        """Ask the other nodes' :meth:`on_server_event` handlers; return their replies (one
+        per node). Raises :class:`~pyserver.trio.socketio.adapter.RequestTimeout` (with the replies
+        that came) when a node did not answer within ``timeout`` (default: the adapter's
+        ``requests_timeout``). ``[]`` on a single node."""
+        return await self.adapter.server_side_emit_with_ack(event, args, timeout)
+
+    def _encode_kept(
+        self,
+        event: str,
+        args: Sequence[Any],
+        rooms: frozenset[str],
+        except_rooms: frozenset[str],
+    ) -> tuple[list[str | bytes], list[Any]]:
+        """With recovery on: encode ``event(*args)`` with its offset added, and keep it (after
+        encoding, so a packet that cannot be encoded is not kept). Returns the parts and the
+        arguments sent."""
+        store = self.recovery
+        assert store is not None
+        sent = store.stamp(args)
+        parts = encode_event(
+            self.name, event, sent, max_bytes=self.server.session_config.max_emit_bytes
+        )
+        store.keep(parts, rooms, except_rooms, trio.current_time())
+        return parts, sent
+
+    # -- rooms -----------------------------------------------------------------------------
+
+    def room(self, name: str, grace: float | None = None) -> RoomHandle:
+        """The room ``name``: ``.start_soon(fn, *args)`` runs a task that lives as long as
+        the room (see :mod:`pyserver.trio.socketio.room_tasks`); ``grace`` overrides the server's
+        ``room_grace_period`` for a nursery this call creates."""
+        return RoomHandle(self, name, grace)
+
+    def rooms(self) -> dict[str, int]:
+        """Every room and its member count (sockets' own rooms included)."""
+        return self.adapter.room_sizes()
+
+    def adapter_has_room(self, name: str) -> bool:
+        return self.adapter.has_room(name)
+
+    def _room_nursery(self, name: str, grace: float | None) -> RoomNursery:
+        nursery = self.room_nurseries.get(name)
+        if nursery is None or nursery.scope.cancel_called:
+            nursery = RoomNursery(
+                self, name, self.server.room_grace_period if grace is None else grace
+            )
+            if not self.server._spawn(nursery.run, f"room {name} in {self.name}"):
+                raise RuntimeError("room tasks need a running Server (sio.serve or sio.run)")
+            self.room_nurseries[name] = nursery
+        return nursery
+
+    def _room_nursery_done(self, nursery: RoomNursery) -> None:
+        if self.room_nurseries.get(nursery.name) is nursery:
+            del self.room_nurseries[nursery.name]
+
+    def _room_created(self, room: str) -> None:
+        nursery = self.room_nurseries.get(room)
+        if nursery is not None:
+            nursery.populated()
+
+    def _room_deleted(self, room: str) -> None:
+        nursery = self.room_nurseries.get(room)
+        if nursery is not None:
+            nursery.emptied()
+
+    # -- sockets ---------------------------------------------------------------------------
+
+    def _add_socket(self, socket: Socket, rooms: Iterable[str]) -> None:
+        self.sockets[socket.id] = socket
+        self.adapter.add_all(socket.id, (socket.id, *rooms))
+        self._kept = True
+
+    def _remove_socket(self, socket: Socket) -> None:
+        self.sockets.pop(socket.id, None)
+        self.adapter.del_all(socket.id)
+        if self.parent is not None and not self.sockets and not self._admitting:
+            self.parent._emptied(self)
+
+    def _admission_done(self) -> None:
+        """A connection counted in ``_admitting`` was accepted or refused."""
+        self._admitting -= 1
+        if self.parent is not None and not self.sockets and not self._admitting:
+            self.parent._emptied(self)
+
+    def __repr__(self) -> str:
+        return f"<Namespace {self.name} ({len(self.sockets)} sockets)>"
+
+
+class DynamicNamespace(_Handlers):
+    """A parent namespace: children are created for matching names on first connection.
+
+    ``matcher`` is a compiled regular expression (``fullmatch`` on the name) or a function
+    ``(name, auth) -> bool`` (sync or async). ``emit``/``to``/... reach every child."""
+
+    def __init__(
+        self, server: Server, matcher: NamespaceMatcher, *, rate_limit: RateLimit | None = None
+    ) -> None:
+        self.server = server
+        self.matcher = matcher
+        self.rate_limit = rate_limit
+        self.handlers = {}
+        self.middlewares = []
+        self.server_handlers: dict[str, Callable[..., Any]] = {}
+        self.children: dict[str, Namespace] = {}
+
+    async def matches(self, name: str, auth: dict[str, Any] | None) -> bool:
+        matcher = self.matcher
+        if isinstance(matcher, re.Pattern):
+            return matcher.fullmatch(name) is not None
+        result = matcher(name, auth)
+        if not isinstance(result, bool):
+            result = await result
+        return bool(result)
+
+    def _child(self, name: str) -> Namespace:
+        """A new child, in ``server.namespaces`` too (the caller admits a connection to it at
+        once: see the module docstring)."""
+        child = Namespace(self.server, name, rate_limit=self.rate_limit, parent=self)
+        self.children[name] = child
+        self.server.namespaces[name] = child
+        return child
+
+    def _emptied(self, child: Namespace) -> None:
+        """``child`` has no socket and no connection being admitted: it goes if it never had
+        a socket, or when the server cleans up empty children."""
+        if not child._kept or self.server.cleanup_empty_child_namespaces:
+            self._remove(child)
+
+    def _remove(self, child: Namespace) -> None:
+        name = child.name
+        if self.children.get(name) is child:
+            del self.children[name]
+        if self.server.namespaces.get(name) is child:
+            del self.server.namespaces[name]
+        close = getattr(child.adapter, "close", None)
+        if close is not None:
+            close()  # a cluster adapter unsubscribes
+        child.recovery = None
+        for room in list(child.room_nurseries.values()):
+            room.close()
+        logger.debug("namespace %s removed (no socket left)", shown(name))
+
+    def emit(self, event: str, *args: Any) -> int:
+        return sum(child.emit(event, *args) for child in list(self.children.values()))
+
+    def to(self, room: str | Iterable[str]) -> _FanOut:
+        return _FanOut(self, BroadcastOptions()).to(room)
+
+    in_ = to
+
+    def __repr__(self) -> str:
+        return f"<DynamicNamespace {self.matcher!r} ({len(self.children)} children)>"
+
+
+class _FanOut:
+    """A broadcast from a dynamic parent: applied to each child namespace."""
+
+    def __init__(self, parent: DynamicNamespace, opts: BroadcastOptions) -> None:
+        self.parent = parent
+        self.opts = opts
+
+    def to(self, room: str | Iterable[str]) -> _FanOut:
+        rooms = frozenset((room,) if isinstance(room, str) else room)
+        return _FanOut(self.parent, BroadcastOptions(rooms=self.opts.rooms | rooms))
+
+    def emit(self, event: str, *args: Any) -> int:
+        return sum(
+            BroadcastOperator(child, self.opts).emit(event, *args)
+            for child in list(self.parent.children.values())
+        )

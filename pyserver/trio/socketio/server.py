@@ -1,0 +1,453 @@
+"""The Socket.IO v5 server on Trio: ``Server``.
+
+::
+
+    sio = Server(cors_allowed_origins="*")
+
+    @sio.on("chat message")
+    async def chat(socket, msg):
+        sio.emit("chat message", msg)
+        return {"status": "ok"}          # the ack
+
+    trio.run(sio.serve, "127.0.0.1", 3000)   # or: await nursery.start(sio.serve, host, port)
+
+Structure: ``serve`` opens the Server's nursery, which holds the Engine.IO timer, the
+Socket.IO timer (connect timeouts, ack deadlines: one heap, no task per connection), the
+HTTP listeners (``sio.app``, an :class:`~pyserver.trio.http.app.App`, with the Engine.IO mount at
+``path``), each socket's handler task while it has work (see :mod:`pyserver.trio.socketio.socket`
+for ordering), connections that need middleware, and the room nurseries
+(:mod:`pyserver.trio.socketio.room_tasks`). When ``serve`` is cancelled every connection closes with
+"server shutting down" and every room's tasks are cancelled.
+
+Input from the clients arrives through synchronous Engine.IO callbacks, so decoding, rate
+limiting and queueing never wait; only user handlers run in tasks. Limits: Engine.IO bounds
+each connection's outbox (a slow client is dropped, never slowing the others);
+``max_http_buffer_size`` bounds a message and a packet's attachments; ``max_attachments``
+their count; ``max_emit_bytes`` (16 MiB; None: no bound) one outgoing packet, text and
+attachments, checked before anything is built or queued (over it, an emit or an ack raises
+:class:`~pyserver.socketio.packets.PacketTooLarge`, a ``ValueError``);
+``max_pending_events`` the events waiting per socket; ``rate_limit`` the events per window
+per socket (refused events are acked ``{"error": "rate limited"}``, or, without an ack,
+answered with an ``"error"`` event ``{"message": "rate limited", "event": name}``;
+``flood_windows`` windows in a row over the limit close the connection; refusals are logged
+once per window per connection, and answered at most ``events`` times per window: see
+:mod:`pyserver.trio.socketio.client`); ``max_namespaces_per_client`` (default 100, None: no cap) the
+namespaces one connection is in or joining at once (past it: CONNECT_ERROR "too many
+namespaces"). ``cleanup_empty_child_namespaces`` (Node's option, off by default as there)
+removes a dynamic namespace's child once its last socket left (see
+:mod:`pyserver.trio.socketio.namespace`). ``max_sessions_per_ip`` (None: no cap, the default) the
+Engine.IO sessions open at once per client address (a handshake past it: 503, see
+:class:`~pyserver.trio.engineio.EngineIOServer`); ``max_connections`` and
+``max_connections_per_ip`` go to the :class:`~pyserver.trio.http.app.App` made here (see there).
+
+Several processes as one: ``Server(adapter=RedisAdapter("redis://..."))`` (see
+:mod:`pyserver.trio.redis.adapter`). ``run`` then starts the adapter's tasks in the server's
+nursery; broadcasts, ``fetch_sockets``, ``sockets_join``/``sockets_leave``/
+``disconnect_sockets`` and broadcasts with acks reach every node (``local`` keeps them on
+this one), and nodes talk to each other with ``server_side_emit`` /
+``server_side_emit_with_ack`` and ``@sio.on_server_event(name)``. The default adapter is
+:class:`~pyserver.trio.socketio.adapter.InMemoryAdapter` (one process).
+
+Connection state recovery: ``Server(connection_state_recovery=True)`` (or a
+:class:`~pyserver.socketio.recovery.StateRecovery` with its bounds) gives a client whose
+connection dropped its socket back (same id, rooms and ``data``, ``socket.recovered`` true)
+with the packets it missed, as the Node server's ``connectionStateRecovery`` does for the
+official clients; see :mod:`pyserver.socketio.recovery`. It needs the in-memory adapter.
+
+Logging (``pyserver.socketio``): a line per socket connected and per socket gone with its
+reason, per refused namespace, per refused or malformed input.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import ssl
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from functools import partial
+from typing import Any, Literal, TypeVar
+
+import trio
+
+from pyserver.engineio.http_answers import OriginSpec
+from pyserver.engineio.session import CloseReason
+from pyserver.http import Request
+from pyserver.socketio.ratelimit import RateLimit
+from pyserver.socketio.recovery import StateRecovery
+from pyserver.socketio.session import DEFAULT_MAX_EMIT_BYTES, SessionConfig
+from pyserver.trio.engineio import EngineIOServer, EngineSession
+from pyserver.trio.http.app import App
+from pyserver.trio.socketio.adapter import AdapterFactory, InMemoryAdapter, RemoteSocket
+from pyserver.trio.socketio.broadcast import BroadcastOperator
+from pyserver.trio.socketio.client import Client
+from pyserver.trio.socketio.namespace import DynamicNamespace, Namespace, NamespaceMatcher
+from pyserver.trio.socketio.room_tasks import RoomHandle
+from pyserver.trio.socketio.socket import Socket
+from pyserver.trio.timers import DeadlineTimer
+
+__all__ = ["Server"]
+
+logger = logging.getLogger("pyserver.socketio")
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class Server:
+    """A Socket.IO v5 server. See the module docstring."""
+
+    def __init__(
+        self,
+        *,
+        cors_allowed_origins: OriginSpec = None,
+        cors_credentials: bool = False,
+        ping_interval: float = 25.0,
+        ping_timeout: float = 20.0,
+        max_http_buffer_size: int = 1_000_000,
+        connect_timeout: float = 45.0,
+        path: str = "/socket.io/",
+        static_dir: str | os.PathLike[str] | None = None,
+        allowed_hosts: Sequence[str] | None = None,
+        transports: Sequence[str] = ("polling", "websocket"),
+        allow_upgrades: bool = True,
+        upgrade_timeout: float = 10.0,
+        http_compression: bool = True,
+        allow_request: Callable[[Request], bool] | None = None,
+        max_sessions_per_ip: int | None = None,
+        max_connections: int | Literal["auto"] | None = "auto",
+        max_connections_per_ip: int | None = None,
+        rate_limit: RateLimit | None = None,
+        flood_windows: int = 3,
+        room_grace_period: float = 0.0,
+        max_attachments: int = 10,
+        max_emit_bytes: int | None = DEFAULT_MAX_EMIT_BYTES,
+        max_pending_events: int = 256,
+        adapter: AdapterFactory = InMemoryAdapter,
+        connection_state_recovery: StateRecovery | bool = False,
+        cleanup_empty_child_namespaces: bool = False,
+        max_namespaces_per_client: int | None = 100,
+        app: App | None = None,
+    ) -> None:
+        if rate_limit is not None and (rate_limit[0] < 1 or rate_limit[1] <= 0):
+            raise ValueError("rate_limit must be (events >= 1, seconds > 0)")
+        if max_namespaces_per_client is not None and max_namespaces_per_client < 1:
+            raise ValueError("max_namespaces_per_client must be >= 1 (or None: no cap)")
+        self.rate_limit = rate_limit
+        self.flood_windows = flood_windows
+        #: Remove a dynamic namespace's child once its last socket left (Node's option of
+        #: that name, off by default as there): see :mod:`pyserver.trio.socketio.namespace`.
+        self.cleanup_empty_child_namespaces = cleanup_empty_child_namespaces
+        #: Namespaces one connection may be in (or joining) at once; a CONNECT past it is
+        #: answered with CONNECT_ERROR "too many namespaces". None: no cap.
+        self.max_namespaces_per_client = max_namespaces_per_client
+        self.room_grace_period = room_grace_period
+        self.max_pending_events = max_pending_events
+        self.adapter_factory = adapter
+        #: Connection state recovery (see :mod:`pyserver.socketio.recovery`), or None.
+        self.state_recovery: StateRecovery | None = (
+            StateRecovery()
+            if connection_state_recovery is True
+            else connection_state_recovery or None
+        )
+        self.session_config = SessionConfig(
+            connect_timeout=connect_timeout,
+            max_attachments=max_attachments,
+            max_attachment_bytes=max_http_buffer_size,
+            max_emit_bytes=max_emit_bytes,
+        )
+        self.eio = EngineIOServer(
+            ping_interval=ping_interval,
+            ping_timeout=ping_timeout,
+            upgrade_timeout=upgrade_timeout,
+            max_payload=max_http_buffer_size,
+            transports=transports,
+            allow_upgrades=allow_upgrades,
+            cors_allowed_origins=cors_allowed_origins,
+            cors_credentials=cors_credentials,
+            http_compression=http_compression,
+            allow_request=allow_request,
+            max_sessions_per_ip=max_sessions_per_ip,
+            on_connect=self._eio_connect,
+            on_message=self._eio_message,
+            on_disconnect=self._eio_disconnect,
+        )
+        #: The HTTP application: add routes, WebSocket endpoints and static files to it.
+        #: ``allowed_hosts`` (see :class:`~pyserver.trio.http.app.App`) goes to the App made
+        #: here; an App given as ``app`` carries its own.
+        if app is not None and allowed_hosts is not None:
+            raise ValueError("give allowed_hosts to the App passed as app=, not to the Server")
+        self.app = (
+            app
+            if app is not None
+            else App(
+                static_dir=static_dir,
+                allowed_hosts=allowed_hosts,
+                # caps (see App and EngineIOServer); an App given as ``app`` has its own
+                max_connections=max_connections,
+                max_connections_per_ip=max_connections_per_ip,
+            )
+        )
+        self.path = path
+        self.app.mount(path, self.eio)
+        self.namespaces: dict[str, Namespace] = {}
+        self.namespaces["/"] = Namespace(self, "/")
+        self._dynamic: list[DynamicNamespace] = []
+        self.clients: dict[str, Client] = {}
+        self._nursery: trio.Nursery | None = None
+        self._warned_not_running = False
+        #: True while ``run``/``serve`` is shutting down.
+        self.stopping = False
+        self._timer: DeadlineTimer[Client] = DeadlineTimer(self._client_due)
+
+    # -- namespaces ------------------------------------------------------------------------
+
+    @property
+    def main(self) -> Namespace:
+        """The main namespace ``"/"``."""
+        return self.namespaces["/"]
+
+    def of(
+        self, name: str | NamespaceMatcher, *, rate_limit: RateLimit | None = None
+    ) -> Namespace | DynamicNamespace:
+        """The namespace ``name`` (created on first use), or, for a compiled regular
+        expression or a function ``(name, auth) -> bool``, a dynamic parent namespace.
+        ``rate_limit`` overrides the server's for this namespace."""
+        if isinstance(name, str):
+            if not name.startswith("/"):
+                name = "/" + name
+            nsp = self.namespaces.get(name)
+            if nsp is None:
+                nsp = self.namespaces[name] = Namespace(self, name, rate_limit=rate_limit)
+            elif rate_limit is not None:
+                nsp.rate_limit = rate_limit
+            return nsp
+        parent = DynamicNamespace(self, name, rate_limit=rate_limit)
+        self._dynamic.append(parent)
+        return parent
+
+    async def _find_namespace(self, name: str, auth: dict[str, Any] | None) -> Namespace | None:
+        nsp = self.namespaces.get(name)
+        if nsp is not None:
+            return nsp
+        for parent in self._dynamic:
+            if await parent.matches(name, auth):
+                nsp = self.namespaces.get(name)  # another connection may have made it
+                if nsp is None:
+                    nsp = parent._child(name)  # the caller counts its admission at once
+                return nsp
+        return None
+
+    # -- the main namespace's API ----------------------------------------------------------
+
+    def on(self, event: str, handler: F | None = None) -> Any:
+        """Register a handler on the main namespace (see :meth:`Namespace.on`)."""
+        return self.main.on(event, handler)
+
+    def event(self, handler: F) -> F:
+        return self.main.event(handler)
+
+    def use(self, middleware: F) -> F:
+        """Connection middleware on the main namespace (see :meth:`Namespace.use`)."""
+        return self.main.use(middleware)
+
+    def emit(self, event: str, *args: Any) -> int:
+        """Send ``event(*args)`` to every socket of the main namespace. Never blocks."""
+        return self.main.emit(event, *args)
+
+    def send(self, *args: Any) -> int:
+        return self.main.send(*args)
+
+    def to(self, room: str | Iterable[str]) -> BroadcastOperator:
+        return self.main.to(room)
+
+    in_ = to
+
+    def except_(self, room: str | Iterable[str]) -> BroadcastOperator:
+        return self.main.except_(room)
+
+    @property
+    def volatile(self) -> BroadcastOperator:
+        return self.main.volatile
+
+    @property
+    def local(self) -> BroadcastOperator:
+        return self.main.local
+
+    def compress(self, compress: bool) -> BroadcastOperator:
+        return self.main.compress(compress)
+
+    def timeout(self, seconds: float) -> BroadcastOperator:
+        return self.main.timeout(seconds)
+
+    async def emit_with_ack(self, event: str, *args: Any) -> list[Any]:
+        return await self.main.emit_with_ack(event, *args)
+
+    async def fetch_sockets(self) -> list[Socket | RemoteSocket]:
+        """The main namespace's sockets, on every node (see :meth:`Namespace.fetch_sockets`)."""
+        return await self.main.fetch_sockets()
+
+    def sockets_join(self, room: str | Iterable[str]) -> None:
+        self.main.sockets_join(room)
+
+    def sockets_leave(self, room: str | Iterable[str]) -> None:
+        self.main.sockets_leave(room)
+
+    def disconnect_sockets(self, close: bool = False) -> None:
+        self.main.disconnect_sockets(close)
+
+    def server_side_emit(self, event: str, *args: Any) -> None:
+        """Send ``event(*args)`` to the other nodes' :meth:`on_server_event` handlers."""
+        self.main.server_side_emit(event, *args)
+
+    async def server_side_emit_with_ack(
+        self,
+        event: str,
+        *args: Any,
+        timeout: float | None = None,  # noqa: ASYNC109
+    ) -> list[Any]:
+        """Ask the other nodes; their replies (see :meth:`Namespace.server_side_emit_with_ack`)."""
+        return await self.main.server_side_emit_with_ack(event, *args, timeout=timeout)
+
+    def on_server_event(self, event: str, handler: F | None = None) -> Any:
+        """A handler for another node's ``server_side_emit`` (see
+        :meth:`Namespace.on_server_event`)."""
+        return self.main.on_server_event(event, handler)
+
+    def room(self, name: str, grace: float | None = None) -> RoomHandle:
+        """A room of the main namespace, for room-scoped tasks (see
+        :mod:`pyserver.trio.socketio.room_tasks`)."""
+        return self.main.room(name, grace)
+
+    # -- monitoring ------------------------------------------------------------------------
+
+    def statistics(self) -> dict[str, Any]:
+        """Connected clients per transport, sockets and rooms per namespace, room tasks,
+        outbox depths and handler queues."""
+        transports: dict[str, int] = {"polling": 0, "websocket": 0}
+        depths: list[int] = []
+        for client in self.clients.values():
+            transports[str(client.transport)] = transports.get(str(client.transport), 0) + 1
+            depths.append(client.outbox_depth())
+        namespaces: dict[str, dict[str, int]] = {}
+        rooms = 0
+        pending = 0
+        for name, nsp in self.namespaces.items():
+            sizes = nsp.adapter.room_sizes()
+            named = sum(1 for room in sizes if room not in nsp.sockets)
+            rooms += named
+            waiting = sum(socket.pending for socket in nsp.sockets.values())
+            pending += waiting
+            namespaces[name] = {
+                "sockets": len(nsp.sockets),
+                "rooms": named,
+                "room_tasks": sum(n.tasks for n in nsp.room_nurseries.values()),
+                "pending_events": waiting,
+            }
+        return {
+            "clients": len(self.clients),
+            "transports": transports,
+            "namespaces": namespaces,
+            "rooms": rooms,
+            "room_nurseries": sum(len(n.room_nurseries) for n in self.namespaces.values()),
+            "outbox": {
+                "total": sum(depths),
+                "max": max(depths, default=0),
+            },
+            "pending_events": pending,
+        }
+
+    # -- running ---------------------------------------------------------------------------
+
+    async def serve(
+        self,
+        host: str | None,
+        port: int,
+        *,
+        ssl_context: ssl.SSLContext | None = None,
+        task_status: trio.TaskStatus[list[Any]] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Listen on ``host:port`` (0: a free port) and serve until cancelled;
+        ``task_status.started`` gets the listeners (as :meth:`App.serve` does, which also
+        says what ``ssl_context`` does: TLS, https and wss)."""
+        async with trio.open_nursery() as nursery:
+            await nursery.start(self.run)
+            listeners = await nursery.start(
+                partial(self.app.serve, host, port, ssl_context=ssl_context)
+            )
+            task_status.started(listeners)
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Run the Socket.IO machinery without listening (the caller serves ``sio.app``):
+        ``await nursery.start(sio.run)``. Until cancelled."""
+        if self._nursery is not None:
+            raise RuntimeError("Server is already running")
+        self.stopping = False
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                try:
+                    await nursery.start(self.eio.serve)
+                    nursery.start_soon(self._timer.run)
+                    adapter_run = getattr(self.adapter_factory, "run", None)
+                    if adapter_run is not None:  # a cluster adapter's tasks
+                        await nursery.start(adapter_run, self)
+                    task_status.started()
+                    await trio.sleep_forever()
+                finally:
+                    # every socket leaves with "server shutting down"; the disconnect
+                    # handlers still run (shielded, up to SHUTDOWN_GRACE seconds each)
+                    self.stopping = True
+                    self.eio.close_all(CloseReason.SERVER_SHUTTING_DOWN)
+                    for nsp in self.namespaces.values():
+                        for room in list(nsp.room_nurseries.values()):
+                            room.close()
+        finally:
+            self._nursery = None
+
+    def _spawn(self, fn: Callable[..., Awaitable[Any]], name: str, *args: Any) -> bool:
+        nursery = self._nursery
+        if nursery is None:
+            if not self._warned_not_running:
+                self._warned_not_running = True
+                logger.warning(
+                    "the Server is not running, handlers are not called: start it with "
+                    "`await nursery.start(sio.serve, host, port)` or `await nursery.start(sio.run)`"
+                )
+            return False
+        nursery.start_soon(fn, *args, name=name)
+        return True
+
+    # -- Engine.IO callbacks ---------------------------------------------------------------
+
+    def _eio_connect(self, session: EngineSession) -> None:
+        client = Client(self, session, trio.current_time())
+        session.data["sio"] = client
+        self.clients[session.sid] = client
+        self._schedule(client)
+
+    def _eio_message(self, session: EngineSession, data: str | bytes) -> None:
+        client: Client = session.data["sio"]
+        client.receive(data)
+
+    def _eio_disconnect(self, session: EngineSession, reason: CloseReason) -> None:
+        client: Client | None = session.data.get("sio")
+        if client is None:
+            return
+        self.clients.pop(session.sid, None)
+        client.connection_lost(str(reason))
+
+    # -- the Socket.IO timer (connect timeouts, ack deadlines) -----------------------------
+
+    def _schedule(self, client: Client) -> None:
+        self._timer.schedule(client, client.core.next_deadline())
+
+    def _client_due(self, client: Client, now: float) -> None:
+        client.on_timer(now)
+        self._schedule(client)
+
+    def __repr__(self) -> str:
+        return f"<Server {len(self.clients)} clients, namespaces {sorted(self.namespaces)}>"
+
+
+_ = re  # re.Pattern is accepted by Server.of (see NamespaceMatcher)
