@@ -7,8 +7,7 @@ from functools import partial
 
 import trio
 
-from pyserver.http import WebSocket
-from pyserver.trio.http.app import App
+from pyserver import App, WebSocket  # the public API: runs against any --baseline commit
 
 app = App()
 
