@@ -13,12 +13,14 @@ __version__ = "0.1.0"
 
 _EXPORTS: dict[str, str] = {
     "App": "pyserver.trio.http.app",
+    "DEFAULT_SECURITY_HEADERS": "pyserver.trio.http.static",
     "WebSocket": "pyserver.trio.websocket",
     "broadcast": "pyserver.ws",
     "EngineIOServer": "pyserver.trio.engineio",
     "ConnectionClosed": "pyserver.errors",
     "ConnectionRefused": "pyserver.errors",
     "Server": "pyserver.trio.socketio.server",
+    "Namespace": "pyserver.trio.socketio.namespace",
     "RedisAdapter": "pyserver.trio.redis.adapter",
     "RequestTimeout": "pyserver.trio.socketio.adapter",
     "Socket": "pyserver.trio.socketio.socket",
@@ -34,6 +36,7 @@ _EXPORTS: dict[str, str] = {
 }
 
 __all__ = [
+    "DEFAULT_SECURITY_HEADERS",
     "App",
     "ConnectionClosed",
     "ConnectionRefused",
@@ -42,6 +45,7 @@ __all__ = [
     "Headers",
     "LocalProtocolError",
     "Mount",
+    "Namespace",
     "PacketTooLarge",
     "RedisAdapter",
     "RemoteProtocolError",
@@ -68,8 +72,10 @@ if TYPE_CHECKING:
     from pyserver.socketio.recovery import StateRecovery
     from pyserver.trio.engineio import EngineIOServer
     from pyserver.trio.http.app import App
+    from pyserver.trio.http.static import DEFAULT_SECURITY_HEADERS
     from pyserver.trio.redis.adapter import RedisAdapter
     from pyserver.trio.socketio.adapter import RequestTimeout
+    from pyserver.trio.socketio.namespace import Namespace
     from pyserver.trio.socketio.server import Server
     from pyserver.trio.socketio.socket import Socket
     from pyserver.trio.websocket import WebSocket

@@ -1,6 +1,6 @@
 """The demo server: what the README's first command (and ``pyserver demo``) runs.
 
-One :class:`~pyserver.trio.socketio.server.Server` serves ``web/`` (an index page linking the apps)
+One :class:`pyserver.Server` serves ``web/`` (an index page linking the apps)
 and the official ``socket.io-client`` bundle at ``/socket.io/socket.io.js``, and hosts three apps,
 each in a Socket.IO namespace of its own:
 
@@ -15,7 +15,7 @@ It also keeps the raw WebSocket examples of the guide: ``/ws/echo`` (answers eac
 and ``/ws/broadcast`` (relays every message to everyone, encoded once), used by
 ``web/raw-websocket.html``.
 
-With ``redis_url`` the server uses the :class:`~pyserver.trio.redis.adapter.RedisAdapter`, so
+With ``redis_url`` the server uses the :class:`pyserver.RedisAdapter`, so
 several demo processes behind a load balancer behave as one.
 
 Hardening: the pages get a Content-Security-Policy (:data:`DEMO_CSP`: scripts, styles and
@@ -36,11 +36,7 @@ import secrets
 from pathlib import Path
 from typing import Any
 
-from pyserver.http import WebSocket
-from pyserver.trio.http.app import App
-from pyserver.trio.http.static import DEFAULT_SECURITY_HEADERS
-from pyserver.trio.socketio.server import Server
-from pyserver.ws import broadcast
+from pyserver import DEFAULT_SECURITY_HEADERS, App, Server, WebSocket, broadcast
 
 log = logging.getLogger("pyserver.demo")
 
@@ -107,7 +103,7 @@ def build_server(
         security_headers={**DEFAULT_SECURITY_HEADERS, "Content-Security-Policy": DEMO_CSP},
     )
     if redis_url is not None:
-        from pyserver.trio.redis.adapter import RedisAdapter
+        from pyserver import RedisAdapter
 
         server_options.setdefault("adapter", RedisAdapter(redis_url))
     # children of a dynamic namespace (sio.of(regex)) go once their last socket left

@@ -37,12 +37,7 @@ from typing import Any
 
 import jwt
 
-from pyserver.errors import ConnectionRefused
-from pyserver.http import Request, Response
-from pyserver.socketio.ratelimit import RateLimit
-from pyserver.trio.socketio.namespace import Namespace
-from pyserver.trio.socketio.server import Server
-from pyserver.trio.socketio.socket import Socket
+from pyserver import ConnectionRefused, Namespace, Request, Response, Server, Socket
 
 __all__ = [
     "Dedup",
@@ -73,7 +68,7 @@ data (the message stays, with ``image: None``)."""
 TEXT_LIMIT = 2000
 DEDUP_LIMIT = 10_000
 TOKEN_TTL = 8 * 3600.0
-RATE_LIMIT: RateLimit = (30, 10.0)
+RATE_LIMIT: tuple[int, float] = (30, 10.0)
 ISSUER = "pyserver-chat"
 CLOCK_SKEW = 60.0
 """Seconds a token's issue time may be ahead of ours (several nodes' clocks differ)."""
@@ -314,7 +309,7 @@ def register(
     *,
     jwt_secret: str,
     token_ttl: float = TOKEN_TTL,
-    rate_limit: RateLimit = RATE_LIMIT,
+    rate_limit: tuple[int, float] = RATE_LIMIT,
 ) -> Namespace:
     """Add the chat's namespace ``/chat`` and its login route to ``sio``."""
     nsp = sio.of("/chat", rate_limit=rate_limit)

@@ -48,11 +48,8 @@ from typing import Any
 
 import trio
 
-from pyserver.errors import ConnectionRefused
+from pyserver import ConnectionRefused, Namespace, Server, Socket
 from pyserver.extras.statesync import SyncedState
-from pyserver.trio.socketio.namespace import Namespace
-from pyserver.trio.socketio.server import Server
-from pyserver.trio.socketio.socket import Socket
 
 __all__ = [
     "BOARD_HEIGHT",

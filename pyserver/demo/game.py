@@ -51,11 +51,8 @@ from typing import Any, TypeGuard
 
 import trio
 
-from pyserver.engineio.session import Transport
+from pyserver import Namespace, Server, Socket
 from pyserver.extras.statesync import SyncedState
-from pyserver.trio.socketio.namespace import Namespace
-from pyserver.trio.socketio.server import Server
-from pyserver.trio.socketio.socket import Socket
 
 __all__ = ["BadInput", "Game", "Player", "World", "game_of", "register"]
 
@@ -369,8 +366,7 @@ class Game:
             polling = [
                 sid
                 for sid in match.owners.values()
-                if (s := self.nsp.sockets.get(sid)) is not None
-                and s.client.transport is Transport.POLLING
+                if (s := self.nsp.sockets.get(sid)) is not None and s.transport == "polling"
             ]
             if polling:
                 self.nsp.to(polling).local.emit("delta", message)

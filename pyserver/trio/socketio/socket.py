@@ -172,6 +172,13 @@ class Socket:
             self._handshake = make_handshake(self.client.session.request, self._auth, self._issued)
         return self._handshake
 
+    @property
+    def transport(self) -> str:
+        """``"polling"`` or ``"websocket"``: the transport the connection uses now (it becomes
+        ``"websocket"`` when a polling client upgrades; Node's ``socket.conn.transport.name``).
+        An app picks per transport what to send, e.g. volatile ticks only over WebSocket."""
+        return self.client.transport.value
+
     # -- sending ---------------------------------------------------------------------------
 
     def emit(self, event: str, *args: Any) -> None:
