@@ -141,7 +141,7 @@ def test_diff_then_apply_reproduces_the_view() -> None:
     world = World(random.Random(5))
     a = world.add_player("A")
     synced: SyncedState[dict[str, Any], dict[str, Any]] = SyncedState(
-        world.view(), g.apply_delta, max_deltas=10
+        world.view(), g.apply_delta, new_epoch=lambda: "e", max_deltas=10
     )
     client = world.view()  # what a client got as its snapshot
     b = world.add_player("B")

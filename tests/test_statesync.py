@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Callable
+
 import pytest
 
 from pyserver.extras.statesync import SyncedState
+
+
+def epochs() -> Callable[[], str]:
+    """Epochs as the caller draws them (a counter is enough within one test)."""
+    counter = itertools.count(1)
+    return lambda: f"e{next(counter)}"
 
 
 def appender() -> SyncedState[list[int], int]:
@@ -12,7 +21,7 @@ def appender() -> SyncedState[list[int], int]:
         state.append(delta)
         return state
 
-    return SyncedState([], apply, max_deltas=5)
+    return SyncedState([], apply, new_epoch=epochs(), max_deltas=5)
 
 
 def test_commit_numbers_deltas_consecutively() -> None:
@@ -75,7 +84,7 @@ def test_too_old_or_future_version_gets_a_snapshot() -> None:
 
 def test_weight_bounds_the_history() -> None:
     s: SyncedState[str, str] = SyncedState(
-        "", lambda a, b: a + b, max_deltas=100, max_delta_weight=10, weight=len
+        "", lambda a, b: a + b, new_epoch=epochs(), max_deltas=100, max_delta_weight=10, weight=len
     )
     for chunk in ("aaaa", "bbbb", "cccc"):
         s.commit(chunk)
@@ -90,7 +99,7 @@ def test_rejected_delta_is_not_committed() -> None:
             raise ValueError("negative")
         return state + delta
 
-    s = SyncedState(0, apply)
+    s = SyncedState(0, apply, new_epoch=epochs())
     s.commit(2)
     with pytest.raises(ValueError):
         s.commit(-1)
@@ -102,13 +111,13 @@ def test_reset_starts_a_new_epoch() -> None:
     s.commit(1)
     old = s.epoch
     s.reset([])
-    assert s.epoch != old
+    assert (old, s.epoch) == ("e1", "e2")  # drawn by the caller's new_epoch, once each
     assert s.version == 0 and s.kept_deltas == 0
     assert s.catch_up({"epoch": old, "version": 1})["type"] == "snapshot"
 
 
 def test_no_history_kept_when_max_deltas_is_zero() -> None:
-    s = SyncedState(0, lambda a, b: a + b, max_deltas=0)
+    s = SyncedState(0, lambda a, b: a + b, new_epoch=epochs(), max_deltas=0)
     s.commit(1)
     assert s.catch_up({"epoch": s.epoch, "version": 0})["type"] == "snapshot"
     assert s.catch_up({"epoch": s.epoch, "version": 1})["deltas"] == []

@@ -42,6 +42,7 @@ import logging
 import math
 import os
 import re
+import secrets
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any
@@ -108,6 +109,12 @@ Stroke = dict[str, Any]
 
 class BadBatch(ValueError):
     """A ``strokes`` batch that breaks a rule; its message is the ack's error."""
+
+
+def _new_epoch() -> str:
+    """A board's epoch: random, so a client of a board from before a restart or a clear
+    gets a snapshot (see :mod:`pyserver.extras.statesync`)."""
+    return secrets.token_hex(6)
 
 
 class BoardFull(Exception):
@@ -183,6 +190,7 @@ class Board:
         self.sync: SyncedState[list[Stroke], Stroke] = SyncedState(
             [],
             self._apply,
+            new_epoch=_new_epoch,
             max_deltas=max_deltas,
             max_delta_weight=max_segments,
             weight=_segments,

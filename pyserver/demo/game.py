@@ -43,6 +43,7 @@ from __future__ import annotations
 import math
 import random
 import re
+import secrets
 import unicodedata
 import weakref
 from collections.abc import Mapping
@@ -324,7 +325,10 @@ class Match:
         self.room = f"match:{name}"
         self.world = World(rng)
         self.synced: SyncedState[Json, Json] = SyncedState(
-            self.world.view(), apply_delta, max_deltas=HISTORY
+            self.world.view(),
+            apply_delta,
+            new_epoch=lambda: secrets.token_hex(6),  # random: a restart is a new epoch
+            max_deltas=HISTORY,
         )
         self.owners: dict[str, str] = {}  # player id -> socket id
 

@@ -1,11 +1,13 @@
 """State sync for rooms whose state every client must share: a versioned state, a snapshot
 for late joiners and ordered deltas with sequence numbers for everyone else.
 
-This is a sans-IO piece (no trio, no clock, no sockets): the application owns the state and
-the transport. The drawing board and the game of ``pyserver demo`` are written on it::
+This is a sans-IO piece (no trio, no clock, no randomness, no sockets): the application owns
+the state, the transport and where epochs come from (``new_epoch``, called for the first
+epoch and at every ``reset``). The drawing board and the game of ``pyserver demo`` are
+written on it::
 
     board = SyncedState(initial=[], apply=lambda strokes, batch: strokes + batch,
-                        max_deltas=2000)
+                        new_epoch=lambda: secrets.token_hex(6), max_deltas=2000)
 
     @sio.on("strokes")
     async def strokes(socket, batch):
@@ -28,7 +30,10 @@ Rules:
   Sequence numbers are consecutive, so a client that sees ``seq != its version + 1`` knows it
   missed something and asks for ``catch_up`` again.
 * ``epoch`` is fresh for every ``SyncedState`` (and every ``reset``): a client that knows
-  another epoch (the server restarted, the board was cleared) gets a snapshot.
+  another epoch (the server restarted, the board was cleared) gets a snapshot. So
+  ``new_epoch()`` must not repeat itself, across restarts too: random (``secrets``), as the
+  demo draws it, not a counter. It is the caller's to draw, as ``now`` is a sans-IO core's
+  caller's to read.
 * Memory is bounded: at most ``max_deltas`` deltas, and at most ``max_delta_weight`` in total
   ``weight(delta)`` units, are kept for catching up. A client further behind than the oldest
   kept delta gets a snapshot instead. The state itself is the application's; its ``apply``
@@ -39,7 +44,6 @@ Rules:
 
 from __future__ import annotations
 
-import secrets
 from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any, Generic, TypeVar
@@ -60,6 +64,7 @@ class SyncedState(Generic[S, D]):
     __slots__ = (
         "_apply",
         "_deltas",
+        "_new_epoch",
         "_weight",
         "_weights",
         "epoch",
@@ -75,6 +80,7 @@ class SyncedState(Generic[S, D]):
         initial: S,
         apply: Callable[[S, D], S],
         *,
+        new_epoch: Callable[[], str],
         max_deltas: int = 1000,
         max_delta_weight: int | None = None,
         weight: Callable[[D], int] = _one,
@@ -82,12 +88,13 @@ class SyncedState(Generic[S, D]):
         if max_deltas < 0:
             raise ValueError("max_deltas must be >= 0")
         self._apply = apply
+        self._new_epoch = new_epoch
         self.max_deltas = max_deltas
         self.max_delta_weight = max_delta_weight
         self.weight = weight
         self.state: S = initial
         self.version = 0
-        self.epoch = secrets.token_hex(6)
+        self.epoch = new_epoch()
         self._deltas: deque[tuple[int, D]] = deque()
         self._weights: deque[int] = deque()
         self._weight = 0
@@ -111,7 +118,7 @@ class SyncedState(Generic[S, D]):
         so every client resynchronises from a snapshot."""
         self.state = state
         self.version = 0
-        self.epoch = secrets.token_hex(6)
+        self.epoch = self._new_epoch()
         self._deltas.clear()
         self._weights.clear()
         self._weight = 0
