@@ -28,6 +28,9 @@ _EXPORTS: dict[str, str] = {
     "PacketTooLarge": "pyserver.socketio.packets",
     "LocalProtocolError": "pyserver.errors",
     "RemoteProtocolError": "pyserver.errors",
+    "ProtocolError": "pyserver.errors",
+    "PyserverError": "pyserver.errors",
+    "SocketDisconnected": "pyserver.errors",
     "Headers": "pyserver.http",
     "Mount": "pyserver.http",
     "Request": "pyserver.http",
@@ -47,6 +50,8 @@ __all__ = [
     "Mount",
     "Namespace",
     "PacketTooLarge",
+    "ProtocolError",
+    "PyserverError",
     "RedisAdapter",
     "RemoteProtocolError",
     "Request",
@@ -54,6 +59,7 @@ __all__ = [
     "Response",
     "Server",
     "Socket",
+    "SocketDisconnected",
     "StateRecovery",
     "WebSocket",
     "broadcast",
@@ -65,7 +71,10 @@ if TYPE_CHECKING:
         ConnectionClosed,
         ConnectionRefused,
         LocalProtocolError,
+        ProtocolError,
+        PyserverError,
         RemoteProtocolError,
+        SocketDisconnected,
     )
     from pyserver.http import Headers, Mount, Request, Response
     from pyserver.socketio.packets import PacketTooLarge

@@ -5,6 +5,8 @@ Sans-IO: bytes in, messages out; bytes to send out of the encoders. No clock, no
 
 from typing import Final, final
 
+from pyserver.errors import RemoteProtocolError
+
 OP_CONTINUATION: Final[int]
 OP_TEXT: Final[int]
 OP_BINARY: Final[int]
@@ -12,13 +14,17 @@ OP_CLOSE: Final[int]
 OP_PING: Final[int]
 OP_PONG: Final[int]
 
-class FrameError(Exception):
+class FrameError(RemoteProtocolError):
     """The peer broke RFC 6455 or RFC 7692. ``code`` is the close code to answer with
-    (1002 protocol error, 1007 invalid payload data, 1009 message too big). ``messages``
-    holds the complete messages decoded from the same ``feed`` call before the error."""
+    (1002 protocol error, 1007 invalid payload data, 1009 message too big), ``reason`` the
+    close reason; as a :class:`pyserver.errors.RemoteProtocolError` (its base, imported when
+    this module is) the same wire answer is ``close_code`` and ``close_reason``.
+    ``messages`` holds the complete messages decoded from the same ``feed`` call before the
+    error."""
 
     code: int
     reason: str
+    close_code: int
     messages: list[Message]
 
 @final

@@ -23,6 +23,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final
 
+from pyserver.errors import RemoteProtocolError
+
 __all__ = [
     "SEPARATOR",
     "Packet",
@@ -55,8 +57,15 @@ _BY_CHAR: Final[dict[str, PacketType]] = {str(int(t)): t for t in PacketType}
 _CHAR: Final[dict[PacketType, str]] = {t: str(int(t)) for t in PacketType}
 
 
-class PacketError(ValueError):
-    """The peer sent something that is not an Engine.IO v4 packet (a remote error)."""
+class PacketError(RemoteProtocolError, ValueError):
+    """The peer sent something that is not an Engine.IO v4 packet.
+
+    The wire answer: the session closes with reason "parse error" (``close_reason``), and a
+    polling POST that carried it is answered 400 (``status``). Still a ``ValueError``, as
+    before the error tree.
+    """
+
+    close_reason = "parse error"
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,6 +32,8 @@ from typing import Any, Final
 
 import msgpack  # type: ignore[import-untyped]
 
+from pyserver.errors import RemoteProtocolError
+
 __all__ = [
     "Channels",
     "CodecError",
@@ -63,8 +65,9 @@ class RequestType(enum.IntEnum):
     BROADCAST_ACK = 9
 
 
-class CodecError(ValueError):
-    """A message from Redis that is not in the adapter's format."""
+class CodecError(RemoteProtocolError, ValueError):
+    """A message from Redis that is not in the adapter's format (another node, the peer,
+    misbehaved: the answer is dropping the message)."""
 
 
 def new_uid() -> str:

@@ -13,6 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final, TypeAlias
 
+from pyserver.errors import RemoteProtocolError
+
 __all__ = ["MAX_ARRAY", "MAX_LINE", "Reply", "RespError", "RespProtocolError", "RespReader",
            "command"]  # fmt: skip
 
@@ -24,8 +26,9 @@ MAX_LINE: Final = 64 * 1024
 """A simple string, error or length line."""
 
 
-class RespProtocolError(ValueError):
-    """Bytes that are not RESP2, or a reply over the reader's limits."""
+class RespProtocolError(RemoteProtocolError, ValueError):
+    """Bytes that are not RESP2, or a reply over the reader's limits (Redis, the peer,
+    misbehaved: the answer is dropping the connection)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,6 +30,8 @@ from __future__ import annotations
 import json
 from typing import Any, Final
 
+from pyserver.errors import LocalProtocolError
+
 __all__ = [
     "BINARY_TYPES",
     "TooLarge",
@@ -44,9 +46,10 @@ BINARY_TYPES: Final = (bytes, bytearray, memoryview)
 _PLACEHOLDER_KEY: Final = "_placeholder"
 
 
-class TooLarge(ValueError):
+class TooLarge(LocalProtocolError, ValueError):
     """The packet's text and attachments together are over ``max_bytes`` (the message says
-    how far it got, never what it holds)."""
+    how far it got, never what it holds). The caller's data is too big for the bound it gave:
+    a :class:`~pyserver.errors.LocalProtocolError` (and a ``ValueError``, as before)."""
 
 
 def dumps_with_attachments(data: Any, max_bytes: int | None = None) -> tuple[str, list[bytes]]:

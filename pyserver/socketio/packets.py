@@ -19,7 +19,10 @@ Rules (socket.io-protocol v5, "Packet encoding", and the reference parser's chec
 * Every failure to decode is a :class:`PacketError` (the peer misbehaved; the answer is to
   close the Engine.IO session with reason "parse error", as the reference server does).
   Misuse of the encoding API (a reserved event name, a namespace without ``/``, data JSON
-  cannot carry) is a :class:`LocalProtocolError`.
+  cannot carry) is a :class:`LocalProtocolError`. Both are :mod:`pyserver.errors`' own
+  classes (``ProtocolError``, ``RemoteProtocolError`` and ``LocalProtocolError`` here are the
+  same objects, kept importable from here), so ``except pyserver.LocalProtocolError``
+  catches this layer's misuse as it catches every other layer's.
 * Encoding takes an optional ``max_bytes``: a packet whose text (its characters) and
   attachments (their bytes) add up to more is refused with :class:`PacketTooLarge` before
   anything is sent; with attachments, as soon as they alone are over it (so data that holds
@@ -37,8 +40,9 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from json.encoder import c_encode_basestring, c_make_encoder  # type: ignore[attr-defined]
-from typing import Any, ClassVar, Final, NewType, TypeAlias
+from typing import Any, Final, NewType, TypeAlias
 
+from pyserver.errors import LocalProtocolError, ProtocolError, RemoteProtocolError
 from pyserver.socketio.binary import BINARY_TYPES, TooLarge, dumps_with_attachments
 
 __all__ = [
@@ -91,27 +95,14 @@ MAX_ACK_ID: Final = 2**53 - 1
 _CHAR: Final = {t: str(int(t)) for t in PacketType}
 
 
-class ProtocolError(Exception):
-    """Base of the Socket.IO codec's and session's errors."""
-
-
-class RemoteProtocolError(ProtocolError):
-    """The peer broke the protocol."""
-
-
-class LocalProtocolError(ProtocolError):
-    """This side misused the API (a bug in the caller, never the peer's fault)."""
-
-
 class PacketError(RemoteProtocolError):
     """The peer sent something that is not a valid Socket.IO v5 packet.
 
     The message is short and fit for one log line. The wire answer is closing the Engine.IO
-    session with reason "parse error" (there is no Socket.IO packet for it).
+    session with reason "parse error" (``close_reason``; there is no Socket.IO packet for it).
     """
 
-    close_reason: ClassVar[str] = "parse error"
-    """The wire answer: close the Engine.IO session with this reason."""
+    close_reason = "parse error"
 
 
 class PacketTooLarge(LocalProtocolError, ValueError):

@@ -15,8 +15,10 @@ States (:class:`ConnectionState`) and their rules:
   - peer Close -> its code is echoed (an empty close if it sent none), state ``CLOSED``
     (the server closes TCP first once the echo is written, RFC 6455 7.1.1).
   - :meth:`close` -> our Close goes out, state ``CLOSING`` until ``now + close_timeout``.
-  - a decoding error (``FrameError``) -> a Close with its code, state ``CLOSED`` ("fail the
-    WebSocket connection", 7.1.7); ``failure`` keeps the code and reason for the log.
+  - a decoding error (``FrameError``, a :class:`~pyserver.errors.RemoteProtocolError` whose
+    wire answer is ``close_code``/``close_reason``) -> a Close with that code and reason,
+    state ``CLOSED`` ("fail the WebSocket connection", 7.1.7); ``failure`` keeps the code
+    and reason for the log.
   - optional keepalive: a Ping every ``ping_interval``; no Pong within ``ping_timeout`` ->
     Close 1011, state ``CLOSED``.
 * ``CLOSING``: data messages still delivered; the peer's Close -> ``CLOSED``; the close

@@ -8,13 +8,13 @@
 use std::mem::MaybeUninit;
 
 use pyo3::buffer::PyBuffer;
-use pyo3::create_exception;
-use pyo3::exceptions::{PyException, PyOSError, PyOverflowError, PyTypeError, PyValueError};
+use pyo3::exceptions::{PyOSError, PyOverflowError, PyTypeError, PyValueError};
 use pyo3::ffi;
 use pyo3::prelude::*;
 #[cfg(unix)]
 use pyo3::pybacked::PyBackedBytes;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
+use pyo3::{create_exception, import_exception};
 
 use crate::decoder::{Decoder, MessageSink, Role};
 use crate::deflate::{self, InflateError};
@@ -24,23 +24,33 @@ use crate::extension::{self, DeflateParams};
 use crate::frame::{OpCode, first_byte};
 use crate::mask;
 
+// The base of `FrameError`: the Python class of pyserver's one error tree (h11's split), so
+// that `except pyserver.RemoteProtocolError` catches a frame the peer got wrong as it catches
+// every other layer's. Imported once, when the type is first needed (at module init).
+import_exception!(pyserver.errors, RemoteProtocolError);
+
 create_exception!(
     pyserver._frames,
     FrameError,
-    PyException,
+    RemoteProtocolError,
     "The peer broke RFC 6455 or RFC 7692. ``code`` is the close code to answer with (1002 \
-     protocol error, 1007 invalid payload data, 1009 message too big). ``messages`` holds the \
-     complete messages decoded from the same ``feed`` call before the error."
+     protocol error, 1007 invalid payload data, 1009 message too big), ``reason`` the close \
+     reason; as a ``pyserver.errors.RemoteProtocolError`` the same wire answer is \
+     ``close_code`` and ``close_reason``. ``messages`` holds the complete messages decoded \
+     from the same ``feed`` call before the error."
 );
 
-/// A `FrameError` exception with `code`, `reason` and `messages` set. A plain exception
-/// class (not a pyclass with its own layout) so that it can be subclassed and mixed in.
+/// A `FrameError` exception with `code`, `reason` and `messages` set, and the wire answer of
+/// its base (`close_code`, `close_reason`). A plain exception class (not a pyclass with its
+/// own layout) so that it can be subclassed and mixed in.
 fn frame_error(py: Python<'_>, code: u16, reason: String, messages: Bound<'_, PyList>) -> PyErr {
     let build = || -> PyResult<Bound<'_, PyAny>> {
         let exc = py
             .get_type::<FrameError>()
             .call1((format!("{reason} (close code {code})"),))?;
         exc.setattr("code", code)?;
+        exc.setattr("close_code", code)?;
+        exc.setattr("close_reason", &reason)?;
         exc.setattr("reason", reason)?;
         exc.setattr("messages", messages)?;
         Ok(exc)
@@ -813,6 +823,9 @@ fn _frames(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("OP_CLOSE", OpCode::Close as u8)?;
     m.add("OP_PING", OpCode::Ping as u8)?;
     m.add("OP_PONG", OpCode::Pong as u8)?;
+    // Import the base's module here, so that a failure is this import's ImportError rather
+    // than the panic of a lazily imported type.
+    m.py().import("pyserver.errors")?;
     m.add("FrameError", m.py().get_type::<FrameError>())?;
     m.add_class::<PyPing>()?;
     m.add_class::<PyPong>()?;
