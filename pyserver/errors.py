@@ -32,6 +32,9 @@
   where callers catch that.
 * :class:`ConnectionClosed`, :class:`ConnectionRefused`, :class:`SocketDisconnected`: not
   protocol errors but outcomes the application handles.
+* Outside the tree so far (not protocol errors, and defined in the Trio shell): the cluster's
+  ``RequestTimeout`` (a ``TimeoutError``), the Redis subscriber's ``SubscriberError`` and the
+  supervisor's ``ClusterError``.
 
 No imports: the Rust extension ``pyserver._frames`` imports this module at its own import
 to base ``FrameError`` on :class:`RemoteProtocolError`.
@@ -51,7 +54,8 @@ __all__ = [
 
 
 class PyserverError(Exception):
-    """Base class of every error raised by pyserver."""
+    """Base class of pyserver's errors: every protocol error of every layer, and the
+    outcomes an application handles (a closed WebSocket, a refused or vanished socket)."""
 
 
 class ProtocolError(PyserverError):
