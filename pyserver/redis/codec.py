@@ -25,7 +25,6 @@ from __future__ import annotations
 import datetime as dt
 import enum
 import json
-import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Final
@@ -45,7 +44,6 @@ __all__ = [
     "encode_json",
     "encode_msgpack",
     "for_client",
-    "new_uid",
     "room_name",
 ]
 
@@ -68,11 +66,6 @@ class RequestType(enum.IntEnum):
 class CodecError(RemoteProtocolError, ValueError):
     """A message from Redis that is not in the adapter's format (another node, the peer,
     misbehaved: the answer is dropping the message)."""
-
-
-def new_uid() -> str:
-    """Six URL-safe characters, as Node's ``uid2(6)`` (node uids and request ids)."""
-    return secrets.token_urlsafe(6)[:6]
 
 
 _GLOB: Final = str.maketrans({c: "\\" + c for c in "*?[]\\"})

@@ -63,11 +63,11 @@ import trio
 from pyserver.logtext import shown
 from pyserver.redis import codec
 from pyserver.redis.nodes import NodeTable, heartbeat_message
-from pyserver.trio.redis.remote import RedisNamespaceAdapter
+from pyserver.trio.redis.remote import RedisNamespaceAdapter, new_uid
 from pyserver.trio.redis.subscriber import Subscriber
 
 if TYPE_CHECKING:
-    from pyserver.trio.socketio.namespace import Namespace
+    from pyserver.trio.socketio.adapter import AdapterNamespace
     from pyserver.trio.socketio.server import Server
 
 __all__ = ["RedisAdapter"]
@@ -108,7 +108,7 @@ class RedisAdapter:
             raise ValueError("requests_timeout and heartbeat_interval must be > 0")
         self.url = url
         self.key = key
-        self.uid = codec.new_uid()
+        self.uid = new_uid()
         self.requests_timeout = requests_timeout
         self.heartbeat_interval = heartbeat_interval
         self.max_pending_requests = max_pending_requests
@@ -158,7 +158,7 @@ class RedisAdapter:
 
     # -- the factory -------------------------------------------------------------------------
 
-    def __call__(self, nsp: Namespace) -> RedisNamespaceAdapter:
+    def __call__(self, nsp: AdapterNamespace) -> RedisNamespaceAdapter:
         adapter = RedisNamespaceAdapter(self, nsp)
         self.adapters[nsp.name] = adapter
         ch = adapter.channels
@@ -431,7 +431,7 @@ class RedisAdapter:
 
     # -- server-side handlers ----------------------------------------------------------------
 
-    def spawn_handler(self, nsp: Namespace, fn: Any, *args: Any) -> bool:
+    def spawn_handler(self, nsp: AdapterNamespace, fn: Any, *args: Any) -> bool:
         """Run a server-side handler task (at most ``max_handler_tasks`` at once)."""
         if self._handler_tasks >= self.max_handler_tasks:
             return False
@@ -443,7 +443,7 @@ class RedisAdapter:
             finally:
                 self._handler_tasks -= 1
 
-        if not nsp.server._spawn(run, f"server-side event in {nsp.name}"):
+        if not nsp.server.spawn(run, f"server-side event in {nsp.name}"):
             self._handler_tasks -= 1
             return False
         return True

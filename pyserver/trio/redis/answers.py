@@ -19,32 +19,88 @@ channel:
 
 Our own answers carry ``"uid"`` as well (Node ignores it; see the stale-node rule in
 :mod:`pyserver.trio.redis.adapter`).
+
+The functions take the namespace's adapter as an :class:`Answering` (what answering needs of
+a :class:`~pyserver.trio.redis.remote.RedisNamespaceAdapter`), so this module does not
+import ``remote.py``, which imports it. Membership requests are applied with the adapter's
+own ``add_sockets``/``del_sockets``/``disconnect_sockets``: their options are local, so
+nothing is published again.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Protocol
 
 from pyserver.logtext import shown
 from pyserver.redis import codec
 from pyserver.redis.codec import RequestType
 from pyserver.socketio.packets import ProtocolError, Sid, encode_event
-from pyserver.trio.socketio.adapter import BroadcastOptions, InMemoryAdapter
+from pyserver.trio.socketio.adapter import AdapterNamespace, BroadcastOptions, LocalSocket
 from pyserver.trio.socketio.socket import ERROR_ACK, call
 
-if TYPE_CHECKING:
-    from pyserver.trio.redis.remote import RedisNamespaceAdapter
-    from pyserver.trio.socketio.socket import Socket
+__all__ = ["Answering", "AnsweringNode", "answer", "options"]
 
-__all__ = ["answer", "options"]
+
+class AnsweringNode(Protocol):
+    """What answering needs of the node (the :class:`~pyserver.trio.redis.RedisAdapter`)."""
+
+    @property
+    def requests_timeout(self) -> float: ...
+
+    def spawn_handler(self, nsp: AdapterNamespace, fn: Callable[[], Any], *args: Any) -> bool:
+        """Run a server-side handler task (bounded); False when it cannot."""
+        ...
+
+
+class Answering(Protocol):
+    """What answering another node's request needs of this node's namespace adapter."""
+
+    @property
+    def uid(self) -> str: ...
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def nsp(self) -> AdapterNamespace | None: ...
+
+    @property
+    def node(self) -> AnsweringNode: ...
+
+    @property
+    def sockets(self) -> dict[Sid, LocalSocket]: ...
+
+    def sids(self, opts: BroadcastOptions) -> set[Sid]: ...
+
+    def room_sizes(self) -> dict[str, int]: ...
+
+    def respond(self, message: dict[str, Any], msgpack: bool = False) -> None: ...
+
+    def add_sockets(self, opts: BroadcastOptions, rooms: Iterable[str]) -> None: ...
+
+    def del_sockets(self, opts: BroadcastOptions, rooms: Iterable[str]) -> None: ...
+
+    def disconnect_sockets(self, opts: BroadcastOptions, close: bool) -> None: ...
+
+    def local_broadcast_with_ack(
+        self,
+        event: str,
+        args: Sequence[Any],
+        opts: BroadcastOptions,
+        on_count: Callable[[int], None],
+        on_reply: Callable[[Any], None],
+        on_gone: Callable[[], None],
+    ) -> None: ...
+
 
 logger = logging.getLogger("pyserver.redis")
 
 _MEMBERSHIP = (RequestType.REMOTE_JOIN, RequestType.REMOTE_LEAVE, RequestType.REMOTE_DISCONNECT)
 
 
-def answer(adapter: RedisNamespaceAdapter, payload: bytes) -> None:
+def answer(adapter: Answering, payload: bytes) -> None:
     """Handle one request (raises :class:`~pyserver.redis.codec.CodecError` if malformed)."""
     message = codec.decode(payload)
     if not isinstance(message, dict):
@@ -87,19 +143,17 @@ def options(opts: Any, timeout: float | None = None) -> BroadcastOptions:
     )
 
 
-def _membership(
-    adapter: RedisNamespaceAdapter, message: dict[str, Any], kind: int, rid: Any
-) -> None:
+def _membership(adapter: Answering, message: dict[str, Any], kind: int, rid: Any) -> None:
     if "opts" in message:
-        opts = options(message["opts"])
+        opts = options(message["opts"])  # local: applied here, not published again
         if kind == RequestType.REMOTE_DISCONNECT:
-            InMemoryAdapter.disconnect_sockets(adapter, opts, message.get("close") is True)
+            adapter.disconnect_sockets(opts, message.get("close") is True)
         else:
             rooms = codec.rooms_of(message.get("rooms"))
             if kind == RequestType.REMOTE_JOIN:
-                InMemoryAdapter.add_sockets(adapter, opts, rooms)
+                adapter.add_sockets(opts, rooms)
             else:
-                InMemoryAdapter.del_sockets(adapter, opts, rooms)
+                adapter.del_sockets(opts, rooms)
         return
     # the legacy form: one socket by id, answered by its owner
     socket = adapter.sockets.get(Sid(str(message.get("sid"))))
@@ -115,7 +169,7 @@ def _membership(
     adapter.respond({"requestId": rid})
 
 
-def _server_side_event(adapter: RedisNamespaceAdapter, message: dict[str, Any], rid: Any) -> None:
+def _server_side_event(adapter: Answering, message: dict[str, Any], rid: Any) -> None:
     data = message.get("data")
     if not isinstance(data, list) or not data or not isinstance(data[0], str):
         raise codec.CodecError("a server-side emit carries [event, ...]")
@@ -140,7 +194,7 @@ def _server_side_event(adapter: RedisNamespaceAdapter, message: dict[str, Any], 
         logger.warning("server-side event %s dropped: too many handlers running", shown(data[0]))
 
 
-def _broadcast_with_ack(adapter: RedisNamespaceAdapter, message: dict[str, Any], rid: Any) -> None:
+def _broadcast_with_ack(adapter: Answering, message: dict[str, Any], rid: Any) -> None:
     if not isinstance(rid, str):
         raise codec.CodecError("a broadcast with acks needs a requestId")
     _, data = codec.packet_data(message.get("packet"))
@@ -176,7 +230,7 @@ def _nothing() -> None:
     pass
 
 
-def describe(socket: Socket) -> dict[str, Any]:
+def describe(socket: LocalSocket) -> dict[str, Any]:
     """``{id, handshake, rooms, data}`` as Node's ``fetchSockets`` answers (``data`` that
     JSON cannot carry is sent as null)."""
     hs = socket.handshake

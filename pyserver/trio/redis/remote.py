@@ -13,13 +13,18 @@ to the other nodes and what it does with theirs (the protocol of
   and waits for that many answers, at most ``requests_timeout`` (or the broadcast's
   timeout). Pending requests are bounded (``max_pending_requests``).
 * Requests from other nodes are answered by :mod:`pyserver.trio.redis.answers`.
+
+The namespace adapter reaches its node through the :class:`Node` protocol (what it needs of
+the :class:`~pyserver.trio.redis.RedisAdapter`), so this module does not import
+``adapter.py``, which imports it. :func:`new_uid` draws the ids of nodes and requests.
 """
 
 from __future__ import annotations
 
 import logging
+import secrets
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import trio
 
@@ -30,20 +35,49 @@ from pyserver.socketio.packets import ProtocolError, Sid, encode_event
 from pyserver.trio.redis import answers
 from pyserver.trio.socketio.adapter import (
     AckSink,
+    AdapterNamespace,
     BroadcastOptions,
     InMemoryAdapter,
+    LocalSocket,
     RemoteSocket,
     RequestTimeout,
 )
 
-if TYPE_CHECKING:
-    from pyserver.trio.redis.adapter import RedisAdapter
-    from pyserver.trio.socketio.namespace import Namespace
-    from pyserver.trio.socketio.socket import Socket
-
-__all__ = ["RedisNamespaceAdapter"]
+__all__ = ["Node", "RedisNamespaceAdapter", "new_uid"]
 
 logger = logging.getLogger("pyserver.redis")
+
+
+def new_uid() -> str:
+    """Six random URL-safe characters, as Node's ``uid2(6)``: node uids and request ids
+    (drawn here, in the shell: the wire codec, :mod:`pyserver.redis.codec`, is sans-IO)."""
+    return secrets.token_urlsafe(6)[:6]
+
+
+class Node(answers.AnsweringNode, Protocol):
+    """What a namespace adapter (and :mod:`pyserver.trio.redis.answers`) needs of its node,
+    the :class:`~pyserver.trio.redis.RedisAdapter`."""
+
+    @property
+    def uid(self) -> str: ...
+
+    @property
+    def key(self) -> str: ...
+
+    @property
+    def max_pending_requests(self) -> int: ...
+
+    def publish(self, channel: str, payload: bytes) -> bool:
+        """Queue ``payload`` for ``channel`` (never blocks); False if the queue is full."""
+        ...
+
+    def forget(self, adapter: RedisNamespaceAdapter) -> None:
+        """``adapter``'s namespace is gone: unsubscribe its channels."""
+        ...
+
+    async def remote_count(self, adapter: RedisNamespaceAdapter) -> tuple[int, frozenset[str]]:
+        """How many other nodes will answer a request, and the stale nodes left out."""
+        ...
 
 
 class _Pending:
@@ -79,7 +113,7 @@ class RedisNamespaceAdapter(InMemoryAdapter):
     # on another node: recovery would report sockets as recovered that missed packets.
     supports_recovery = False
 
-    def __init__(self, node: RedisAdapter, nsp: Namespace) -> None:
+    def __init__(self, node: Node, nsp: AdapterNamespace) -> None:
         super().__init__(nsp)
         self.node = node
         self.uid = node.uid
@@ -191,7 +225,7 @@ class RedisNamespaceAdapter(InMemoryAdapter):
         if expected == 0:
             return None, True
         pending = self._register(expected, hung, timeout)
-        message["requestId"] = rid = codec.new_uid()
+        message["requestId"] = rid = new_uid()
         self.pending[rid] = pending
         try:
             self._publish_request(message, msgpack)
@@ -210,7 +244,7 @@ class RedisNamespaceAdapter(InMemoryAdapter):
                 raise RuntimeError(f"too many requests to other nodes in flight in {self.name}")
         return _Pending(expected, hung, now + timeout)
 
-    async def fetch_sockets(self, opts: BroadcastOptions) -> list[Socket | RemoteSocket]:
+    async def fetch_sockets(self, opts: BroadcastOptions) -> list[LocalSocket | RemoteSocket]:
         found = await super().fetch_sockets(opts)
         if opts.local:
             return found
@@ -252,7 +286,7 @@ class RedisNamespaceAdapter(InMemoryAdapter):
             expected, hung = await self.node.remote_count(self)
             sink.expect_nodes(1 + expected)
             if expected:
-                rid = codec.new_uid()
+                rid = new_uid()
                 pending = self._register(expected, hung, timeout)
                 pending.sink = sink
                 self.pending[rid] = pending

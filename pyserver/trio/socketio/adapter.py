@@ -20,6 +20,12 @@ The adapter reports room life cycle to the namespace through
 ``on_room_created(room)`` / ``on_room_deleted(room)`` (the namespace's room nurseries use
 them).
 
+What an adapter needs of the objects around it is written here as protocols, so this module
+imports none of them (no import cycle): :class:`AdapterNamespace` (its namespace, and through
+it :class:`AdapterServer`, the server), :class:`LocalSocket` (a socket of this node, as
+``fetch_sockets`` returns it) and :class:`Recipient` (a socket's client: its Engine.IO
+session). The Server, Namespace, Socket and Client classes satisfy them.
+
 A broadcast without acks is encoded once: the caller gives the encoded parts (the text
 packet, then the binary attachments), the adapter wraps each in one
 :class:`~pyserver.trio.engineio.OutgoingMessage` and hands the same objects to every
@@ -36,26 +42,30 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from pyserver.socketio.packets import Sid, encode_event
 from pyserver.socketio.rooms import Room, RoomIndex
-from pyserver.socketio.session import DEFAULT_MAX_EMIT_BYTES
+from pyserver.socketio.session import DEFAULT_MAX_EMIT_BYTES, SessionConfig
 from pyserver.trio.engineio import EngineSession, OutgoingMessage, send_encoded_many
 
 if TYPE_CHECKING:
-    from pyserver.trio.socketio.client import Client
-    from pyserver.trio.socketio.namespace import Namespace
-    from pyserver.trio.socketio.socket import Socket
+    from collections.abc import Awaitable
+
+    from pyserver.trio.socketio.handshake import Handshake
 
 _KEPT_TARGETS = 64
 """Room sets whose recipients an adapter keeps between membership changes."""
 
-_Recipients = tuple[list[tuple[Sid, "Client"]], list[EngineSession]]
+_Recipients = tuple[list[tuple[Sid, "Recipient"]], list[EngineSession]]
 """(sid, client) pairs and their sessions (``InMemoryAdapter._recipients``)."""
 
 __all__ = [
     "AckSink",
     "Adapter",
     "AdapterFactory",
+    "AdapterNamespace",
+    "AdapterServer",
     "BroadcastOptions",
     "InMemoryAdapter",
+    "LocalSocket",
+    "Recipient",
     "RemoteSocket",
     "RequestTimeout",
 ]
@@ -80,6 +90,84 @@ class BroadcastOptions:
 
 
 AckCallback = Callable[[Any], None]
+
+
+class AdapterServer(Protocol):
+    """What an adapter needs of the server (:class:`~pyserver.trio.socketio.server.Server`)."""
+
+    @property
+    def session_config(self) -> SessionConfig:
+        """Its ``max_emit_bytes`` bounds what an adapter encodes for a socket."""
+        ...
+
+    def spawn(self, fn: Callable[..., Awaitable[Any]], name: str, *args: Any) -> bool:
+        """Run ``fn(*args)`` in the server's nursery; False when it is not running."""
+        ...
+
+
+class AdapterNamespace(Protocol):
+    """What an adapter needs of its namespace
+    (:class:`~pyserver.trio.socketio.namespace.Namespace`)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def server(self) -> AdapterServer: ...
+
+    @property
+    def server_handlers(self) -> dict[str, Callable[..., Any]]:
+        """Handlers of the events other nodes send (``on_server_event``)."""
+        ...
+
+
+class Recipient(Protocol):
+    """A socket's client (:class:`~pyserver.trio.socketio.client.Client`), as a broadcast
+    reaches it: its Engine.IO session."""
+
+    @property
+    def session(self) -> EngineSession: ...
+
+    def ready_for_volatile(self) -> bool:
+        """Open with nothing queued: a volatile packet is sent now, else dropped."""
+        ...
+
+
+class LocalSocket(Protocol):
+    """A socket of this node (:class:`~pyserver.trio.socketio.socket.Socket`) as an adapter
+    sees it, and as ``fetch_sockets`` returns it: the members it shares with
+    :class:`RemoteSocket`, its client, and an emit whose ack goes to a callback."""
+
+    @property
+    def id(self) -> Sid: ...
+
+    @property
+    def client(self) -> Recipient: ...
+
+    @property
+    def handshake(self) -> Handshake: ...
+
+    @property
+    def rooms(self) -> Set[str]: ...
+
+    @property
+    def data(self) -> dict[str, Any]: ...
+
+    def emit(self, event: str, *args: Any) -> None: ...
+
+    def emit_with_callback(
+        self,
+        event: str,
+        args: Iterable[Any],
+        callback: Callable[[Any, BaseException | None], None],
+        timeout: float | None,
+    ) -> None: ...
+
+    def join(self, rooms: str | Iterable[str]) -> None: ...
+
+    def leave(self, room: str) -> None: ...
+
+    def disconnect(self, close: bool = False) -> None: ...
 
 
 class RequestTimeout(TimeoutError):
@@ -162,12 +250,12 @@ class Adapter(abc.ABC):
     #: through this node's namespace (see :mod:`pyserver.socketio.recovery`).
     supports_recovery: bool = False
 
-    def __init__(self, nsp: Namespace | None = None) -> None:
+    def __init__(self, nsp: AdapterNamespace | None = None) -> None:
         self.nsp = nsp
         self.name: str = nsp.name if nsp is not None else "/"
         self.on_room_created: Callable[[Room], None] = _ignore
         self.on_room_deleted: Callable[[Room], None] = _ignore
-        self.sockets: dict[Sid, Socket] = {}
+        self.sockets: dict[Sid, LocalSocket] = {}
         """The namespace's connected sockets on this node, by sid (the namespace owns it)."""
 
     # -- membership ----------------------------------------------------------------------
@@ -223,7 +311,7 @@ class Adapter(abc.ABC):
         ``reply``, and ``gone`` for each local socket that left before it replied."""
 
     @abc.abstractmethod
-    async def fetch_sockets(self, opts: BroadcastOptions) -> list[Socket | RemoteSocket]:
+    async def fetch_sockets(self, opts: BroadcastOptions) -> list[LocalSocket | RemoteSocket]:
         """The selected sockets (a multi-node adapter adds :class:`RemoteSocket` ones)."""
 
     @abc.abstractmethod
@@ -255,7 +343,7 @@ def _ignore(room: Room) -> None:
     pass
 
 
-AdapterFactory = Callable[["Namespace"], Adapter]
+AdapterFactory = Callable[[AdapterNamespace], Adapter]
 """What ``Server(adapter=...)`` takes: called once per namespace."""
 
 
@@ -264,7 +352,7 @@ class InMemoryAdapter(Adapter):
 
     supports_recovery = True
 
-    def __init__(self, nsp: Namespace | None = None) -> None:
+    def __init__(self, nsp: AdapterNamespace | None = None) -> None:
         super().__init__(nsp)
         self.index = RoomIndex()
         # rooms -> their sockets' (sid, client) pairs and sessions, at _targets_version
@@ -372,9 +460,9 @@ class InMemoryAdapter(Adapter):
         on_count(len(targets))
         reply_to = _ReplyTo(on_reply, on_gone)
         for socket in targets:
-            socket._emit_with_callback(event, args, reply_to, opts.timeout)
+            socket.emit_with_callback(event, args, reply_to, opts.timeout)
 
-    async def fetch_sockets(self, opts: BroadcastOptions) -> list[Socket | RemoteSocket]:
+    async def fetch_sockets(self, opts: BroadcastOptions) -> list[LocalSocket | RemoteSocket]:
         return [s for sid in self.sids(opts) if (s := self.sockets.get(sid)) is not None]
 
     def add_sockets(self, opts: BroadcastOptions, rooms: Iterable[Room]) -> None:

@@ -7,24 +7,62 @@ over the server's ``max_emit_bytes`` raises
 :class:`~pyserver.socketio.packets.PacketTooLarge` (a ``ValueError``) and goes to nobody.
 ``await op.emit_with_ack(...)`` asks each recipient for an answer (one ack id per recipient,
 so each is encoded for its recipient) and returns the list of replies.
+
+An operator reaches its namespace through :class:`BroadcastNamespace`, what a broadcast needs
+of it (the :class:`~pyserver.trio.socketio.namespace.Namespace` satisfies it), so this module
+imports neither the namespace nor the socket.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import trio
 
 from pyserver.socketio.packets import encode_event
-from pyserver.trio.socketio.adapter import BroadcastOptions, RemoteSocket, RequestTimeout
+from pyserver.trio.socketio.adapter import (
+    Adapter,
+    AdapterServer,
+    BroadcastOptions,
+    LocalSocket,
+    RemoteSocket,
+    RequestTimeout,
+)
 
 if TYPE_CHECKING:
-    from pyserver.trio.socketio.namespace import Namespace
-    from pyserver.trio.socketio.socket import Socket
+    from pyserver.socketio.recovery import RecoveryStore
 
-__all__ = ["BroadcastOperator"]
+__all__ = ["BroadcastNamespace", "BroadcastOperator"]
+
+
+class BroadcastNamespace(Protocol):
+    """What a broadcast needs of its namespace."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def server(self) -> AdapterServer: ...
+
+    @property
+    def adapter(self) -> Adapter: ...
+
+    @property
+    def recovery(self) -> RecoveryStore | None:
+        """Connection state recovery's store, None when it is off."""
+        ...
+
+    def encode_kept(
+        self,
+        event: str,
+        args: Sequence[Any],
+        rooms: frozenset[str],
+        except_rooms: frozenset[str],
+    ) -> tuple[list[str | bytes], list[Any]]:
+        """With recovery on: encode ``event(*args)`` with its offset, and keep it."""
+        ...
 
 
 def _names(rooms: str | Iterable[str]) -> frozenset[str]:
@@ -37,7 +75,7 @@ class BroadcastOperator:
 
     __slots__ = ("nsp", "opts")
 
-    def __init__(self, nsp: Namespace, opts: BroadcastOptions | None = None) -> None:
+    def __init__(self, nsp: BroadcastNamespace, opts: BroadcastOptions | None = None) -> None:
         self.nsp = nsp
         self.opts = opts if opts is not None else BroadcastOptions()
 
@@ -84,7 +122,7 @@ class BroadcastOperator:
         nsp = self.nsp
         opts = self.opts
         if nsp.recovery is not None and not opts.volatile:
-            parts, sent = nsp._encode_kept(event, args, opts.rooms, opts.except_rooms)
+            parts, sent = nsp.encode_kept(event, args, opts.rooms, opts.except_rooms)
             return nsp.adapter.broadcast(parts, opts, (event, *sent))
         parts = encode_event(
             nsp.name, event, args, max_bytes=nsp.server.session_config.max_emit_bytes
@@ -122,7 +160,7 @@ class BroadcastOperator:
             )
         return acks.replies
 
-    async def fetch_sockets(self) -> list[Socket | RemoteSocket]:
+    async def fetch_sockets(self) -> list[LocalSocket | RemoteSocket]:
         """The selected sockets, on every node (other nodes' as
         :class:`~pyserver.trio.socketio.adapter.RemoteSocket`)."""
         return await self.nsp.adapter.fetch_sockets(self.opts)

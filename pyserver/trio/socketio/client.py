@@ -48,8 +48,8 @@ from pyserver.trio.socketio.socket import AckCallback, Socket
 
 if TYPE_CHECKING:
     from pyserver.trio.engineio import EngineSession
+    from pyserver.trio.socketio.host import Host
     from pyserver.trio.socketio.namespace import Namespace
-    from pyserver.trio.socketio.server import Server
 
 __all__ = ["Client"]
 
@@ -69,7 +69,7 @@ class Client:
 
     __slots__ = ("_capped", "_joining", "_refusals", "acks", "core", "server", "session", "sockets")
 
-    def __init__(self, server: Server, session: EngineSession, now: float) -> None:
+    def __init__(self, server: Host[Namespace, Client], session: EngineSession, now: float) -> None:
         self.server = server
         self.session = session
         self.core = Session(server.session_config, now)
@@ -108,7 +108,7 @@ class Client:
         self.acks[ack_id] = callback
         self.send_parts(parts)
         if timeout is not None:
-            self.server._schedule(self)
+            self.server.schedule(self)
 
     def outbox_depth(self) -> int:
         """Messages queued for this client and not yet taken by its writer (or a poll)."""
@@ -262,7 +262,7 @@ class Client:
             if not self._spawn_join(self._admit, nsp, socket, restored):
                 nsp._admission_done()
             return
-        if not self.server._dynamic:
+        if not self.server.dynamic_namespaces:
             self._refuse(name, "Invalid namespace")
             return
         self._spawn_join(self._connect, event)
@@ -271,7 +271,7 @@ class Client:
         """Run ``fn(*args)``, the admission of a namespace connection, in a task, counted
         against ``max_namespaces_per_client`` while it runs."""
         self._joining += 1
-        if self.server._spawn(self._joining_task, "connect to a namespace", fn, *args):
+        if self.server.spawn(self._joining_task, "connect to a namespace", fn, *args):
             return True
         self._joining -= 1
         return False
@@ -286,14 +286,14 @@ class Client:
         """A namespace that does not exist yet: ask the dynamic parents, then admit."""
         name = event.namespace
         try:
-            nsp = await self.server._find_namespace(name, event.auth)
+            nsp = await self.server.find_namespace(name, event.auth)
         except Exception:
             logger.exception("dynamic namespace check for %s failed", shown(name))
             nsp = None
         if nsp is None:
             self._refuse(name, "Invalid namespace")
             return
-        # no checkpoint since _find_namespace returned: counted before anything can empty it
+        # no checkpoint since find_namespace returned: counted before anything can empty it
         nsp._admitting += 1
         try:
             socket, restored = self._new_socket(nsp, event.auth)

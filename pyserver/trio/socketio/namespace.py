@@ -12,6 +12,9 @@ cluster adapter unsubscribes its channels), its recovery store and room tasks dr
 next connection to that name makes a new one. Off by default, as in Node: a child then stays
 for the life of the server, so a matcher that accepts names from anywhere should go with the
 option on (``max_namespaces_per_client`` only bounds what one connection holds at once).
+
+A namespace reaches its server through the :class:`~pyserver.trio.socketio.host.Host`
+protocol, never through ``server.py`` (which imports this module).
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import logging
 import re
 import secrets
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import trio
 
@@ -33,7 +36,8 @@ from pyserver.trio.socketio.broadcast import BroadcastOperator
 from pyserver.trio.socketio.room_tasks import RoomHandle, RoomNursery
 
 if TYPE_CHECKING:
-    from pyserver.trio.socketio.server import Server
+    from pyserver.trio.socketio.client import Client
+    from pyserver.trio.socketio.host import Host
     from pyserver.trio.socketio.socket import Socket
 
 __all__ = ["DynamicNamespace", "Namespace"]
@@ -95,7 +99,7 @@ class Namespace(_Handlers):
 
     def __init__(
         self,
-        server: Server,
+        server: Host[Namespace, Client],
         name: str,
         *,
         rate_limit: RateLimit | None = None,
@@ -122,7 +126,8 @@ class Namespace(_Handlers):
         self.adapter: Adapter = server.adapter_factory(self)
         self.adapter.on_room_created = self._room_created
         self.adapter.on_room_deleted = self._room_deleted
-        self.sockets: dict[Any, Socket] = self.adapter.sockets
+        # the adapter holds this namespace's Sockets (it types them as LocalSocket)
+        self.sockets = cast("dict[Any, Socket]", self.adapter.sockets)
         self.room_nurseries: dict[str, RoomNursery] = {}
         #: What connection state recovery keeps for this namespace (None when it is off).
         self.recovery: RecoveryStore | None = None
@@ -172,7 +177,7 @@ class Namespace(_Handlers):
         return await self._op().emit_with_ack(event, *args)
 
     async def fetch_sockets(self) -> list[Socket | RemoteSocket]:
-        return await self._op().fetch_sockets()
+        return cast("list[Socket | RemoteSocket]", await self._op().fetch_sockets())
 
     def sockets_join(self, room: str | Iterable[str]) -> None:
         self._op().sockets_join(room)
@@ -200,7 +205,7 @@ class Namespace(_Handlers):
         ``requests_timeout``). ``[]`` on a single node."""
         return await self.adapter.server_side_emit_with_ack(event, args, timeout)
 
-    def _encode_kept(
+    def encode_kept(
         self,
         event: str,
         args: Sequence[Any],
@@ -234,18 +239,20 @@ class Namespace(_Handlers):
     def adapter_has_room(self, name: str) -> bool:
         return self.adapter.has_room(name)
 
-    def _room_nursery(self, name: str, grace: float | None) -> RoomNursery:
+    def room_nursery(self, name: str, grace: float | None) -> RoomNursery:
+        """The room's nursery, opened (in the server's nursery) if it has none."""
         nursery = self.room_nurseries.get(name)
         if nursery is None or nursery.scope.cancel_called:
             nursery = RoomNursery(
                 self, name, self.server.room_grace_period if grace is None else grace
             )
-            if not self.server._spawn(nursery.run, f"room {name} in {self.name}"):
+            if not self.server.spawn(nursery.run, f"room {name} in {self.name}"):
                 raise RuntimeError("room tasks need a running Server (sio.serve or sio.run)")
             self.room_nurseries[name] = nursery
         return nursery
 
-    def _room_nursery_done(self, nursery: RoomNursery) -> None:
+    def room_nursery_done(self, nursery: RoomNursery) -> None:
+        """``nursery`` ended: forget it (unless another one took its place)."""
         if self.room_nurseries.get(nursery.name) is nursery:
             del self.room_nurseries[nursery.name]
 
@@ -289,7 +296,11 @@ class DynamicNamespace(_Handlers):
     ``(name, auth) -> bool`` (sync or async). ``emit``/``to``/... reach every child."""
 
     def __init__(
-        self, server: Server, matcher: NamespaceMatcher, *, rate_limit: RateLimit | None = None
+        self,
+        server: Host[Namespace, Client],
+        matcher: NamespaceMatcher,
+        *,
+        rate_limit: RateLimit | None = None,
     ) -> None:
         self.server = server
         self.matcher = matcher
@@ -308,7 +319,7 @@ class DynamicNamespace(_Handlers):
             result = await result
         return bool(result)
 
-    def _child(self, name: str) -> Namespace:
+    def child(self, name: str) -> Namespace:
         """A new child, in ``server.namespaces`` too (the caller admits a connection to it at
         once: see the module docstring)."""
         child = Namespace(self.server, name, rate_limit=self.rate_limit, parent=self)

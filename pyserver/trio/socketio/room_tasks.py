@@ -15,6 +15,10 @@ Tasks see their room: :func:`current_room` returns its name (a context variable 
 task). An exception in a room task is logged once (``pyserver.socketio``) and ends only that
 task; it never reaches the server. A task that returns simply ends; the nursery stays open
 for later tasks until the room closes.
+
+A room nursery reaches its namespace through :class:`RoomOwner` (what it needs of it; the
+:class:`~pyserver.trio.socketio.namespace.Namespace` satisfies it), so this module does not
+import the namespace that imports it.
 """
 
 from __future__ import annotations
@@ -22,16 +26,13 @@ from __future__ import annotations
 import contextvars
 import logging
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import trio
 
 from pyserver.logtext import shown
 
-if TYPE_CHECKING:
-    from pyserver.trio.socketio.namespace import Namespace
-
-__all__ = ["RoomHandle", "RoomNursery", "current_room"]
+__all__ = ["RoomHandle", "RoomNursery", "RoomOwner", "current_room"]
 
 logger = logging.getLogger("pyserver.socketio")
 
@@ -43,12 +44,36 @@ def current_room() -> str:
     return _current_room.get()
 
 
+class RoomOwner(Protocol):
+    """What room nurseries need of their namespace."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def room_nurseries(self) -> dict[str, RoomNursery]:
+        """The open room nurseries, by room."""
+        ...
+
+    def adapter_has_room(self, name: str) -> bool:
+        """Whether the room has a member (on this node)."""
+        ...
+
+    def room_nursery(self, name: str, grace: float | None) -> RoomNursery:
+        """The room's nursery, opened (in the server's nursery) if it has none."""
+        ...
+
+    def room_nursery_done(self, nursery: RoomNursery) -> None:
+        """``nursery`` ended: forget it (unless another one took its place)."""
+        ...
+
+
 class RoomNursery:
     """The nursery of one room of one namespace (created on the first ``start_soon``)."""
 
     __slots__ = ("_grace_scope", "_nursery", "_pending", "grace", "name", "nsp", "scope", "tasks")
 
-    def __init__(self, nsp: Namespace, name: str, grace: float) -> None:
+    def __init__(self, nsp: RoomOwner, name: str, grace: float) -> None:
         self.nsp = nsp
         self.name = name
         self.grace = grace
@@ -80,7 +105,7 @@ class RoomNursery:
                     await trio.sleep_forever()
         finally:
             self._nursery = None
-            self.nsp._room_nursery_done(self)
+            self.nsp.room_nursery_done(self)
 
     async def _task(self, fn: Callable[..., Awaitable[Any]], args: tuple[Any, ...]) -> None:
         _current_room.set(self.name)
@@ -129,14 +154,14 @@ class RoomHandle:
 
     __slots__ = ("grace", "name", "nsp")
 
-    def __init__(self, nsp: Namespace, name: str, grace: float | None) -> None:
+    def __init__(self, nsp: RoomOwner, name: str, grace: float | None) -> None:
         self.nsp = nsp
         self.name = name
         self.grace = grace
 
     def start_soon(self, fn: Callable[..., Awaitable[Any]], *args: Any) -> None:
         """Run ``fn(*args)`` in the room's nursery (opening it if needed). Never blocks."""
-        self.nsp._room_nursery(self.name, self.grace).start_soon(fn, *args)
+        self.nsp.room_nursery(self.name, self.grace).start_soon(fn, *args)
 
     def close(self) -> None:
         """Cancel every task of the room now (the room itself, its members, stay)."""

@@ -192,9 +192,12 @@ class Server:
         self.app.mount(path, self.eio)
         self.namespaces: dict[str, Namespace] = {}
         self.namespaces["/"] = Namespace(self, "/")
-        self._dynamic: list[DynamicNamespace] = []
+        #: The dynamic parents (``of(pattern)``), asked in order for an unknown name.
+        self.dynamic_namespaces: list[DynamicNamespace] = []
         self.clients: dict[str, Client] = {}
         self._nursery: trio.Nursery | None = None
+        #: True while ``run`` (or ``serve``) is running: ``spawn`` then starts tasks.
+        self.running = False
         self._warned_not_running = False
         #: True while ``run``/``serve`` is shutting down.
         self.stopping = False
@@ -223,18 +226,21 @@ class Server:
                 nsp.rate_limit = rate_limit
             return nsp
         parent = DynamicNamespace(self, name, rate_limit=rate_limit)
-        self._dynamic.append(parent)
+        self.dynamic_namespaces.append(parent)
         return parent
 
-    async def _find_namespace(self, name: str, auth: dict[str, Any] | None) -> Namespace | None:
+    async def find_namespace(self, name: str, auth: dict[str, Any] | None) -> Namespace | None:
+        """The namespace ``name``, or a new child of the first dynamic parent that accepts
+        it (for the connection being admitted: see :mod:`pyserver.trio.socketio.namespace`);
+        None when none does."""
         nsp = self.namespaces.get(name)
         if nsp is not None:
             return nsp
-        for parent in self._dynamic:
+        for parent in self.dynamic_namespaces:
             if await parent.matches(name, auth):
                 nsp = self.namespaces.get(name)  # another connection may have made it
                 if nsp is None:
-                    nsp = parent._child(name)  # the caller counts its admission at once
+                    nsp = parent.child(name)  # the caller counts its admission at once
                 return nsp
         return None
 
@@ -386,6 +392,7 @@ class Server:
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
+                self.running = True
                 try:
                     await nursery.start(self.eio.serve)
                     nursery.start_soon(self._timer.run)
@@ -404,8 +411,11 @@ class Server:
                             room.close()
         finally:
             self._nursery = None
+            self.running = False
 
-    def _spawn(self, fn: Callable[..., Awaitable[Any]], name: str, *args: Any) -> bool:
+    def spawn(self, fn: Callable[..., Awaitable[Any]], name: str, *args: Any) -> bool:
+        """Run ``fn(*args)`` in the server's nursery (a handler task, a room nursery, a
+        namespace admission); False, and a warning once, when the server is not running."""
         nursery = self._nursery
         if nursery is None:
             if not self._warned_not_running:
@@ -424,7 +434,7 @@ class Server:
         client = Client(self, session, trio.current_time())
         session.data["sio"] = client
         self.clients[session.sid] = client
-        self._schedule(client)
+        self.schedule(client)
 
     def _eio_message(self, session: EngineSession, data: str | bytes) -> None:
         client: Client = session.data["sio"]
@@ -439,12 +449,14 @@ class Server:
 
     # -- the Socket.IO timer (connect timeouts, ack deadlines) -----------------------------
 
-    def _schedule(self, client: Client) -> None:
+    def schedule(self, client: Client) -> None:
+        """(Re)arm the Socket.IO timer for ``client``'s next deadline (connect timeout,
+        ack deadlines)."""
         self._timer.schedule(client, client.core.next_deadline())
 
     def _client_due(self, client: Client, now: float) -> None:
         client.on_timer(now)
-        self._schedule(client)
+        self.schedule(client)
 
     def __repr__(self) -> str:
         return f"<Server {len(self.clients)} clients, namespaces {sorted(self.namespaces)}>"

@@ -192,7 +192,7 @@ class Socket:
                 self.client.send_parts(encode_event(nsp.name, event, args, max_bytes=limit))
             else:
                 own = frozenset((self.id,))
-                self.client.send_parts(nsp._encode_kept(event, args, own, _NO_ROOMS)[0])
+                self.client.send_parts(nsp.encode_kept(event, args, own, _NO_ROOMS)[0])
 
     def send(self, *args: Any) -> None:
         """``emit("message", *args)``."""
@@ -216,7 +216,7 @@ class Socket:
             outcome.append((reply, error))
             done.set()
 
-        self._emit_with_callback(event, args, settle, timeout)
+        self.emit_with_callback(event, args, settle, timeout)
         await done.wait()
         reply, error = outcome[0]
         if error is not None:
@@ -227,9 +227,13 @@ class Socket:
         """``await socket.timeout(5).emit_with_ack(event, *args)`` (the Node spelling)."""
         return _TimedSocket(self, seconds)
 
-    def _emit_with_callback(
+    def emit_with_callback(
         self, event: str, args: Iterable[Any], callback: AckCallback, timeout: float | None
     ) -> None:
+        """Send ``event(*args)``; ``callback(reply, None)`` gets the client's answer, or
+        ``callback(None, error)`` a TimeoutError after ``timeout`` seconds or
+        :class:`~pyserver.errors.SocketDisconnected` (at once if not connected). Never
+        blocks: what ``emit_with_ack`` and broadcasts with acks are built on."""
         if not self.connected:
             callback(None, SocketDisconnected(self.disconnect_reason or "not connected"))
             return
@@ -380,12 +384,12 @@ class Socket:
             self._queue = deque()
         self._queue.append((kind, item))
         if not self._running:
-            if self.nsp.server._nursery is not None and inline.offer(self._run):
+            if self.nsp.server.running and inline.offer(self._run):
                 self._running = (
                     True  # the reader of this message runs it (pyserver.trio.websocket.inline)
                 )
             else:
-                self._running = self.nsp.server._spawn(self._run, f"socket {self.id}")
+                self._running = self.nsp.server.spawn(self._run, f"socket {self.id}")
 
     async def _run(self) -> None:
         try:
