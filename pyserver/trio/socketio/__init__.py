@@ -2,6 +2,12 @@
 
 The public entry point is :class:`pyserver.Server` (``pyserver/trio/socketio/server.py``); the
 sans-IO protocol cores are in :mod:`pyserver.socketio`.
+
+Imports go one way, server at the top: the namespaces and clients reach the server through
+the :class:`~pyserver.trio.socketio.host.Host` protocol, adapters, broadcasts and room
+nurseries reach the namespace through protocols of their own modules. Only the socket, its
+namespace and its client name each other's classes (in types only; see
+``tests/test_layout.py``).
 """
 
 from pyserver.socketio.ratelimit import RateLimiter, Verdict
