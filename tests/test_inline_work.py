@@ -156,8 +156,9 @@ async def test_resume_runs_every_step_in_the_given_context() -> None:
 
 class Offers:
     """A ``serve_messages`` consumer whose every message offers work to the reader:
-    "wait" blocks on ``gate``, "open" opens it, anything else is echoed at once (with
-    ``send_nowait``, or as an encoded frame, as emits are, with ``by_frame``)."""
+    "wait" blocks on ``gate`` ("wait then fail" then raises), "open" opens it, "fail" raises
+    at once, anything else is echoed at once (with ``send_nowait``, or as an encoded frame,
+    as emits are, with ``by_frame``)."""
 
     def __init__(self, by_frame: bool = False) -> None:
         self.by_frame = by_frame
@@ -197,9 +198,11 @@ class Offers:
 
     async def work(self, ws: TrioWebSocket, message: str) -> None:
         self.tasks.append((message, trio.lowlevel.current_task()))
-        if message == "wait":
+        if message in ("wait", "wait then fail"):
             self.waiting.set()
             await self.gate.wait()
+            if message == "wait then fail":
+                raise RuntimeError("work failed after blocking")
             if not ws.closed:
                 ws.send_nowait("released")
             return
@@ -304,6 +307,26 @@ async def test_failing_work_closes_with_1011(caplog: pytest.LogCaptureFixture) -
             assert (await client.until_close())[1] == 1011
             await offers.returned.wait()
     assert caplog.text.count("inline work failed") == 1
+
+
+async def test_work_failing_after_it_blocked_is_logged_with_its_traceback(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Whichever task finishes the blocked work (the reader that began it, or a reactor
+    task), the one log line carries the work's traceback."""
+    offers = Offers()
+    with trio.fail_after(TIMEOUT):
+        async with serving_app(offers.app()) as (_, port):
+            client = await RawClient.open(port, "/offers")
+            await client.send(masked(TEXT, b"wait then fail"))
+            await offers.waiting.wait()
+            await client.send(masked(TEXT, b"open"))
+            assert await client.next() == "open"
+            assert (await client.until_close())[1] == 1011  # (logged before)
+    [logged] = [r for r in caplog.records if "inline work failed" in r.getMessage()]
+    assert logged.exc_info is not None and logged.exc_info[0] is RuntimeError
+    assert "RuntimeError: work failed after blocking" in (logged.exc_text or "")
+    assert "in work" in (logged.exc_text or "")  # (the frame of Offers.work)
 
 
 # -- the Socket.IO server -----------------------------------------------------------------

@@ -135,7 +135,7 @@ _os_read = os.read
 _os_write = os.write
 _FAIR_STREAK = 32
 _DRAINED: list[str | bytes] = []  # never appended to
-_NO_CONTEXT = contextvars.Context()  # (never run in: a connection gets its own on entering)
+_NO_CONTEXT = contextvars.Context()  # (never run in: serve_messages gives the connection its own)
 _FD_IO = sys.platform != "win32"  # os.read/os.write work on socket descriptors
 _write_many = getattr(_frames, "write_many", None) if _FD_IO else None  # (Unix only)
 _write_each = getattr(_frames, "write_each", None) if _FD_IO else None  # (Unix only)
@@ -299,7 +299,9 @@ class WebSocket:
         # read by this run's reactor (see pyserver.trio.websocket.reactor) instead of a task
         self._reactor: Reactor | None = None
         self._reactor_fd = -1
-        self._context: contextvars.Context = _NO_CONTEXT  # ours while in the reactor
+        # where messages go to callbacks: the context every delivery, every first step of
+        # inline work and every step of blocked work runs in, whichever task runs them
+        self._context: contextvars.Context = _NO_CONTEXT
         # the outermost cancel scopes of reactor tasks finishing blocked work of ours
         self._keepers: list[trio.CancelScope] | None = None
 
@@ -396,11 +398,19 @@ class WebSocket:
         method may return later than the end of the connection (when this task was the one
         keeping it), which is why ``on_end`` is called by the reader as soon as the reading
         ends. Work kept by a reactor task is cancelled if this connection is cancelled (the
-        server is stopping); it is not waited for."""
+        server is stopping); it is not waited for.
+
+        Contexts: every callback, and every step of the work they offer, runs in the
+        calling task's ``contextvars`` context, whichever task reads: a ``ContextVar`` that
+        work sets (also after it blocked) is seen by this connection's later work, and
+        never by another connection's."""
         if self._on_message is not None or self._consumer is not None:
             raise trio.BusyResourceError("another task is already receiving")
         self._on_message = on_message
         self._on_end = on_end
+        # the connection's context from now on: this task's own (so this task, as the
+        # reader, runs handlers with no Context.run; the tasks after it enter this one)
+        self._context = _current_task().context
         if self._head < len(self._inbox):
             inbox, head = self._inbox, self._head
             self._inbox = _DRAINED
@@ -926,10 +936,11 @@ class WebSocket:
         full = False  # the last read filled its buffer: more is probably waiting
         streak = 0
         generation = self._reader_generation  # changes when this task hands the reading off
+        own = _current_task().context  # (the connection's, unless this task took over)
         try:
             data = self._trailing
             self._trailing = b""
-            if pending and await self._run_inline(pending):
+            if pending and await self._run_inline(pending, own):
                 return
             while True:
                 if data:
@@ -937,7 +948,11 @@ class WebSocket:
                     pending = None
                     if messages and not self._discard:
                         if self._on_message is not None:
-                            pending = self._deliver_batch(messages)
+                            context = self._context
+                            if context is own:
+                                pending = self._deliver_batch(messages)
+                            else:  # a reader that took over: the connection's context
+                                pending = context.run(self._deliver_batch, messages)
                         else:
                             inbox = self._inbox
                             if self._head >= len(inbox):
@@ -955,7 +970,7 @@ class WebSocket:
                         # a task that keeps blocked work must not keep the read buffer
                         data = b""
                         messages = _DRAINED
-                        if await self._run_inline(pending):
+                        if await self._run_inline(pending, own):
                             return
                     if self._corked:
                         self._uncork()
@@ -1014,7 +1029,11 @@ class WebSocket:
         finally:
             self._corked = False
             if self._reader_generation == generation:  # still the reader
-                self._end_reading()
+                context = self._context
+                if context is own or context is _NO_CONTEXT:
+                    self._end_reading()
+                else:  # (on_end, and what it starts, in the connection's context)
+                    context.run(self._end_reading)
 
     def _end_reading(self) -> None:
         """The reading has ended (the end of the stream, an error, or the connection is
@@ -1045,7 +1064,6 @@ class WebSocket:
             return False
         self._reactor = reactor
         self._reactor_fd = fd
-        self._context = contextvars.copy_context()  # the reader's, as it would have run on
         self._reader_generation += 1
         self._reading = _Reading.REACTOR
         return True
@@ -1126,11 +1144,11 @@ class WebSocket:
         if self._corked:
             self._uncork()  # what the batch queued goes out now, not after the work
 
-    def _kept(self, scope: trio.CancelScope, failed: bool) -> None:
+    def _kept(self, scope: trio.CancelScope, error: Exception | None) -> None:
         if self._keepers is not None:
             self._keepers.remove(scope)
-        if failed:
-            self._work_failed()
+        if error is not None:
+            self._work_failed(error)
 
     def _lost(self) -> None:
         self._corked = False
@@ -1138,19 +1156,26 @@ class WebSocket:
         if self._conn.state is _OPEN:
             self.close_nowait(1011, "internal error")
 
-    async def _run_inline(self, pending: list[inline.Work]) -> bool:
+    async def _run_inline(self, pending: list[inline.Work], own: contextvars.Context) -> bool:
         """Run the work offered during a batch (:mod:`pyserver.trio.websocket.inline`), in order,
-        in this task. Work that blocks stays here: the reading goes on in a new task, which first
-        runs the rest of ``pending``; this one flushes what is queued, finishes that work,
-        and returns True (the caller leaves the read loop)."""
+        in this task (whose context is ``own``) and in the connection's context. Work that
+        blocks stays here: the reading goes on in a new task, which first runs the rest of
+        ``pending``; this one flushes what is queued, finishes that work, and returns True
+        (the caller leaves the read loop)."""
+        context: contextvars.Context | None = self._context
+        if context is own or context is _NO_CONTEXT:
+            context = None  # (this task runs in it already)
         while pending:
-            blocked = self._first_steps(pending)
+            if context is None:
+                blocked = self._first_steps(pending)
+            else:
+                blocked = context.run(self._first_steps, pending)
             if blocked is None:
                 return False
             handed_off = self._hand_off(blocked.rest)
             self._uncork()
             try:
-                await inline.resume(blocked.coro, blocked.yielded)
+                await inline.resume(blocked.coro, blocked.yielded, context)
             except Exception:
                 self._work_failed()
             if handed_off:
@@ -1176,18 +1201,21 @@ class WebSocket:
                 return Blocked(coro, yielded, works[index + 1 :])
         return None
 
-    def _log_failure(self, what: str) -> None:
-        """One log line, with the traceback, for an exception from user code."""
-        logger.exception(
+    def _log_failure(self, what: str, error: BaseException | None = None) -> None:
+        """One log line, with the traceback, for an exception from user code: ``error``,
+        or the one being handled (called from its ``except``)."""
+        logger.error(
             "WebSocket %s failed (%s, peer %s)",
             what,
             shown(self.request.path),
             _peer(self.remote_address),
+            exc_info=True if error is None else error,
         )
 
-    def _work_failed(self) -> None:
-        """Inline work raised: like a failing message callback, 1011 (logged once)."""
-        self._log_failure("inline work")
+    def _work_failed(self, error: BaseException | None = None) -> None:
+        """Inline work raised (``error``, or the exception being handled): like a failing
+        message callback, 1011 (logged once, with the traceback)."""
+        self._log_failure("inline work", error)
         if self._conn.state is _OPEN:
             self.close_nowait(1011, "internal error")
 
@@ -1509,8 +1537,8 @@ def _keepalive_due(ws: WebSocket, now: float) -> None:
         if context is _NO_CONTEXT:
             ws._keepalive_due(now)
         else:
-            # read by the reactor: a writer started here (which may hand the reading to a
-            # task that calls on_end) gets the connection's context, not the timer's
+            # messages go to callbacks: a writer started here (which may hand the reading
+            # to a task that calls on_end) gets the connection's context, not the timer's
             context.run(ws._keepalive_due, now)
     except Exception:  # a system task must never raise
         logger.exception("WebSocket keepalive failed for %s", shown(ws.request.path))

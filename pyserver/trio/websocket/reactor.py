@@ -27,12 +27,13 @@ cancels it when it is itself cancelled, so blocked work never outlives a server 
 shutting down. Drivers are system tasks (they serve every connection, so no connection's
 nursery can hold them).
 
-Contexts: each connection has its own, a copy of its reader's when it registers (so
-handlers see what the server's caller set). The reactor runs that connection's reads, and
-so its handlers, in it, and blocked work goes on in it (``inline.resume(..., context)``).
-So a ``ContextVar`` a handler sets is seen by later handlers of the same connection, never
-by another connection's, as when each connection had its reader task. The drivers' own
-contexts hold nothing of any connection.
+Contexts: each connection has its own (``_context``: that of the task that called
+``serve_messages``, so handlers see what the server's caller set), the one its reader tasks
+run its handlers in too. The reactor runs that connection's reads, and so its handlers, in
+it, and blocked work goes on in it (``inline.resume(..., context)``). So a ``ContextVar`` a
+handler sets, also after it blocked, is seen by later handlers of the same connection and
+never by another connection's, with or without the reactor. The drivers' own contexts hold
+nothing of any connection.
 
 Steps: each wake-up of the driver is a *step* (one ``poll(0)`` and the connections it
 reports). The shell is told when a step starts and when it ends (``on_step``,
@@ -94,8 +95,9 @@ class Reactive(Protocol):
         """Blocked work of this connection is about to be finished in the task whose
         outermost scope is ``scope``."""
 
-    def _kept(self, scope: trio.CancelScope, failed: bool) -> None:
-        """That work has ended (``failed``: it raised)."""
+    def _kept(self, scope: trio.CancelScope, error: Exception | None) -> None:
+        """That work has ended (``error``: what it raised, to be logged with its
+        traceback)."""
 
     def _lost(self) -> None:
         """An unexpected error (logged) came out of ``_react`` or ``_go_on``: the
@@ -163,13 +165,13 @@ class Reactor:
                 reader, blocked = kept
                 self._spawn((reader, blocked.rest))  # the driving goes on in a new task
                 self._call(reader._keep, scope)
-                failed = False
+                error: Exception | None = None
                 try:
                     await inline.resume(blocked.coro, blocked.yielded, reader._context)
-                except Exception:
-                    failed = True
+                except Exception as exc:
+                    error = exc  # (logged by _kept, with its traceback, after the except)
                 finally:
-                    self._call(reader._kept, scope, failed)
+                    self._call(reader._kept, scope, error)
 
     async def _loop(
         self, carry: tuple[Reactive, list[inline.Work]] | None
