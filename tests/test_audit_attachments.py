@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 import trio
-from _sio_client import RawClient, eventually, serving
+from helpers.sio_client import RawClient, eventually, serving
 
 from pyserver import Server
 from pyserver.socketio.decoder import DecoderState, PacketDecoder

@@ -1,6 +1,6 @@
 """Regression tests of the security audit (issue 20), items 8-10: static files, CORS with
 credentials, the Host allow-list, the demo's page headers and its login note. Over real
-loopback sockets (``_http_client``), as a browser or an attacker would send them."""
+loopback sockets (``helpers.http_client``), as a browser or an attacker would send them."""
 
 from __future__ import annotations
 
@@ -12,8 +12,9 @@ from typing import Any
 
 import pytest
 import trio
-from _http_client import fetch, raw_exchange, serving
-from interop.conftest import ServerThread, chromium_browser
+from helpers.browser import chromium_browser
+from helpers.http_client import fetch, raw_exchange, serving
+from helpers.server_thread import ServerThread
 
 from pyserver.demo import DEFAULT_WEB_DIR, build_server, demo_allowed_hosts
 from pyserver.http import WebSocket

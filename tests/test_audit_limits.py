@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import trio
 import trio.testing
-from _http_client import Client, fetch, raw_exchange, serving
+from helpers.http_client import Client, fetch, raw_exchange, serving
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import CloseConnection, Ping, Request
 

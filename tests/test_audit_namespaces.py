@@ -15,9 +15,8 @@ from typing import Any
 import pytest
 import trio
 import trio.lowlevel
-from _sio_client import RawClient, eventually, in_thread, serving
-from cluster import conftest as cluster_conftest
-from cluster.conftest import RedisProcess
+from helpers.redis_process import RedisProcess, redis_server
+from helpers.sio_client import RawClient, eventually, in_thread, serving
 
 from pyserver import ConnectionRefused, RedisAdapter, Server
 from pyserver.socketio.recovery import RecoveryStore
@@ -339,8 +338,9 @@ def _drain_for(raw: RawClient, quiet: float) -> list[str | bytes]:
 
 # -- Redis: a removed child unsubscribes its channels -------------------------------------------
 
-# the cluster tests' real redis-server, one per module (skipped where it is not installed)
-redis_server = cluster_conftest.redis_server
+# the fixture redis_server (imported above): a real redis-server, one per module (skipped where
+# it is not installed)
+__all__ = ["redis_server"]
 
 
 async def test_audit_dynamic_namespaces_cleanup_unsubscribes_redis(

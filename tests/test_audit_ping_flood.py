@@ -24,6 +24,7 @@ from typing import Any
 
 import pytest
 import trio
+from helpers.ws_client import PING, TEXT, RawClient, frame, masked
 
 from pyserver import _frames
 from pyserver.http import WebSocket
@@ -34,7 +35,6 @@ from pyserver.trio.websocket import reactor
 from pyserver.trio.websocket.connection import WebSocket as TrioWebSocket
 from pyserver.trio.websocket.connection import _Reading
 from pyserver.ws.connection import ConnectionState, WebSocketConnection
-from tests.test_app_websocket import PING, TEXT, RawClient, frame, masked
 
 TIMEOUT = 30
 MAX_OUTBOX = 16  # frames: a small limit, reached quickly

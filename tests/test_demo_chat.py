@@ -18,8 +18,8 @@ from typing import Any
 import jwt
 import pytest
 import trio
-from _sio_client import PyClient, in_thread, serving
-from cluster.conftest import REDIS_SERVER, RedisProcess
+from helpers.redis_process import REDIS_SERVER, RedisProcess
+from helpers.sio_client import PyClient, in_thread, serving
 
 from pyserver import Server
 from pyserver.demo import chat

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 import trio
-from _sio_client import PyClient, eventually, serving
+from helpers.sio_client import PyClient, eventually, serving
 
 from pyserver import Server
 from pyserver.demo import drawing

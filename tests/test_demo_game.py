@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 import trio
-from _sio_client import PyClient, eventually, serving
+from helpers.sio_client import PyClient, eventually, serving
 
 from pyserver.demo import game as g
 from pyserver.demo.game import BadInput, Game, Player, World

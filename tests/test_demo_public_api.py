@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 import socketio
 import trio
-from _sio_client import WAIT, PyClient, eventually, in_thread, serving
+from helpers.sio_client import WAIT, PyClient, eventually, in_thread, serving
 
 import pyserver
 from pyserver import Server, Socket

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 import trio
-from _sio_client import RawClient, eventually, serving
+from helpers.sio_client import RawClient, eventually, serving
 
 import pyserver
 from pyserver import _frames, errors

@@ -13,7 +13,7 @@ import random
 import zlib
 
 import pytest
-from framesref import (
+from helpers.framesref import (
     OP_BINARY,
     OP_CLOSE,
     OP_CONTINUATION,

@@ -1,4 +1,4 @@
-"""The Rust codec against the pure-Python reference in ``framesref`` (RFC 6455 5.2, 5.3).
+"""The Rust codec against the pure-Python reference in ``helpers.framesref`` (RFC 6455 5.2, 5.3).
 
 Also every RFC violation the decoder must refuse, with the close code it must carry.
 """
@@ -10,7 +10,7 @@ import random
 import struct
 
 import pytest
-from framesref import (
+from helpers.framesref import (
     OP_BINARY,
     OP_CLOSE,
     OP_CONTINUATION,

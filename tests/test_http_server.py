@@ -8,7 +8,7 @@ import logging
 import pytest
 import trio
 import trio.testing
-from _http_client import Client, fetch, raw_exchange, serving
+from helpers.http_client import Client, fetch, raw_exchange, serving
 
 from pyserver.http import Request, Response, WebSocket
 from pyserver.trio.http.app import App

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 import trio
-from _sio_client import PyClient, RawClient, eventually, serving
+from helpers.sio_client import PyClient, RawClient, eventually, serving
 
 import pyserver.trio.socketio.adapter as adapter_module
 from pyserver import Server

@@ -2,7 +2,7 @@
 
 The server is the suite's own fixture (``tests/compliance/socketio_server.py``:
 ``build_server()``), served in-process on loopback. The clients are nobody's Socket.IO client:
-HTTP long-polling spoken with h11 (``tests/_http_client.py``) and WebSocket with wsproto, and
+HTTP long-polling spoken with h11 (``tests/helpers/http_client.py``) and WebSocket with wsproto, and
 every assertion is on the exact packets on the wire. Each test of the official suite
 (socketio/socket.io-protocol, ``test-suite/test-suite.js``) has its counterpart here, most of
 them on both transports, plus what the suite cannot see: the disconnect reasons the server
@@ -26,8 +26,8 @@ from typing import Any
 import pytest
 import trio
 import trio.testing
-from _http_client import Reply, fetch
 from compliance.socketio_server import build_server
+from helpers.http_client import Reply, fetch
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import (
     AcceptConnection,

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 import trio
-from _sio_client import RawClient, eventually, serving
+from helpers.sio_client import RawClient, eventually, serving
 
 from pyserver import ConnectionRefused, Server, StateRecovery
 from pyserver.socketio.packets import Sid, encode_event

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 import trio
-from _sio_client import PyClient, RawClient, eventually, in_thread, serving
+from helpers.sio_client import PyClient, RawClient, eventually, in_thread, serving
 from websockets.sync.client import connect
 
 from pyserver import ConnectionRefused, Server

@@ -20,10 +20,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from helpers.redis_process import RedisProcess
 
 from pyserver.supervisor import _reached_a_listener
 
-from .conftest import NODE_APP, Peer, RedisProcess, free_port_block, node_env
+from .conftest import NODE_APP, Peer, free_port_block, node_env
 
 READY_WAIT = 60.0
 STOP_WAIT = 30.0

@@ -23,10 +23,11 @@ from pathlib import Path
 
 import pytest
 import socketio
+from helpers.redis_process import RedisProcess, free_port
 
 from pyserver.supervisor import Cluster
 
-from .conftest import NODE_APP, Peer, RedisProcess, free_port, free_port_block, node_env
+from .conftest import NODE_APP, Peer, free_port_block, node_env
 
 NGINX = Path("/usr/sbin/nginx")
 DEPLOY_CONF = Path(__file__).resolve().parents[2] / "deploy" / "nginx.conf"

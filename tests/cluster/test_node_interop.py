@@ -23,9 +23,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from interop.conftest import ServerThread
+from helpers.redis_process import RedisProcess
+from helpers.server_thread import ServerThread
 
-from .conftest import Peer, RedisProcess, build_node_server
+from .conftest import Peer, build_node_server
 
 pytestmark = pytest.mark.interop
 

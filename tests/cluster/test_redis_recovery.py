@@ -14,12 +14,11 @@ import coredis
 import msgpack  # type: ignore[import-untyped]
 import pytest
 import trio
-from _sio_client import RawClient, eventually
+from helpers.redis_cluster import cluster, raw_clients, seen, wait_numsub
+from helpers.redis_process import RedisProcess
+from helpers.sio_client import RawClient, eventually
 
 from pyserver import RedisAdapter, Server
-
-from .conftest import RedisProcess
-from .test_redis_adapter import cluster, raw_clients, seen, wait_numsub
 
 
 async def until_event(raw: RawClient, packet: str) -> list[str | bytes]:

@@ -14,13 +14,12 @@ import coredis
 import pytest
 import trio
 import trio.testing
-from _sio_client import eventually
+from helpers.redis_cluster import cluster, raw_clients
+from helpers.redis_process import REDIS_SERVER, RedisProcess, free_port
+from helpers.sio_client import eventually
 
 from pyserver.redis.resp import RespError, RespProtocolError, RespReader, command
 from pyserver.trio.redis.subscriber import Subscriber, SubscriberError
-
-from .conftest import REDIS_SERVER, RedisProcess, free_port
-from .test_redis_adapter import cluster, raw_clients
 
 
 def message(channel: bytes, data: bytes) -> bytes:

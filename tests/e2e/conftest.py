@@ -14,13 +14,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from interop.conftest import ServerThread, chromium_browser
+from helpers.browser import chromium_browser
+from helpers.server_thread import ServerThread
 
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = ROOT / "artifacts" / "screenshots"
 JWT_SECRET = "e2e-test-secret-that-is-long-enough-for-hs256"
 
-__all__ = ["JWT_SECRET", "SCREENSHOTS", "ServerThread", "chromium_browser"]
+__all__ = ["JWT_SECRET", "SCREENSHOTS", "chromium_browser"]  # chromium_browser: a fixture
 
 
 @pytest.fixture(scope="module")

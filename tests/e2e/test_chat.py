@@ -15,11 +15,12 @@ import zlib
 from typing import Any
 
 import pytest
+from helpers.server_thread import ServerThread
 from playwright.sync_api import expect
 
 from pyserver.demo.chat import issue_token
 
-from .conftest import JWT_SECRET, ServerThread, screenshot
+from .conftest import JWT_SECRET, screenshot
 
 pytestmark = pytest.mark.interop
 

@@ -11,8 +11,9 @@ import math
 from typing import Any
 
 import pytest
+from helpers.server_thread import ServerThread
 
-from .conftest import ServerThread, screenshot
+from .conftest import screenshot
 
 pytestmark = pytest.mark.interop
 

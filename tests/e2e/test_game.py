@@ -15,11 +15,12 @@ import uuid
 from typing import Any
 
 import pytest
+from helpers.server_thread import ServerThread
 
 from pyserver.demo.game import Game, game_of
 from pyserver.trio.socketio.server import Server
 
-from .conftest import ServerThread, screenshot
+from .conftest import screenshot
 
 pytestmark = pytest.mark.interop
 

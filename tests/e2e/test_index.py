@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from helpers.server_thread import ServerThread
 
-from .conftest import ServerThread, screenshot
+from .conftest import screenshot
 
 pytestmark = pytest.mark.interop
 

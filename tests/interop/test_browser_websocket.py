@@ -18,8 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers.server_thread import ServerThread
 
-from .conftest import HERE, ServerThread
+from .conftest import HERE
 
 pytestmark = pytest.mark.interop
 

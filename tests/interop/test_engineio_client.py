@@ -17,8 +17,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from helpers.server_thread import ServerThread
 
-from .conftest import NodeRun, ServerThread, Site, run_eio_client
+from .conftest import NodeRun, Site, run_eio_client
 
 pytestmark = pytest.mark.interop
 

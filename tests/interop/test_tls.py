@@ -21,9 +21,10 @@ import pytest
 import socketio
 import trio
 import trustme
+from helpers.server_thread import ServerThread
 from websockets.sync.client import connect
 
-from .conftest import ServerThread, SioSite, run_sio_client
+from .conftest import SioSite, run_sio_client
 
 pytestmark = pytest.mark.interop
 

@@ -10,7 +10,7 @@ and cancelled with its connection when the server stops; handlers see the contex
 server's caller set; an unexpected error drops only its own connection, with 1011 and one
 log line.
 
-Peers: raw sockets with hand-made frames (``tests/test_app_websocket.py``'s ``RawClient``)
+Peers: raw sockets with hand-made frames (``tests/helpers/ws_client.py``'s ``RawClient``)
 and the ``websockets`` client."""
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from typing import Any
 
 import pytest
 import trio
+from helpers.ws_client import CLOSE, TEXT, RawClient, frame, masked, serving
 
 from pyserver import _frames
 from pyserver.http import WebSocket
@@ -32,8 +33,6 @@ from pyserver.trio.websocket import connection as shell
 from pyserver.trio.websocket import inline
 from pyserver.trio.websocket import reactor as reactor_module
 from pyserver.trio.websocket.connection import WebSocket as TrioWebSocket
-from tests.test_app_websocket import CLOSE, TEXT, RawClient, frame, masked
-from tests.test_ws_shell_lifecycle import serving
 
 pytestmark = pytest.mark.skipif(not reactor_module.ENABLED, reason="no reactor here")
 

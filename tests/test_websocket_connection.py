@@ -3,19 +3,18 @@ an idle connection ends and comes back with the next frame, a callback consumer
 (``serve_messages``) reads in its own task, the descriptor I/O path survives partial writes,
 and streams without a descriptor (memory streams) take the stream API path.
 
-Peers: raw sockets with hand-made frames (``tests/test_app_websocket.py``'s ``RawClient``,
+Peers: raw sockets with hand-made frames (``tests/helpers/ws_client.py``'s ``RawClient``,
 independent of the codec under test) and, for the memory-stream path, the codec in the
 client role."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
 import trio
 import trio.testing
+from helpers.ws_client import BINARY, CLOSE, TEXT, RawClient, masked, serving
 
 from pyserver import _frames
 from pyserver.http import Headers, Request, WebSocket
@@ -24,7 +23,6 @@ from pyserver.trio.websocket import connection as shell
 from pyserver.trio.websocket import reactor
 from pyserver.trio.websocket.connection import WebSocket as TrioWebSocket
 from pyserver.ws.connection import WebSocketConnection
-from tests.test_app_websocket import BINARY, CLOSE, TEXT, RawClient, masked
 
 TIMEOUT = 20
 
@@ -57,14 +55,6 @@ def hub_app(hub: Hub) -> App:
             await ws.send(message)
 
     return app
-
-
-@asynccontextmanager
-async def serving(app: App) -> AsyncIterator[tuple[trio.Nursery, int]]:
-    async with trio.open_nursery() as nursery:
-        listeners = await nursery.start(app.serve, "127.0.0.1", 0)
-        yield nursery, listeners[0].socket.getsockname()[1]
-        nursery.cancel_scope.cancel()
 
 
 async def echoed_once(hub: Hub, port: int, text: bytes) -> tuple[RawClient, TrioWebSocket]:

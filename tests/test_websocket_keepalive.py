@@ -11,12 +11,12 @@ import h11
 import pytest
 import trio
 import trio.testing
+from helpers.ws_client import TEXT, RawClient, masked
 
 from pyserver.http import WebSocket
 from pyserver.trio.http.app import App
 from pyserver.trio.websocket import connection as shell
 from pyserver.trio.websocket import reactor
-from tests.test_app_websocket import TEXT, RawClient, masked
 
 PONG = 10
 CONNECTIONS = 50

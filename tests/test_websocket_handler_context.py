@@ -7,7 +7,7 @@ is seen by the later handlers of its connection and never by another connection'
 README, "Where handlers run"); a handler that blocks and then raises is logged with its
 traceback.
 
-Peers: python-socketio's client (``tests/_sio_client.py``'s ``PyClient``) and raw Engine.IO
+Peers: python-socketio's client (``tests/helpers/sio_client.py``'s ``PyClient``) and raw Engine.IO
 over ``websockets`` (its ``RawClient``)."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import logging
 
 import pytest
 import trio
-from _sio_client import PyClient, RawClient, eventually, serving
+from helpers.sio_client import PyClient, RawClient, eventually, serving
 
 from pyserver import Server
 from pyserver.trio.socketio import Socket

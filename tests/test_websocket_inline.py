@@ -8,8 +8,8 @@ while a new one goes on reading, ``on_end`` at the end of the reading even while
 work runs), and the Socket.IO server (a blocked handler delays neither the connection's
 other namespaces nor the disconnect of its client).
 
-Peers: raw sockets with hand-made frames (``tests/test_app_websocket.py``'s ``RawClient``)
-and raw Engine.IO over ``websockets`` (``tests/_sio_client.py``)."""
+Peers: raw sockets with hand-made frames (``tests/helpers/ws_client.py``'s ``RawClient``)
+and raw Engine.IO over ``websockets`` (``tests/helpers/sio_client.py``)."""
 
 from __future__ import annotations
 
@@ -19,8 +19,10 @@ from typing import Any
 
 import pytest
 import trio
-from _sio_client import RawClient as SioRawClient
-from _sio_client import eventually, serving
+from helpers.sio_client import RawClient as SioRawClient
+from helpers.sio_client import eventually, serving
+from helpers.ws_client import CLOSE, TEXT, RawClient, masked
+from helpers.ws_client import serving as serving_app
 
 from pyserver import Server, _frames
 from pyserver.errors import SocketDisconnected
@@ -30,8 +32,6 @@ from pyserver.trio.socketio import Socket
 from pyserver.trio.websocket import connection as shell
 from pyserver.trio.websocket import inline, reactor
 from pyserver.trio.websocket.connection import WebSocket as TrioWebSocket
-from tests.test_app_websocket import CLOSE, TEXT, RawClient, masked
-from tests.test_ws_shell_lifecycle import serving as serving_app
 
 TIMEOUT = 20
 

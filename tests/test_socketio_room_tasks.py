@@ -11,7 +11,7 @@ import pytest
 import trio
 import trio.lowlevel
 import trio.testing
-from _sio_client import RawClient, serving
+from helpers.sio_client import RawClient, serving
 
 from pyserver import Server
 from pyserver.socketio import Sid

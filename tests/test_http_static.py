@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import trio
-from _http_client import fetch, raw_exchange, serving
+from helpers.http_client import fetch, raw_exchange, serving
 
 from pyserver.http import Request, Response, WebSocket
 from pyserver.trio.http.app import App

@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 
 import trio
+from helpers.eio_client import WS, WsClient, handshake, running, waiting_poll
 from wsproto.events import TextMessage
 
 from pyserver.engineio.session import EioSid
@@ -17,7 +18,6 @@ from pyserver.trio.http import server as http_server
 from pyserver.trio.socketio.handshake import make_handshake
 from pyserver.trio.websocket import connection as shell
 from pyserver.trio.websocket import reactor
-from tests.test_engineio_server import WS, WsClient, handshake, running, waiting_poll
 
 TIMEOUT = 10
 
