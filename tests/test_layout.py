@@ -339,3 +339,44 @@ def test_the_cycle_check_finds_cycles() -> None:
     for a in ALLOWED_CYCLE:
         allowed[a] = set(ALLOWED_CYCLE) - {a}
     assert cycles(allowed) == ["x -> y -> x"]
+
+
+# -- the tests' own layout (item 8) ------------------------------------------------------------
+
+TESTS = Path(__file__).resolve().parent
+
+
+def test_imports_between_test_files(tmp_path: Path) -> None:
+    """Shared test code lives in ``tests/helpers/``: no test file imports a test module
+    (``test_*``) or another folder's conftest (a folder's tests may import what only they
+    share from their own conftest, ``from .conftest import ...``). Checked on a made-up tree
+    first, so the check can fail."""
+    (tmp_path / "test_a.py").write_text("from test_b import x\nfrom cluster.conftest import y\nfrom .conftest import z\n")
+    (tmp_path / "test_ok.py").write_text("from helpers.sio_client import RawClient\n")
+    assert sorted(_cross_test_imports(tmp_path)) == [
+        "test_a.py: cluster.conftest",
+        "test_a.py: test_b",
+    ]
+    assert _cross_test_imports(TESTS) == []
+
+
+def _cross_test_imports(root: Path) -> list[str]:
+    found = []
+    for path in sorted(root.rglob("*.py")):
+        if "node_modules" in path.parts:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.ImportFrom):
+                if node.level == 1 and node.module == "conftest":
+                    continue  # the folder's own conftest
+                names = [("." * node.level) + (node.module or "")]
+            elif isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            else:
+                continue
+            for name in names:
+                last = name.rsplit(".", 1)[-1]
+                first = name.lstrip(".").split(".", 1)[0]
+                if last.startswith("test_") or last == "conftest" or first == "tests":
+                    found.append(f"{path.relative_to(root)}: {name}")
+    return found
