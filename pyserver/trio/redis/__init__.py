@@ -1,7 +1,14 @@
 """Cluster adapters: :class:`RedisAdapter` (several server processes as one, over Redis).
 
-The in-memory adapter, the interface and :class:`~pyserver.trio.socketio.adapter.RemoteSocket` are
-in :mod:`pyserver.trio.socketio.adapter`. ``RedisAdapter`` is loaded on first use (it imports
+* :mod:`.adapter`: the :class:`RedisAdapter` (one per server: the node) and its namespace
+  adapters; byte-compatible with Node's ``@socket.io/redis-adapter``.
+* :mod:`.subscriber`: the subscribing connection (its own RESP reader, resubscribing on
+  reconnect); :mod:`.remote`: requests to other nodes and their answers;
+  :mod:`.answers`: this node answering theirs.
+
+The wire codecs are sans-IO, in :mod:`pyserver.redis`. The in-memory adapter, the interface
+and :class:`~pyserver.trio.socketio.adapter.RemoteSocket` are in
+:mod:`pyserver.trio.socketio.adapter`. ``RedisAdapter`` is loaded on first use (it imports
 coredis).
 """
 
