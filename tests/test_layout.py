@@ -351,7 +351,9 @@ def test_imports_between_test_files(tmp_path: Path) -> None:
     (``test_*``) or another folder's conftest (a folder's tests may import what only they
     share from their own conftest, ``from .conftest import ...``). Checked on a made-up tree
     first, so the check can fail."""
-    (tmp_path / "test_a.py").write_text("from test_b import x\nfrom cluster.conftest import y\nfrom .conftest import z\n")
+    (tmp_path / "test_a.py").write_text(
+        "from test_b import x\nfrom cluster.conftest import y\nfrom .conftest import z\n"
+    )
     (tmp_path / "test_ok.py").write_text("from helpers.sio_client import RawClient\n")
     assert sorted(_cross_test_imports(tmp_path)) == [
         "test_a.py: cluster.conftest",
