@@ -1,0 +1,164 @@
+"""The HTTP long-polling transport: the ``Mount``'s ``handle_http``.
+
+Every HTTP request under the Engine.IO path comes here: CORS (a preflight is answered at
+once), the checks of the reference server (transport, protocol version, sid, method), the
+handshake GET that opens a session, the GET that parks until there are packets to send (or a
+probe settles), and the POST that carries the client's packets. Answers are gzip/deflate
+compressed above ``compression_threshold``. A request on the old transport after an upgrade
+is refused with 400.
+"""
+
+from __future__ import annotations
+
+import trio
+
+from pyserver.engineio.http_answers import (
+    BAD_HANDSHAKE_METHOD,
+    BAD_REQUEST,
+    FORBIDDEN,
+    UNKNOWN_SID,
+    UNKNOWN_TRANSPORT,
+    UNSUPPORTED,
+    compress,
+)
+from pyserver.engineio.packets import encode_payload
+from pyserver.engineio.session import CloseReason, EioSid, SessionState, Transport
+from pyserver.http import Request, Response
+from pyserver.trio.engineio.session import EngineSession
+from pyserver.trio.engineio.table import UPGRADING, SessionTable
+
+__all__ = ["UPGRADE_GRACE", "PollingTransport"]
+
+UPGRADE_GRACE = 0.1
+"""Seconds a GET arriving during a probe waits for the upgrade to settle first."""
+
+
+class PollingTransport(SessionTable):
+    """HTTP long-polling (implements ``Mount.handle_http``; module docstring)."""
+
+    async def handle_http(self, request: Request) -> Response:
+        if self.cors is None:
+            cors: list[tuple[str, str]] = []
+        elif request.method == "OPTIONS":
+            return Response(204, self.cors.headers(request, preflight=True))
+        else:
+            cors = self.cors.headers(request)
+        query = request.query
+        transport = query.get("transport")
+        if transport not in self.transports:
+            return self._refused(request, UNKNOWN_TRANSPORT, cors)
+        if query.get("EIO") != "4":
+            return self._refused(request, UNSUPPORTED, cors)
+        sid = query.get("sid")
+        if sid is None:
+            if request.method != "GET":
+                return self._refused(request, BAD_HANDSHAKE_METHOD, cors)
+            if transport != Transport.POLLING:
+                return self._refused(request, BAD_REQUEST, cors)
+            if self._too_many_sessions(request):
+                return self._too_many_response(request, cors)
+            if self.allow_request is not None and not self.allow_request(request):
+                return self._refused(request, FORBIDDEN, cors)
+            return self._open_polling(request, cors)
+        session = self.sessions.get(EioSid(sid))
+        if session is None:
+            return self._refused(request, UNKNOWN_SID, cors)
+        if session.core.transport != transport:
+            # polling after the upgrade: let the WebSocket writer flush what it was woken
+            # for (a "3probe") before this answer goes out, as the client sent them in order
+            await trio.lowlevel.checkpoint()
+            return self._refused(request, BAD_REQUEST, cors)
+        if request.method == "GET":
+            return await self._poll(session, request, cors)
+        if request.method == "POST":
+            # Trio runs the tasks woken by one poll of the sockets in random order; let a GET
+            # that arrived together with this POST take its place first, so a close packet
+            # in the POST answers that GET (with 6) instead of outrunning it.
+            await trio.lowlevel.checkpoint()
+            return self._post(session, request, cors)
+        return self._refused(request, BAD_REQUEST, cors)
+
+    def _open_polling(self, request: Request, cors: list[tuple[str, str]]) -> Response:
+        session = self._new_session(Transport.POLLING, request)
+        core = session.core
+        core.start_poll()
+        packets = core.take_poll_payload() or []
+        self._connected(session)
+        return self._payload_response(request, encode_payload(packets), cors)
+
+    async def _poll(
+        self, session: EngineSession, request: Request, cors: list[tuple[str, str]]
+    ) -> Response:
+        core = session.core
+        if core.upgrade_state in UPGRADING:
+            # A GET that arrives while a probe is under way: the client pauses polling for
+            # the upgrade, so give a "5" already on its way the chance to land first (the
+            # reference answers such GETs at its next 100 ms noop check). Upgraded by then:
+            # this GET is on the old transport, a 400 as any later one.
+            session._upgrade_waiter = waiter = trio.Event()
+            with trio.move_on_after(UPGRADE_GRACE):
+                await waiter.wait()
+            session._upgrade_waiter = None
+            if core.transport is not Transport.POLLING:
+                # let the WebSocket writer put the "3probe" it was woken for on the wire
+                # before this answer, keeping the order the client saw its own sends in
+                await trio.lowlevel.checkpoint()
+                return self._refused(request, BAD_REQUEST, cors)
+            if core.state is SessionState.CLOSED:
+                return self._refused(request, UNKNOWN_SID, cors)
+        self._process(session, core.handle_timeout(trio.current_time()))
+        events = core.start_poll()
+        if events:
+            self._process(session, events)
+            return self._refused(request, BAD_REQUEST, cors)
+        if core.state is SessionState.CLOSED:  # timed out just now
+            core.cancel_poll()
+            return self._refused(request, UNKNOWN_SID, cors)
+        try:
+            while (packets := core.take_poll_payload()) is None:
+                session._poll_wakeup = wakeup = trio.Event()
+                await wakeup.wait()
+        except BaseException:
+            core.cancel_poll()
+            raise
+        finally:
+            session._poll_wakeup = None
+        self._process(session, core.poll_finished())
+        return self._payload_response(request, encode_payload(packets), cors)
+
+    def _post(
+        self, session: EngineSession, request: Request, cors: list[tuple[str, str]]
+    ) -> Response:
+        core = session.core
+        body = request.body
+        if len(body) > self.config.max_payload:
+            self._process(
+                session, core.transport_closed(CloseReason.TRANSPORT_ERROR, "payload too large")
+            )
+            return Response(413, [*cors, ("Content-Type", "text/html")], b"Payload Too Large")
+        if request.headers.get("content-type") == "application/octet-stream":
+            self._process(
+                session, core.transport_closed(CloseReason.TRANSPORT_ERROR, "invalid content")
+            )
+            return self._refused(request, BAD_REQUEST, cors)
+        self._process(session, core.receive_payload(body, trio.current_time()))
+        closed = core.close_reason
+        if closed is not None and closed.reason is CloseReason.PARSE_ERROR:
+            return self._refused(request, BAD_REQUEST, cors)
+        headers = [*cors, ("Content-Type", "text/html"), ("Cache-Control", "no-store")]
+        return Response(200, headers, b"ok")
+
+    def _payload_response(
+        self, request: Request, payload: str, cors: list[tuple[str, str]]
+    ) -> Response:
+        body = payload.encode("utf-8")
+        headers = [
+            *cors,
+            ("Content-Type", "text/plain; charset=UTF-8"),
+            ("Cache-Control", "no-store"),
+        ]
+        if self.http_compression and len(body) >= self.compression_threshold:
+            body, encoding = compress(body, request.headers.get("accept-encoding") or "")
+            if encoding is not None:
+                headers.append(("Content-Encoding", encoding))
+        return Response(200, headers, body)
