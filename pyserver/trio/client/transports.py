@@ -1,0 +1,185 @@
+"""The client's two Engine.IO transports, on Trio: WebSocket (over the Rust frame codec in
+its client role) and HTTP long-polling (over :mod:`pyserver.trio.client.http`).
+
+Both speak in *messages* in their WebSocket form: a ``str`` is one Engine.IO packet with its
+type digit (``"4hello"``), ``bytes`` is a binary message packet. :meth:`receive` returns the
+next messages (a WebSocket read, or one polling GET's payload); :meth:`send` writes a batch
+(frames in one write, or one POST). Both raise :class:`TransportClosed` when the server ends
+the transport, and let ``OSError``, ``trio.BrokenResourceError``, ``HttpError``,
+``FrameError`` and Engine.IO's ``PacketError`` through: the engine names them.
+"""
+
+from __future__ import annotations
+
+import binascii
+from base64 import b64decode, b64encode
+from collections.abc import Sequence
+
+import trio
+
+from pyserver import _frames
+from pyserver.engineio.client import engine_target
+from pyserver.engineio.packets import SEPARATOR, PacketError
+from pyserver.trio.client.http import HttpConnection, Origin, open_websocket
+
+__all__ = [
+    "PollingTransport",
+    "TransportClosed",
+    "WebSocketTransport",
+    "decode_polling",
+    "encode_polling",
+]
+
+READ_SIZE = 65536
+
+_Ping = _frames.Ping
+_Close = _frames.Close
+
+
+class TransportClosed(Exception):
+    """The server ended the transport (a close frame, end of stream, a refused poll)."""
+
+
+class WebSocketTransport:
+    """One WebSocket: Rust decoder and encoder in the client role (frames masked)."""
+
+    name = "websocket"
+
+    def __init__(self, stream: trio.abc.Stream, leftover: bytes, *, max_message: int) -> None:
+        self.stream = stream
+        self.decoder = _frames.Decoder(
+            client=True, max_frame_size=max_message, max_message_size=max_message
+        )
+        self.encoder = _frames.Encoder(client=True)
+        self._lock = trio.StrictFIFOLock()
+        self._leftover = leftover
+        self._closed = False
+
+    @classmethod
+    async def open(
+        cls,
+        origin: Origin,
+        path: str,
+        query: Sequence[tuple[str, str]],
+        headers: Sequence[tuple[str, str]],
+        sid: str | None,
+        *,
+        max_message: int,
+    ) -> WebSocketTransport:
+        target = engine_target(path, query, transport="websocket", sid=sid)
+        stream, leftover = await open_websocket(origin, target, headers)
+        return cls(stream, leftover, max_message=max_message)
+
+    async def receive(self) -> list[str | bytes]:
+        data: bytes | bytearray
+        while True:
+            if self._leftover:
+                data, self._leftover = self._leftover, b""
+            else:
+                data = await self.stream.receive_some(READ_SIZE)
+                if not data:
+                    raise TransportClosed("the server closed the connection")
+            out: list[str | bytes] = []
+            for message in self.decoder.feed(data):
+                kind = type(message)
+                if kind is str or kind is bytes:
+                    out.append(message)  # type: ignore[arg-type]
+                elif kind is _Ping:
+                    await self._write(self.encoder.pong(message.payload))  # type: ignore[union-attr]
+                elif kind is _Close:
+                    self._closed = True
+                    raise TransportClosed(f"close frame {message.code}")  # type: ignore[union-attr]
+            if out:
+                return out
+
+    async def send(self, messages: Sequence[str | bytes]) -> None:
+        encoder = self.encoder
+        frames = b"".join(
+            [encoder.text(m) if type(m) is str else encoder.binary(m) for m in messages]  # type: ignore[arg-type]
+        )
+        await self._write(frames)
+
+    async def _write(self, data: bytes) -> None:
+        async with self._lock:
+            await self.stream.send_all(data)
+
+    async def aclose(self, *, graceful: bool = True) -> None:
+        with trio.CancelScope(shield=True):
+            if graceful and not self._closed:
+                with trio.move_on_after(1.0):
+                    try:
+                        await self._write(self.encoder.close(1000))
+                    except (OSError, trio.BrokenResourceError, trio.ClosedResourceError):
+                        pass
+            self._closed = True
+            await self.stream.aclose()
+
+
+def decode_polling(body: bytes) -> list[str | bytes]:
+    """A polling payload as messages in their WebSocket form (``b``+base64 to bytes)."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise PacketError("polling payload is not valid UTF-8") from None
+    out: list[str | bytes] = []
+    for record in text.split(SEPARATOR):
+        if record.startswith("b"):
+            try:
+                out.append(b64decode(record[1:], validate=True))
+            except (binascii.Error, ValueError):
+                raise PacketError("invalid base64 binary packet") from None
+        else:
+            out.append(record)
+    return out
+
+
+def encode_polling(messages: Sequence[str | bytes]) -> bytes:
+    return SEPARATOR.join(
+        m if type(m) is str else "b" + b64encode(m).decode("ascii")  # type: ignore[arg-type]
+        for m in messages
+    ).encode("utf-8")
+
+
+class PollingTransport:
+    """HTTP long-polling: one kept-alive connection for the GETs, one for the POSTs."""
+
+    name = "polling"
+
+    def __init__(
+        self,
+        origin: Origin,
+        path: str,
+        query: Sequence[tuple[str, str]],
+        headers: Sequence[tuple[str, str]],
+        *,
+        max_message: int,
+    ) -> None:
+        self.origin = origin
+        self.path = path
+        self.query = query
+        self.headers = headers
+        self.sid: str | None = None
+        self.max_message = max_message
+        self._get = HttpConnection(origin, max_body=max_message)
+        self._post = HttpConnection(origin, max_body=4096)
+
+    def _target(self) -> str:
+        return engine_target(self.path, self.query, transport="polling", sid=self.sid)
+
+    async def receive(self) -> list[str | bytes]:
+        status, body = await self._get.request("GET", self._target(), self.headers)
+        if status != 200:
+            raise TransportClosed(f"poll answered HTTP {status}: {body[:200]!r}")
+        return decode_polling(body)
+
+    async def send(self, messages: Sequence[str | bytes]) -> None:
+        headers = [*self.headers, ("Content-Type", "text/plain;charset=UTF-8")]
+        status, body = await self._post.request(
+            "POST", self._target(), headers, encode_polling(messages)
+        )
+        if status != 200:
+            raise TransportClosed(f"POST answered HTTP {status}: {body[:200]!r}")
+
+    async def aclose(self, *, graceful: bool = True) -> None:
+        await self._get.aclose()
+        await self._post.aclose()
