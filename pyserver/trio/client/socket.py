@@ -29,7 +29,7 @@ from __future__ import annotations
 import inspect
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import trio
 
@@ -44,15 +44,25 @@ from pyserver.socketio.client import (
     reply_value,
 )
 from pyserver.socketio.packets import encode_ack, encode_disconnect, encode_event
-
-if TYPE_CHECKING:
-    from pyserver.trio.client.manager import Manager
+from pyserver.trio.client.engine import EngineConnection
 
 __all__ = ["ClientSocket", "ReceivedEvent"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 LIFECYCLE = frozenset({"connect", "disconnect"})
+
+
+class Owner(Protocol):
+    """What a socket uses of its :class:`~pyserver.trio.client.manager.Manager` (a protocol,
+    so that the manager imports the socket and not the other way round)."""
+
+    @property
+    def engine(self) -> EngineConnection | None: ...
+
+    def on(self, event: str, handler: Callable[..., Any] | None = None) -> Any: ...
+
+    def connect(self, namespace: str = "/", *, auth: dict[str, Any] | None = None) -> Any: ...
 
 
 class ReceivedEvent(Received):
@@ -109,7 +119,7 @@ class ClientSocket:
 
     def __init__(
         self,
-        manager: Manager,
+        manager: Owner,
         namespace: str,
         auth: dict[str, Any] | None,
         *,
