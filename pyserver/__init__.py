@@ -36,12 +36,15 @@ _EXPORTS: dict[str, str] = {
     "Request": "pyserver.http",
     "Response": "pyserver.http",
     "FrameError": "pyserver._frames",
+    "connect": "pyserver.trio.client",
+    "ConnectionLost": "pyserver.socketio.client",
 }
 
 __all__ = [
     "DEFAULT_SECURITY_HEADERS",
     "App",
     "ConnectionClosed",
+    "ConnectionLost",
     "ConnectionRefused",
     "EngineIOServer",
     "FrameError",
@@ -63,6 +66,7 @@ __all__ = [
     "StateRecovery",
     "WebSocket",
     "broadcast",
+    "connect",
 ]
 
 if TYPE_CHECKING:
@@ -77,8 +81,10 @@ if TYPE_CHECKING:
         SocketDisconnected,
     )
     from pyserver.http import Headers, Mount, Request, Response
+    from pyserver.socketio.client import ConnectionLost
     from pyserver.socketio.packets import PacketTooLarge
     from pyserver.socketio.recovery import StateRecovery
+    from pyserver.trio.client import connect
     from pyserver.trio.engineio import EngineIOServer
     from pyserver.trio.http.app import App
     from pyserver.trio.http.static import DEFAULT_SECURITY_HEADERS
