@@ -168,7 +168,7 @@ class Manager:
             single = unwrap_single(group)
             if single is None:
                 raise
-            raise single from None
+            raise single from single.__cause__
         finally:
             self._nursery = None
             for socket in self.sockets.values():

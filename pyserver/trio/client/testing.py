@@ -64,7 +64,7 @@ async def serve(app: _Servable, *, host: str = "127.0.0.1", port: int = 0) -> As
         single = unwrap_single(group)
         if single is None:
             raise
-        raise single from None
+        raise single from single.__cause__
 
 
 @asynccontextmanager
