@@ -1,5 +1,6 @@
-"""The ``pyserver`` command line: ``pyserver demo``, ``pyserver run module:app`` and
-``pyserver cluster`` (N nodes sharing one Redis, see :mod:`pyserver.supervisor`)."""
+"""The ``pyserver`` command line: ``pyserver demo``, ``pyserver run module:app``,
+``pyserver cluster`` (N nodes sharing one Redis, see :mod:`pyserver.supervisor`) and
+``pyserver client URL`` (a command-line Socket.IO client, see :mod:`pyserver.trio.client.cli`)."""
 
 from __future__ import annotations
 
@@ -118,6 +119,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         help="seconds a node gets to stop before it is killed (default 10)",
     )
 
+    from pyserver.trio.client import cli as client_cli
+
+    client_cli.add_parser(sub)
+
     args = parser.parse_args(argv)
     node = os.environ.get("PYSERVER_NODE")
     where = f" [node {node}]" if node else ""
@@ -125,6 +130,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         level=args.log_level.upper(),
         format=f"%(asctime)s %(levelname)s{where} %(name)s: %(message)s",
     )
+    if args.command == "client":
+        raise SystemExit(client_cli.run(args))
     if args.command == "cluster":
         from pyserver.supervisor import Cluster, ClusterError, supervise
 
