@@ -474,6 +474,98 @@ async def test_poll_racing_the_upgrade_is_refused() -> None:
             assert await ws.recv() == "4hello"
 
 
+class LateWriterWebSocket:
+    """A WebSocket as the HTTP shell hands one to Engine.IO (``pyserver.http.WebSocket``)
+    whose writer runs only when the test says so: what the server sends waits in ``outbox``
+    (``outbox_depth``) until :meth:`write` moves it to ``wire``, the order the client would
+    see it in. Messages from the client are fed with :meth:`feed`."""
+
+    def __init__(self, query: str, wire: list[object]) -> None:
+        self.request = PlainRequest("GET", "/engine.io/", query, Headers(), b"", ("127.0.0.1", 1))
+        self.remote_address = self.request.remote_address
+        self.subprotocol = None
+        self.outbox: list[str | bytes] = []
+        self.wire = wire
+        self.closed = False
+        self.close_code: int | None = None
+        self._send, self._receive = trio.open_memory_channel[str | bytes](10)
+
+    async def feed(self, message: str) -> None:
+        await self._send.send(message)
+
+    def write(self) -> None:
+        self.wire.extend(self.outbox)
+        self.outbox.clear()
+
+    @property
+    def outbox_depth(self) -> int:
+        return len(self.outbox)
+
+    def send_nowait(self, message: str | bytes) -> None:
+        self.outbox.append(message)
+
+    def __aiter__(self) -> LateWriterWebSocket:
+        return self
+
+    async def __anext__(self) -> str | bytes:
+        try:
+            return await self._receive.receive()
+        except trio.EndOfChannel:
+            raise StopAsyncIteration from None
+
+    async def serve_messages(self, on_message: Any, on_end: Any = None) -> None:
+        async for message in self:
+            on_message(message)
+        if on_end is not None:
+            on_end()
+
+    def close_nowait(self, code: int = 1000, reason: str = "") -> None:
+        self.closed, self.close_code = True, code
+        self._send.close()
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        self.close_nowait(code, reason)
+        await trio.lowlevel.checkpoint()
+
+
+async def test_poll_after_the_upgrade_is_answered_after_the_3probe_is_written() -> None:
+    """The official suite's "ignores HTTP requests with same sid after upgrade": the client
+    sends 2probe and 5, then a GET on the old transport; the 400 must not reach it before the
+    3probe queued for its WebSocket (the suite would read the 3probe where it expects its
+    echo). Here the WebSocket's writer runs late, after the GET is handled: the answer waits
+    for it (a yield alone let the answer out first whenever Trio ran the GET first)."""
+    wire: list[object] = []
+    with trio.fail_after(10):
+        eio = EngineIOServer()
+        async with trio.open_nursery() as nursery:
+            await nursery.start(eio.serve)
+            opened = await eio.handle_http(
+                PlainRequest("GET", "/engine.io/", "EIO=4&transport=polling", Headers())
+            )
+            sid = open_payload(opened.body.decode())["sid"]
+            ws = LateWriterWebSocket(f"EIO=4&transport=websocket&sid={sid}", wire)
+            nursery.start_soon(eio.handle_websocket, ws)
+            await ws.feed("2probe")
+            await ws.feed("5")
+            await trio.testing.wait_all_tasks_blocked()
+            assert eio.sessions[EioSid(sid)].transport == "websocket"
+            assert ws.outbox == ["3probe"]
+            answered = trio.Event()
+
+            async def poll() -> None:
+                query = f"EIO=4&transport=polling&sid={sid}"
+                answer = await eio.handle_http(PlainRequest("GET", "/engine.io/", query, Headers()))
+                wire.append(answer.status)
+                answered.set()
+
+            nursery.start_soon(poll)
+            await trio.testing.wait_all_tasks_blocked()
+            ws.write()  # the writer runs now, late
+            await answered.wait()
+            assert wire == ["3probe", 400]
+            nursery.cancel_scope.cancel()
+
+
 async def test_upgrade_timeout_keeps_polling(autojump_clock: trio.testing.MockClock) -> None:
     with trio.fail_after(100):
         async with running(memory=True, ping_interval=60.0, ping_timeout=60.0) as r:
