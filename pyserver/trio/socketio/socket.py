@@ -1,41 +1,16 @@
 """The ``Socket``: one client in one namespace, as user code sees it.
 
-Handler ordering: each socket runs its handlers one at a time, in the order their packets
-arrived (the "connection" handler first, the "disconnect" handler last), in one task that
-has them only while the socket has work, until the socket's queue is empty. For packets
-read from a WebSocket that is the task that read them, right after the read
-(:mod:`pyserver.trio.websocket.inline`: no task spawned, no task switch): on Linux the run's
-reactor task (:mod:`pyserver.trio.websocket.reactor`), elsewhere the connection's reader; if a
-handler blocks, the reading goes on in a new task while this one finishes the socket's queue (and
-a handler still blocked when the server stops is cancelled). Otherwise (long-polling,
-events queued from elsewhere) the first packet queued starts a task in the Server's nursery.
-So an idle socket costs no task, a slow handler delays only the later events of the same
-socket (never the connection's reading, never other sockets), and memory is bounded: at
-most ``max_pending_events`` events wait per socket; past that an event is refused like a
-rate-limited one. Acks the client sends are delivered at once by the reader, never queued,
-so a handler may ``await socket.emit_with_ack(...)`` without deadlocking. Run work that
-should overlap with the socket's next events in a nursery of your own or a room nursery.
-
-What an event handler's outcome sends back, when the client asked for an ack:
-
-* the return value: ``None`` acks with no argument, a ``tuple`` with its items as several
-  arguments, anything else as the one argument (``bytes`` inside become a BINARY_ACK);
-* an exception: logged once (``pyserver.socketio``), and acked with the one argument
-  ``{"error": "internal server error"}`` so the client does not hang;
-* a per-packet middleware refusal (``socket.use``): the packet is dropped, the socket's
-  ``"error"`` handlers get the exception, and an ack is answered with
-  ``{"error": <the exception's message>}``;
-* an event with no handler (and no ``on_any``): nothing, as the Node server does.
+See :mod:`pyserver.trio.socketio.handlers` for how a socket runs its handlers (one at a time,
+in arrival order, in the task that read the message when it can) and what an event
+handler's outcome sends back when the client asked for an ack.
 """
 
 from __future__ import annotations
 
-import inspect
 import logging
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Set
-from types import CoroutineType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import trio
@@ -47,14 +22,35 @@ from pyserver.socketio.ratelimit import RateLimiter
 from pyserver.socketio.recovery import RECOVERABLE_REASONS
 from pyserver.trio.socketio.adapter import BroadcastOptions
 from pyserver.trio.socketio.broadcast import BroadcastOperator
+from pyserver.trio.socketio.handlers import (
+    CONNECTION,
+    DISCONNECT,
+    ERROR_ACK,
+    EVENT,
+    NO_QUEUE,
+    SHUTDOWN_GRACE,
+    HandlerQueue,
+    ack_args,
+    call,
+    reply_value,
+)
 from pyserver.trio.socketio.handshake import Handshake, make_handshake
-from pyserver.trio.websocket import inline
 
 if TYPE_CHECKING:
     from pyserver.trio.socketio.client import Client
     from pyserver.trio.socketio.namespace import Namespace
 
-__all__ = ["AckCallback", "Handshake", "Socket"]  # Handshake re-exported
+# Handshake and the handler helpers re-exported (their home moved; importers keep working)
+__all__ = [
+    "ERROR_ACK",
+    "SHUTDOWN_GRACE",
+    "AckCallback",
+    "Handshake",
+    "Socket",
+    "ack_args",
+    "call",
+    "reply_value",
+]
 
 logger = logging.getLogger("pyserver.socketio")
 
@@ -62,67 +58,24 @@ F = TypeVar("F", bound=Callable[..., Any])
 AckCallback = Callable[[Any, "BaseException | None"], None]
 """Called once with ``(reply, None)`` or ``(None, error)`` (TimeoutError, SocketDisconnected)."""
 
-SHUTDOWN_GRACE = 1.0
-"""Seconds a disconnect handler may run (shielded) while the server shuts down."""
-
-ERROR_ACK = {"error": "internal server error"}
-"""What an ack answers when the event handler raised."""
-
-
-def ack_args(result: Any) -> list[Any]:
-    """The ack arguments for a handler's return value."""
-    if result is None:
-        return []
-    if type(result) is tuple:
-        return list(result)
-    return [result]
-
-
-def reply_value(args: list[Any]) -> Any:
-    """A client's ack arguments as ``emit_with_ack`` returns them."""
-    if not args:
-        return None
-    if len(args) == 1:
-        return args[0]
-    return tuple(args)
-
-
-async def call(fn: Callable[..., Any], *args: Any) -> Any:
-    """Call a sync or async function."""
-    result = fn(*args)
-    if result.__class__ is CoroutineType or inspect.isawaitable(result):
-        return await result
-    return result
-
-
-_CONNECTION = 0
-_EVENT = 1
-_DISCONNECT = 2
 
 _NO_HANDLERS: dict[str, Callable[..., Any]] = {}  # never written to
 _NO_FUNCTIONS: list[Callable[..., Any]] = []  # never written to
-_NO_QUEUE: deque[tuple[int, Any]] = deque()  # never written to
 _NO_ROOMS: frozenset[str] = frozenset()
 
 
-class Socket:
+class Socket(HandlerQueue):
     """One client's socket in one namespace. ``emit``, ``join``, ``leave``, ``disconnect``
     never block; ``await emit_with_ack(...)`` waits for the client's answer."""
 
     __slots__ = (
         "__weakref__",
-        "_any_handlers",
         "_auth",
-        "_handlers",
         "_handshake",
         "_issued",
         "_limiter",
-        "_middlewares",
-        "_pending_events",
         "_pending_rooms",
-        "_queue",
         "_rooms_at_exit",
-        "_running",
         "client",
         "connected",
         "data",
@@ -132,6 +85,9 @@ class Socket:
         "pid",
         "recovered",
     )
+
+    nsp: Namespace
+    client: Client
 
     def __init__(
         self, nsp: Namespace, client: Client, sid: Sid, auth: dict[str, Any] | None
@@ -156,7 +112,7 @@ class Socket:
         self._handlers: dict[str, Callable[..., Any]] = _NO_HANDLERS
         self._any_handlers: list[Callable[..., Any]] = _NO_FUNCTIONS
         self._middlewares: list[Callable[..., Any]] = _NO_FUNCTIONS
-        self._queue: deque[tuple[int, Any]] = _NO_QUEUE
+        self._queue: deque[tuple[int, Any]] = NO_QUEUE
         self._pending_events = 0
         self._running = False
         self._pending_rooms: set[str] | None = None  # rooms joined before connecting
@@ -352,7 +308,7 @@ class Socket:
         rooms = self._pending_rooms or ()
         self._pending_rooms = None
         self.nsp._add_socket(self, rooms)
-        self._push(_CONNECTION, None)
+        self._push(CONNECTION, None)
 
     def _left(self, reason: str) -> None:
         """The socket is gone (any reason): leave the rooms, queue the disconnect handler."""
@@ -367,137 +323,9 @@ class Socket:
             store.persist(self.id, self.pid, self._rooms_at_exit, self.data, trio.current_time())
         self.nsp._remove_socket(self)
         if self._pending_events:  # events not run yet can no longer be answered
-            self._queue = deque(item for item in self._queue if item[0] != _EVENT)
+            self._queue = deque(item for item in self._queue if item[0] != EVENT)
             self._pending_events = 0
-        self._push(_DISCONNECT, reason)
-
-    def _event(self, event: str, args: list[Any], ack_id: int | None) -> bool:
-        """Queue an event for the handlers; False if the queue is full (refused)."""
-        if self._pending_events >= self.nsp.server.max_pending_events:
-            return False
-        self._pending_events += 1
-        self._push(_EVENT, (event, args, ack_id))
-        return True
-
-    def _push(self, kind: int, item: Any) -> None:
-        if self._queue is _NO_QUEUE:
-            self._queue = deque()
-        self._queue.append((kind, item))
-        if not self._running:
-            if self.nsp.server.running and inline.offer(self._run):
-                self._running = (
-                    True  # the reader of this message runs it (pyserver.trio.websocket.inline)
-                )
-            else:
-                self._running = self.nsp.server.spawn(self._run, f"socket {self.id}")
-
-    async def _run(self) -> None:
-        try:
-            while self._queue:
-                queue = self._queue
-                kind, item = queue.popleft()
-                if kind == _EVENT:
-                    self._pending_events -= 1
-                    await self._dispatch(*item)
-                elif kind == _CONNECTION:
-                    await self._lifecycle("connection", self)
-                else:
-                    await self._lifecycle("disconnecting", self, item)
-                    await self._lifecycle("disconnect", self, item)
-        finally:
-            self._running = False
-            if not self._queue:
-                self._queue = _NO_QUEUE  # an idle socket keeps no deque
-
-    async def _lifecycle(self, name: str, *args: Any) -> None:
-        handler = self.nsp.handlers.get(name)
-        if handler is None and name == "connection":
-            handler = self.nsp.handlers.get("connect")
-        if handler is None:
-            return
-        try:
-            if self.nsp.server.stopping:
-                with trio.move_on_after(SHUTDOWN_GRACE) as scope:
-                    scope.shield = True
-                    await call(handler, *args)
-            else:
-                await call(handler, *args)
-        except Exception:
-            logger.exception(
-                "%r handler failed (socket %s in %s)", name, self.id, shown(self.nsp.name)
-            )
-
-    async def _dispatch(self, event: str, args: list[Any], ack_id: int | None) -> None:
-        if self._middlewares:
-            packet = [event, *args]
-            for middleware in self._middlewares:
-                try:
-                    await call(middleware, self, packet)
-                except Exception as exc:
-                    await self._middleware_refused(event, exc, ack_id)
-                    return
-            if not packet or type(packet[0]) is not str:
-                return
-            event, args = packet[0], packet[1:]
-        for any_handler in self._any_handlers:
-            try:
-                await call(any_handler, event, *args)
-            except Exception:
-                logger.exception(
-                    "on_any handler failed (socket %s in %s)", self.id, shown(self.nsp.name)
-                )
-        try:
-            handler = self._handlers.get(event)
-            if handler is not None:
-                result = handler(*args)
-            else:
-                handler = self.nsp.handlers.get(event)
-                if handler is None:
-                    return
-                result = handler(self, *args)
-            if result.__class__ is CoroutineType or inspect.isawaitable(result):
-                result = await result
-        except Exception:
-            logger.exception(
-                "handler for %s failed (socket %s in %s)",
-                shown(event),
-                self.id,
-                shown(self.nsp.name),
-            )
-            if ack_id is not None:
-                self._ack(ack_id, [dict(ERROR_ACK)])
-            return
-        if ack_id is not None:
-            self._ack(ack_id, ack_args(result))
-
-    async def _middleware_refused(self, event: str, exc: Exception, ack_id: int | None) -> None:
-        logger.info(
-            "packet %s refused by middleware (socket %s in %s): %s",
-            shown(event),
-            self.id,
-            shown(self.nsp.name),
-            shown(str(exc)),
-        )
-        if ack_id is not None:
-            self._ack(ack_id, [{"error": str(exc) or type(exc).__name__}])
-        handler = self._handlers.get("error")
-        if handler is not None:
-            try:
-                await call(handler, exc)
-            except Exception:
-                logger.exception(
-                    "'error' handler failed (socket %s in %s)", self.id, shown(self.nsp.name)
-                )
-
-    def _ack(self, ack_id: int, args: list[Any]) -> None:
-        if self.connected:
-            try:
-                self.client.send_ack(self.nsp.name, ack_id, args)
-            except Exception:
-                logger.exception(
-                    "ack for socket %s in %s cannot be sent", self.id, shown(self.nsp.name)
-                )
-                self.client.send_ack(self.nsp.name, ack_id, [dict(ERROR_ACK)])
+        self._push(DISCONNECT, reason)
 
     @property
     def pending(self) -> int:
