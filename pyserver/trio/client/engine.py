@@ -10,8 +10,10 @@ nothing: it ends by raising :class:`~pyserver.socketio.client.ConnectionLost` wi
 Engine.IO's reason ("transport close", "transport error", "ping timeout", "parse error"),
 or by being cancelled (the caller closes the connection with :meth:`close`).
 
-Who writes: only the writer task, from the bounded outbox ``max_outbox`` messages deep
-(over it :meth:`send` raises :class:`~pyserver.socketio.client.BufferFull`); the upgrade
+Who writes: :meth:`EngineConnection.send` directly when nothing is queued or in flight (a
+WebSocket over plain TCP), else the writer task, from the bounded outbox ``max_outbox``
+messages deep (over it :meth:`send` raises
+:class:`~pyserver.socketio.client.BufferFull`); the upgrade
 holds the writer's lock while it switches transports, so no message goes out on the old
 transport after ``5`` went out on the new one, and the reader's lock, so the last poll's
 messages are delivered before anything read from the WebSocket.
@@ -90,6 +92,7 @@ class EngineConnection:
         self._send_lock = trio.Lock()
         self._recv_lock = trio.Lock()
         self._early: list[str | bytes] = []  # messages that came with the OPEN packet
+        self._partial = b""  # what a direct write left, written by the writer first
         self._heartbeat: Heartbeat | None = None
         self.closed = False
 
@@ -145,8 +148,23 @@ class EngineConnection:
     # -- running -----------------------------------------------------------------------------
 
     def send(self, message: str | bytes) -> None:
-        """Queue one message (``"4..."`` text or a binary message); never blocks."""
+        """Send one message (``"4..."`` text or a binary message); never blocks.
+
+        Who writes (the one rule): when nothing is queued, no write is in flight and the
+        transport is a WebSocket over plain TCP, the frame is written at once with one
+        ``write(2)`` (no task switch); what the socket does not take, and everything else,
+        goes to the outbox for the writer task, which writes it in order."""
         outbox = self.outbox
+        if not outbox and not self._partial:
+            transport = self.transport
+            if type(transport) is WebSocketTransport and not self._send_lock.locked():
+                data = transport.frames((message,))
+                rest = transport.try_write(data)
+                if rest is not data:
+                    if rest:
+                        self._partial = rest
+                        self._lot.unpark_all()
+                    return
         if len(outbox) >= self.max_outbox:
             raise BufferFull(f"{len(outbox)} messages wait to be written (max_outbox)")
         outbox.append(message)
@@ -154,7 +172,18 @@ class EngineConnection:
             self._lot.unpark_all()
 
     def send_many(self, messages: Sequence[str | bytes]) -> None:
+        """:meth:`send` for a packet and its attachments, kept together."""
         outbox = self.outbox
+        if not outbox and not self._partial:
+            transport = self.transport
+            if type(transport) is WebSocketTransport and not self._send_lock.locked():
+                data = transport.frames(messages)
+                rest = transport.try_write(data)
+                if rest is not data:
+                    if rest:
+                        self._partial = rest
+                        self._lot.unpark_all()
+                    return
         if len(outbox) + len(messages) > self.max_outbox:
             raise BufferFull(f"{len(outbox)} messages wait to be written (max_outbox)")
         outbox.extend(messages)
@@ -212,12 +241,18 @@ class EngineConnection:
         lot = self._lot
         lock = self._send_lock
         while True:
-            if not outbox:
+            if not outbox and not self._partial:
                 await lot.park()
                 continue
             async with lock:
                 transport = self.transport
                 assert transport is not None and self.info is not None
+                if self._partial:  # the rest of a direct write goes first
+                    assert isinstance(transport, WebSocketTransport)
+                    partial, self._partial = self._partial, b""
+                    await transport.write(partial)
+                    if not outbox:
+                        continue
                 batch = list(outbox)
                 outbox.clear()
                 if isinstance(transport, PollingTransport):

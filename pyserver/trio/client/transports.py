@@ -12,6 +12,7 @@ the transport, and let ``OSError``, ``trio.BrokenResourceError``, ``HttpError``,
 from __future__ import annotations
 
 import binascii
+import os
 from base64 import b64decode, b64encode
 from collections.abc import Sequence
 
@@ -54,6 +55,8 @@ class WebSocketTransport:
         self._lock = trio.StrictFIFOLock()
         self._leftover = leftover
         self._closed = False
+        # plain TCP: frames may be written at once from sync code (see try_write)
+        self._fd = stream.socket.fileno() if isinstance(stream, trio.SocketStream) else -1
 
     @classmethod
     async def open(
@@ -92,12 +95,36 @@ class WebSocketTransport:
             if out:
                 return out
 
-    async def send(self, messages: Sequence[str | bytes]) -> None:
+    def frames(self, messages: Sequence[str | bytes]) -> bytes:
+        """The frames of ``messages``, masked, in one buffer."""
         encoder = self.encoder
-        frames = b"".join(
+        if len(messages) == 1:
+            m = messages[0]
+            return encoder.text(m) if type(m) is str else encoder.binary(m)  # type: ignore[arg-type]
+        return b"".join(
             [encoder.text(m) if type(m) is str else encoder.binary(m) for m in messages]  # type: ignore[arg-type]
         )
-        await self._write(frames)
+
+    async def send(self, messages: Sequence[str | bytes]) -> None:
+        await self._write(self.frames(messages))
+
+    async def write(self, data: bytes) -> None:
+        """Write bytes already framed (what :meth:`try_write` left)."""
+        await self._write(data)
+
+    def try_write(self, data: bytes) -> bytes:
+        """Write ``data`` now, without waiting, if this is plain TCP and no write is in
+        flight: one ``write(2)``. Returns what is left to write (all of it when nothing
+        could be written now; nothing when the socket failed: the reader will see it)."""
+        if self._fd < 0 or self._lock.locked() or self._closed:
+            return data
+        try:
+            written = os.write(self._fd, data)
+        except BlockingIOError:
+            return data
+        except OSError:
+            return b""
+        return data[written:]
 
     async def _write(self, data: bytes) -> None:
         async with self._lock:
