@@ -101,8 +101,10 @@ def test_backoff_is_socket_io_clients() -> None:
     assert backoff.attempts == 2
     backoff.reset()
     assert backoff.attempts == 0
+    # a first delay over the cap is capped, as in socket.io-client
+    assert Backoff(min=30.0, max=5.0).duration(0.0) == 5.0
     with pytest.raises(ValueError):
-        Backoff(min=2.0, max=1.0)
+        Backoff(jitter=2.0)
 
 
 def test_inbox_keeps_until_a_handler_then_delivers_in_order() -> None:

@@ -117,8 +117,8 @@ class Backoff:
     def __init__(
         self, min: float = 1.0, max: float = 5.0, factor: float = 2.0, jitter: float = 0.5
     ) -> None:
-        if min < 0 or max < min or factor < 1 or not 0 <= jitter <= 1:
-            raise ValueError("need 0 <= min <= max, factor >= 1 and 0 <= jitter <= 1")
+        if min < 0 or max < 0 or factor < 1 or not 0 <= jitter <= 1:
+            raise ValueError("need min >= 0, max >= 0, factor >= 1 and 0 <= jitter <= 1")
         self.min, self.max, self.factor, self.jitter = min, max, factor, jitter
         self.attempts = 0
 
