@@ -152,3 +152,40 @@ async def test_emit_buffer_while_disconnected_is_bounded(url: str) -> None:
         with pytest.raises(BufferFull):
             socket.emit("add", 9, 9)
         assert socket.volatile.emit("add", 1, 1) is False
+
+
+async def test_a_refusal_on_reconnection_ends_the_client() -> None:
+    """The server comes back refusing the client's auth: no connect() call is there to raise
+    it, so it comes out of the async with."""
+    first = build_app()
+    with trio.fail_after(20):
+        async with trio.open_nursery() as nursery:
+            scope = trio.CancelScope()
+
+            async def serve(app: Server, port: int, task_status: Any) -> None:
+                with scope:
+                    async with testing.serve(app, port=port) as url:
+                        task_status.started(url)
+                        await trio.sleep_forever()
+
+            url = await nursery.start(serve, first, 0)
+            port = int(url.rsplit(":", 1)[1])
+            with pytest.raises(pyserver.ConnectionRefused) as caught:
+                async with testing.connect(
+                    url, transports=["websocket"], reconnection=True, reconnection_delay=0.05
+                ) as socket:
+                    assert await socket.emit_with_ack("add", 1, 1) == 2
+                    scope.cancel()
+                    while socket.connected:  # noqa: ASYNC110
+                        await trio.sleep(0.01)
+                    refusing = build_app()
+
+                    @refusing.use
+                    async def refuse(socket: Any) -> None:
+                        raise pyserver.ConnectionRefused("go away", data={"code": 7})
+
+                    scope = trio.CancelScope()
+                    await nursery.start(serve, refusing, port)
+                    await trio.sleep_forever()
+            assert caught.value.message == "go away" and caught.value.data == {"code": 7}
+            scope.cancel()

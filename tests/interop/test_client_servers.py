@@ -351,9 +351,10 @@ async def test_server_disconnect_ends_the_socket(server: Target) -> None:
             assert reasons == ["io server disconnect"]
 
 
-async def test_reconnects_after_server_restart(server: Target) -> None:
+@pytest.mark.parametrize("transports", [["websocket"], ["polling"]])
+async def test_reconnects_after_server_restart(server: Target, transports: list[str]) -> None:
     with trio.fail_after(30):
-        async with connect(server.url, transports=["websocket"], **FAST) as socket:
+        async with connect(server.url, transports=transports, **FAST) as socket:
             attempts: list[int] = []
             socket.manager.on("reconnect_attempt", attempts.append)
             connects: list[str | None] = []

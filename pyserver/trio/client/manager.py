@@ -22,6 +22,9 @@ new connection (``"reconnect_error"`` on failure, then wait again), and on succe
 recovery's ``pid`` and last ``offset`` when the server gave a pid. ``reconnection_attempts``
 bounds the attempts (``"reconnect_failed"``, then ``ConnectionLost("reconnect failed")``);
 ``reconnection=False`` makes a dropped connection end everything with ``ConnectionLost``.
+When every socket has ended for good (the server disconnected them), a dropped connection
+is made again only once a namespace is joined again. A namespace the server refuses on a
+reconnection ends the client with that ``ConnectionRefused``.
 Manager events are registered with ``manager.on(name, handler)`` (sync or async handlers,
 run by the supervisor).
 """
@@ -114,6 +117,7 @@ class Manager:
         self._closing = False
         self._running: Any = None
         self._rng = random.Random()
+        self._wanted: trio.Event | None = None
 
     # -- events ------------------------------------------------------------------------------
 
@@ -234,6 +238,11 @@ class Manager:
                 socket.on_connection_lost(lost.reason)
             if not self.reconnection:
                 raise lost
+            if not any(s.disconnect_reason is None for s in self.sockets.values()):
+                # every socket ended for good (the server disconnected them): reconnect only
+                # once a namespace is wanted again, as socket.io-client's Manager does
+                self._wanted = trio.Event()
+                await self._wanted.wait()
             await self._reconnect(lost)
 
     async def _reconnect(self, cause: ConnectionLost) -> None:
@@ -286,7 +295,9 @@ class Manager:
         elif type(packet) is Connect:
             socket.on_connected(*parse_connected(packet))
         elif type(packet) is ConnectError:
-            socket.on_refused(packet.message, packet.data)
+            refusal = socket.on_refused(packet.message, packet.data)
+            if refusal is not None:
+                self._fail(refusal)
         elif type(packet) is Disconnect:
             socket.on_server_disconnect()
 
@@ -317,6 +328,8 @@ class Manager:
         try:
             if self.engine is not None:
                 self.engine.send(socket.connect_text())
+            elif self._wanted is not None:
+                self._wanted.set()  # the supervisor reconnects, and sends the CONNECT
             with trio.move_on_after(self.timeout):
                 await socket._answered.wait()
             if socket.refusal is not None:

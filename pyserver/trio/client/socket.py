@@ -338,10 +338,14 @@ class ClientSocket:
             self._dispatch_lot.unpark_all()
         self._answered.set()
 
-    def on_refused(self, message: str, data: Any) -> None:
+    def on_refused(self, message: str, data: Any) -> ConnectionRefused | None:
+        """The server refused the CONNECT. Returns the refusal when it must end the whole
+        client (it came on a reconnection, where no ``connect`` call is there to raise it)."""
+        again = self._answered.is_set()
         self.refusal = ConnectionRefused(message, data=data)
         self._end("connect error")
         self._answered.set()
+        return self.refusal if again else None
 
     def on_connection_lost(self, reason: str) -> None:
         """The connection dropped; the manager reconnects (or ends the socket)."""

@@ -5,7 +5,8 @@ Both speak in *messages* in their WebSocket form: a ``str`` is one Engine.IO pac
 type digit (``"4hello"``), ``bytes`` is a binary message packet. :meth:`receive` returns the
 next messages (a WebSocket read, or one polling GET's payload); :meth:`send` writes a batch
 (frames in one write, or one POST). Both raise :class:`TransportClosed` when the server ends
-the transport, and let ``OSError``, ``trio.BrokenResourceError``, ``HttpError``,
+the transport (a close frame, the end of the stream), raise ``HttpError`` for a poll or POST
+the server refuses, and let ``OSError``, ``trio.BrokenResourceError``, ``HttpError``,
 ``FrameError`` and Engine.IO's ``PacketError`` through: the engine names them.
 """
 
@@ -21,7 +22,7 @@ import trio
 from pyserver import _frames
 from pyserver.engineio.client import engine_target
 from pyserver.engineio.packets import SEPARATOR, PacketError
-from pyserver.trio.client.http import HttpConnection, Origin, open_websocket
+from pyserver.trio.client.http import HttpConnection, HttpError, Origin, open_websocket
 
 __all__ = [
     "PollingTransport",
@@ -38,7 +39,7 @@ _Close = _frames.Close
 
 
 class TransportClosed(Exception):
-    """The server ended the transport (a close frame, end of stream, a refused poll)."""
+    """The server ended the transport (a close frame, the end of the stream)."""
 
 
 class WebSocketTransport:
@@ -196,7 +197,7 @@ class PollingTransport:
     async def receive(self) -> list[str | bytes]:
         status, body = await self._get.request("GET", self._target(), self.headers)
         if status != 200:
-            raise TransportClosed(f"poll answered HTTP {status}: {body[:200]!r}")
+            raise HttpError(f"poll answered HTTP {status}: {body[:200]!r}", status, body[:200])
         return decode_polling(body)
 
     async def send(self, messages: Sequence[str | bytes]) -> None:
@@ -205,7 +206,7 @@ class PollingTransport:
             "POST", self._target(), headers, encode_polling(messages)
         )
         if status != 200:
-            raise TransportClosed(f"POST answered HTTP {status}: {body[:200]!r}")
+            raise HttpError(f"POST answered HTTP {status}: {body[:200]!r}", status, body[:200])
 
     async def aclose(self, *, graceful: bool = True) -> None:
         await self._get.aclose()
