@@ -7,7 +7,8 @@ each in a Socket.IO namespace of its own:
 * ``/drawing`` (:mod:`pyserver.demo.drawing`): the guide's collaborative drawing board, with
   boards as rooms and state sync for late joiners and reconnects; page ``/drawing/``.
 * ``/game`` (:mod:`pyserver.demo.game`): an authoritative multiplayer game, its tick loop in
-  the match room's nursery; page ``/game/``.
+  the match room's nursery (its simulation, plain code, in :mod:`pyserver.demo.arena`); page
+  ``/game/``.
 * ``/chat`` (:mod:`pyserver.demo.chat`): rooms, presence, typing, acks, history, images,
   JWT login; page ``/chat/``.
 

@@ -9,8 +9,9 @@ player and is cancelled when the room empties. Each match's public state is a
 tick in which something changed, and a short history (``HISTORY`` ticks) so a client that missed
 deltas gets only those (or a fresh snapshot when it is further behind).
 
-The simulation (:class:`World`, :func:`move`, :func:`separate`, ...) is plain code with no
-I/O and no clock: the loop passes ``dt``.
+The simulation (:class:`World`, :func:`move`, :func:`separate`, ...) and the deltas
+(:func:`diff`, :func:`apply_delta`) are plain code with no I/O and no clock, in
+:mod:`pyserver.demo.arena` (re-exported here): the loop passes ``dt``.
 
 Wire (client -> server; every answer is the ack, ``{"error": msg}`` for bad input):
 
@@ -40,237 +41,67 @@ a match (deltas are sent ``local``), so players of one match should reach the sa
 
 from __future__ import annotations
 
-import math
 import random
 import re
 import secrets
 import unicodedata
 import weakref
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any, TypeGuard
 
 import trio
 
 from pyserver import Namespace, Server, Socket
+from pyserver.demo.arena import (
+    ARENA_H,
+    ARENA_W,
+    MAX_PLAYERS,
+    ORB_R,
+    ORBS,
+    PLAYER_R,
+    SPEED,
+    BadInput,
+    Json,
+    Player,
+    World,
+    apply_delta,
+    diff,
+    move,
+    separate,
+    touches,
+)
 from pyserver.extras.statesync import SyncedState
 
-__all__ = ["BadInput", "Game", "Player", "World", "game_of", "register"]
+# the simulation's names re-exported: this module is the game's one entry point
+__all__ = [
+    "ARENA_H",
+    "ARENA_W",
+    "MAX_PLAYERS",
+    "ORBS",
+    "ORB_R",
+    "PLAYER_R",
+    "SPEED",
+    "BadInput",
+    "Game",
+    "Player",
+    "World",
+    "apply_delta",
+    "diff",
+    "game_of",
+    "move",
+    "register",
+    "separate",
+    "touches",
+]
 
-ARENA_W = 800
-ARENA_H = 500
-PLAYER_R = 16.0
-ORB_R = 9.0
-SPEED = 220.0  # px per second
 TICK_RATE = 20
-ORBS = 5
-MAX_PLAYERS = 8
 MAX_MATCHES = 64
 MAX_NAME = 20
 HISTORY = 3 * TICK_RATE  # deltas kept for catching up: three seconds
 RATE_LIMIT = (40, 1.0)  # events per socket per second (inputs are sent on key changes)
 MAX_SEQ = 2**53
-COLOURS = (
-    "#ef4444",
-    "#3b82f6",
-    "#22c55e",
-    "#f59e0b",
-    "#a855f7",
-    "#14b8a6",
-    "#ec4899",
-    "#84cc16",
-)
 MATCH_RE = re.compile(r"[A-Za-z0-9_-]{1,32}")
 TOKEN_RE = re.compile(r"[A-Za-z0-9_-]{16,64}")
-
-Json = dict[str, Any]
-
-
-class BadInput(ValueError):
-    """The client sent something the game refuses; the message goes back in the ack."""
-
-
-# -- the simulation ------------------------------------------------------------------------
-
-
-@dataclass
-class Player:
-    id: str
-    name: str
-    colour: str
-    x: float
-    y: float
-    score: int = 0
-    dx: int = 0
-    dy: int = 0
-    seq: int = -1
-    token: str | None = field(default=None, repr=False)
-
-    def view(self) -> Json:
-        return {
-            "name": self.name,
-            "colour": self.colour,
-            "x": round(self.x, 1),
-            "y": round(self.y, 1),
-            "score": self.score,
-        }
-
-
-def move(player: Player, dt: float) -> None:
-    """Move along the held direction at ``SPEED`` (diagonals no faster), inside the arena."""
-    dx, dy = player.dx, player.dy
-    if dx or dy:
-        scale = SPEED * dt / math.hypot(dx, dy)
-        player.x += dx * scale
-        player.y += dy * scale
-    clamp(player)
-
-
-def clamp(player: Player) -> None:
-    player.x = min(max(player.x, PLAYER_R), ARENA_W - PLAYER_R)
-    player.y = min(max(player.y, PLAYER_R), ARENA_H - PLAYER_R)
-
-
-def separate(a: Player, b: Player) -> bool:
-    """Push two overlapping players apart, half the overlap each; True if they touched."""
-    ddx, ddy = b.x - a.x, b.y - a.y
-    dist = math.hypot(ddx, ddy)
-    overlap = 2 * PLAYER_R - dist
-    if overlap <= 0:
-        return False
-    if dist < 1e-9:  # same spot: part them horizontally
-        ddx, ddy, dist = 1.0, 0.0, 1.0
-    push = overlap / 2 / dist
-    a.x -= ddx * push
-    a.y -= ddy * push
-    b.x += ddx * push
-    b.y += ddy * push
-    clamp(a)
-    clamp(b)
-    return True
-
-
-def touches(player: Player, orb: tuple[float, float]) -> bool:
-    return math.hypot(player.x - orb[0], player.y - orb[1]) < PLAYER_R + ORB_R
-
-
-class World:
-    """One match's simulation: players, orbs and the tick counter."""
-
-    def __init__(self, rng: random.Random | None = None) -> None:
-        self.rng = rng or random.Random()
-        self.players: dict[str, Player] = {}
-        self.orbs: dict[str, tuple[float, float]] = {}
-        self.tick = 0
-        self._next_id = 1
-        for i in range(ORBS):
-            self.orbs[f"o{i}"] = self._free_spot(ORB_R)
-
-    def _free_spot(self, radius: float) -> tuple[float, float]:
-        """A random point whose circle overlaps no player (the last try if none is free)."""
-        spot = (0.0, 0.0)
-        for _ in range(30):
-            spot = (
-                self.rng.uniform(radius + 4, ARENA_W - radius - 4),
-                self.rng.uniform(radius + 4, ARENA_H - radius - 4),
-            )
-            if all(
-                math.hypot(p.x - spot[0], p.y - spot[1]) > PLAYER_R + radius + 4
-                for p in self.players.values()
-            ):
-                break
-        return spot
-
-    def add_player(self, name: str, token: str | None = None) -> Player:
-        if len(self.players) >= MAX_PLAYERS:
-            raise BadInput(f"this match is full ({MAX_PLAYERS} players)")
-        used = {p.colour for p in self.players.values()}
-        colour = next((c for c in COLOURS if c not in used), COLOURS[0])
-        x, y = self._free_spot(PLAYER_R)
-        player = Player(f"p{self._next_id}", name, colour, x, y, token=token)
-        self._next_id += 1
-        self.players[player.id] = player
-        return player
-
-    def remove_player(self, pid: str) -> None:
-        self.players.pop(pid, None)
-
-    def by_token(self, token: str | None) -> Player | None:
-        if token is None:
-            return None
-        return next((p for p in self.players.values() if p.token == token), None)
-
-    def set_input(self, pid: str, seq: int, dx: int, dy: int) -> bool:
-        """Hold ``(dx, dy)`` from now on; False (ignored) for an old ``seq``."""
-        player = self.players.get(pid)
-        if player is None or seq <= player.seq:
-            return False
-        player.seq, player.dx, player.dy = seq, dx, dy
-        return True
-
-    def step(self, dt: float) -> None:
-        """One tick: move, resolve collisions between players, collect orbs."""
-        self.tick += 1
-        players = list(self.players.values())
-        for player in players:
-            move(player, dt)
-        for i, a in enumerate(players):
-            for b in players[i + 1 :]:
-                separate(a, b)
-        for oid, orb in self.orbs.items():
-            for player in players:
-                if touches(player, orb):
-                    player.score += 1
-                    self.orbs[oid] = self._free_spot(ORB_R)
-                    break
-
-    def view(self) -> Json:
-        """The public state, as clients see it (JSON)."""
-        return {
-            "tick": self.tick,
-            "players": {pid: p.view() for pid, p in self.players.items()},
-            "orbs": {oid: [round(x, 1), round(y, 1)] for oid, (x, y) in self.orbs.items()},
-        }
-
-
-# -- state sync: a delta is what changed between two views ---------------------------------
-
-
-def diff(old: Json, new: Json) -> Json | None:
-    """The delta turning view ``old`` into ``new``, None when only the tick moved."""
-    players: Json = {}
-    for pid, fields in new["players"].items():
-        before = old["players"].get(pid)
-        if before is None:
-            players[pid] = dict(fields)
-        else:
-            changed = {k: v for k, v in fields.items() if before.get(k) != v}
-            if changed:
-                players[pid] = changed
-    left = [pid for pid in old["players"] if pid not in new["players"]]
-    orbs = {oid: xy for oid, xy in new["orbs"].items() if old["orbs"].get(oid) != xy}
-    if not (players or left or orbs):
-        return None
-    delta: Json = {"tick": new["tick"]}
-    if players:
-        delta["players"] = players
-    if left:
-        delta["left"] = left
-    if orbs:
-        delta["orbs"] = orbs
-    return delta
-
-
-def apply_delta(state: Json, delta: Json) -> Json:
-    """Merge ``delta`` into ``state`` (in place; the client does the same)."""
-    state["tick"] = delta["tick"]
-    players = state["players"]
-    for pid, fields in delta.get("players", {}).items():
-        players.setdefault(pid, {}).update(fields)
-    for pid in delta.get("left", ()):
-        players.pop(pid, None)
-    state["orbs"].update(delta.get("orbs", {}))
-    return state
 
 
 # -- input validation ----------------------------------------------------------------------
@@ -323,7 +154,7 @@ class Match:
     def __init__(self, name: str, rng: random.Random | None = None) -> None:
         self.name = name
         self.room = f"match:{name}"
-        self.world = World(rng)
+        self.world = World(rng, max_players=MAX_PLAYERS)
         self.synced: SyncedState[Json, Json] = SyncedState(
             self.world.view(),
             apply_delta,
