@@ -36,9 +36,10 @@ async def until(predicate: Callable[[], bool], timeout: float) -> None:  # noqa:
             await trio.sleep(0.01)
 
 
-def build_pyserver(recovery: bool) -> Server:
+def build_pyserver(recovery: bool, fast_pings: bool = False) -> Server:
     """pyserver's side of the protocol of sio_server.js."""
-    sio = Server(connection_state_recovery=StateRecovery() if recovery else False)
+    pings = {"ping_interval": 0.1, "ping_timeout": 0.2} if fast_pings else {}
+    sio = Server(connection_state_recovery=StateRecovery() if recovery else False, **pings)
     for nsp in (sio, sio.of("/admin")):
         _install(sio, nsp)
     return sio
@@ -114,10 +115,13 @@ def _install(sio: Server, nsp: Any) -> None:
 class Target:
     """A server under test: its URL, and a way to stop and start it again (same port)."""
 
-    def __init__(self, kind: str, nursery: trio.Nursery, recovery: bool) -> None:
+    def __init__(
+        self, kind: str, nursery: trio.Nursery, recovery: bool, fast_pings: bool = False
+    ) -> None:
         self.kind = kind
         self.nursery = nursery
         self.recovery = recovery
+        self.fast_pings = fast_pings
         self.port = 0
         self.lines: list[dict[str, Any]] = []
         self._stop: Callable[[], Any] | None = None
@@ -134,7 +138,7 @@ class Target:
 
     async def _start_pyserver(self) -> None:
         scope = trio.CancelScope()
-        sio = build_pyserver(self.recovery)
+        sio = build_pyserver(self.recovery, self.fast_pings)
 
         # served in the fixture's nursery; the scope stops it
         async def serve(task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
@@ -155,6 +159,8 @@ class Target:
         argv = [node, str(SIO_SERVER_JS), "--port", str(self.port)]
         if self.recovery:
             argv.append("--recovery")
+        if self.fast_pings:
+            argv += ["--ping-interval", "100", "--ping-timeout", "200"]
         proc = await trio.lowlevel.open_process(
             argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, cwd=HERE
         )
@@ -193,9 +199,9 @@ class Target:
             self._stop = None
 
 
-async def _serving(kind: str, recovery: bool) -> AsyncIterator[Target]:
+async def _serving(kind: str, recovery: bool, fast_pings: bool = False) -> AsyncIterator[Target]:
     async with trio.open_nursery() as nursery:
-        target = Target(kind, nursery, recovery)
+        target = Target(kind, nursery, recovery, fast_pings)
         await target.start()
         try:
             yield target
@@ -215,6 +221,28 @@ async def recovering_server(request: pytest.FixtureRequest) -> AsyncIterator[Tar
     """The same servers with connection state recovery on."""
     async for target in _serving(request.param, recovery=True):
         yield target
+
+
+@pytest.fixture(params=["node", "pyserver"])
+async def pinging_server(request: pytest.FixtureRequest) -> AsyncIterator[Target]:
+    """The same servers pinging every 0.1 s and waiting 0.2 s for the pong."""
+    async for target in _serving(request.param, recovery=False, fast_pings=True):
+        yield target
+
+
+@pytest.mark.parametrize("transports", [["websocket"], ["polling"], ["polling", "websocket"]])
+async def test_heartbeats_are_answered(pinging_server: Target, transports: list[str]) -> None:
+    """Ten ping intervals later the first connection is still the one in use: every ping
+    was answered in time (a missed pong makes the server close it, and the client would
+    have reconnected)."""
+    with trio.fail_after(20):
+        async with connect(pinging_server.url, transports=transports, **FAST) as socket:
+            attempts: list[int] = []
+            socket.manager.on("reconnect_attempt", attempts.append)
+            first = socket.id
+            await trio.sleep(1.0)
+            assert await socket.emit_with_ack("echo", "alive") == "alive"
+            assert socket.id == first and attempts == []
 
 
 @pytest.mark.parametrize("transports", [["websocket"], ["polling"], ["polling", "websocket"]])

@@ -53,6 +53,10 @@ __all__ = ["Manager", "connect", "unwrap_single"]
 
 logger = logging.getLogger("pyserver.client")
 
+MAX_ATTACHMENTS = 1000
+"""Binary attachments one received packet may have (their bytes are bounded by
+``max_message_bytes``): a server may send more of them than a server accepts from a client."""
+
 
 def unwrap_single(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
     """The one exception of a (nested) group that is not a Cancelled, if there is one."""
@@ -110,7 +114,9 @@ class Manager:
         self.max_outbox = max_outbox
         self.engine: EngineConnection | None = None
         self.sockets: dict[str, ClientSocket] = {}
-        self._decoder = PacketDecoder(max_attachment_bytes=max_message_bytes)
+        self._decoder = PacketDecoder(
+            max_attachments=MAX_ATTACHMENTS, max_attachment_bytes=max_message_bytes
+        )
         self._handlers: dict[str, Callable[..., Any]] = {}
         self._nursery: trio.Nursery | None = None
         self._failure: BaseException | None = None
@@ -218,7 +224,9 @@ class Manager:
             max_outbox=self.max_outbox,
         )
         await engine.open()
-        self._decoder = PacketDecoder(max_attachment_bytes=self.max_message_bytes)
+        self._decoder = PacketDecoder(
+            max_attachments=MAX_ATTACHMENTS, max_attachment_bytes=self.max_message_bytes
+        )
         return engine
 
     async def _supervise(self) -> None:
