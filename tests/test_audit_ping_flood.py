@@ -33,7 +33,7 @@ from pyserver.trio.socketio.server import Server
 from pyserver.trio.socketio.socket import Socket
 from pyserver.trio.websocket import reactor
 from pyserver.trio.websocket.connection import WebSocket as TrioWebSocket
-from pyserver.trio.websocket.connection import _Reading
+from pyserver.trio.websocket.reader import Reading
 from pyserver.ws.connection import ConnectionState, WebSocketConnection
 
 TIMEOUT = 30
@@ -268,7 +268,7 @@ async def test_audit_ping_flood_socketio_outbox_bounded_and_reading_stops(
             assert not flood.done
             assert flooded._pong is not None and not flooded.closed
             # (with the reactor, the reading went back to a task, which waits for room)
-            assert flooded._reading is not _Reading.REACTOR
+            assert flooded._reading is not Reading.REACTOR
             other = await sio_open(port)
             await sio_echoes(other, "still served")
             assert len(flooded._outbox) <= MAX_OUTBOX

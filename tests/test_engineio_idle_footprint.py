@@ -16,8 +16,8 @@ from pyserver.engineio.session import EioSid
 from pyserver.http import Headers, Request
 from pyserver.trio.http import server as http_server
 from pyserver.trio.socketio.handshake import make_handshake
-from pyserver.trio.websocket import connection as shell
 from pyserver.trio.websocket import reactor
+from pyserver.trio.websocket.reader import Reading
 
 TIMEOUT = 10
 
@@ -34,11 +34,7 @@ async def test_websocket_session_reads_in_its_handler_task() -> None:
                 (session,) = r.eio.sessions.values()
                 assert session._ws is not None
                 # a socket goes to the reactor when there is one; a memory stream never
-                read_by = (
-                    shell._Reading.REACTOR
-                    if reactor.ENABLED and not memory
-                    else shell._Reading.INLINE
-                )
+                read_by = Reading.REACTOR if reactor.ENABLED and not memory else Reading.INLINE
                 assert session._ws._reading is read_by
 
 
@@ -62,7 +58,7 @@ async def test_messages_sent_with_the_upgrade_are_delivered_in_order() -> None:
             assert await ws.recv() == "4third"
             # the probe needed a reader task, which hands the reading to the reactor once
             # it waits with the callbacks in place
-            read_by = shell._Reading.REACTOR if reactor.ENABLED else shell._Reading.TASK
+            read_by = Reading.REACTOR if reactor.ENABLED else Reading.TASK
             assert session._ws._reading is read_by
 
 

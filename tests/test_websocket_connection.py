@@ -20,8 +20,10 @@ from pyserver import _frames
 from pyserver.http import Headers, Request, WebSocket
 from pyserver.trio.http.app import App
 from pyserver.trio.websocket import connection as shell
-from pyserver.trio.websocket import reactor
+from pyserver.trio.websocket import fanout, reactor, sending
 from pyserver.trio.websocket.connection import WebSocket as TrioWebSocket
+from pyserver.trio.websocket.reader import Reading
+from pyserver.trio.websocket.writer import WriterState
 from pyserver.ws.connection import WebSocketConnection
 
 TIMEOUT = 20
@@ -68,7 +70,7 @@ async def echoed_once(hub: Hub, port: int, text: bytes) -> tuple[RawClient, Trio
 
 async def wait_until_writer_retired(ws: TrioWebSocket) -> None:
     # the sweeper is internal and signals nobody: poll its outcome (bounded by the caller)
-    while ws._writer_state is not shell._WriterState.NONE:  # noqa: ASYNC110
+    while ws._writer_state is not WriterState.NONE:  # noqa: ASYNC110
         await trio.sleep(0.005)
 
 
@@ -78,7 +80,7 @@ async def test_idle_writer_ends_and_the_next_frame_brings_it_back() -> None:
     with trio.fail_after(TIMEOUT):
         async with serving(hub_app(hub)) as (_, port):
             client, ws = await echoed_once(hub, port, b"one")
-            assert ws._writer_state is shell._WriterState.RUNNING
+            assert ws._writer_state is WriterState.RUNNING
             await wait_until_writer_retired(ws)
             # the connection is still fine both ways, several times over
             for n in range(3):
@@ -154,12 +156,13 @@ def callback_app(log: list[str | bytes], modes: list[object], done: trio.Event) 
 
         def on_message(message: str | bytes) -> None:
             log.append(message)
+            modes.append(ws._reading)  # who reads (at the end it is Reading.ENDED)
             if message == "boom":
                 raise RuntimeError("callback failed")
             ws.send_nowait(message)
 
         await ws.serve_messages(on_message)
-        modes.append(ws._reading)
+        assert ws._reading is Reading.ENDED
         done.set()
 
     return app
@@ -181,7 +184,8 @@ async def test_serve_messages_reads_in_the_handler_task() -> None:
             await done.wait()
     assert log == ["early", "a", b"b"]
     # no reader task was needed: the handler task read, then the reactor if there is one
-    assert modes == [shell._Reading.REACTOR if reactor.ENABLED else shell._Reading.INLINE]
+    assert Reading.TASK not in modes
+    assert modes[-1] is (Reading.REACTOR if reactor.ENABLED else Reading.INLINE)
 
 
 async def test_serve_messages_callback_failure_closes_with_1011(
@@ -249,20 +253,20 @@ async def test_broadcast_frames_are_written_without_starting_a_writer() -> None:
                 assert ws.send_frames_nowait(frames)
                 # written at once by this task: nothing queued, no writer task started
                 assert ws._outbox == []
-                assert ws._writer_state is shell._WriterState.NONE
+                assert ws._writer_state is WriterState.NONE
                 # busy until the scheduler has gone round (what a volatile emit checks)
                 assert ws.outbox_depth == 1
                 # one direct write per batch: the next frame waits for the ticker's write
                 ws.send_frame_nowait(encoder.text(f"single {n}"))
                 assert len(ws._outbox) == 1
                 assert ws.outbox_depth == 2
-                assert ws._writer_state is shell._WriterState.NONE  # still no writer
+                assert ws._writer_state is WriterState.NONE  # still no writer
                 assert await client.next() == f"part {n}"
                 assert await client.next() == b"blob %d" % n
                 assert await client.next() == f"single {n}"
                 await trio.testing.wait_all_tasks_blocked()  # the scheduler went round
                 assert ws.outbox_depth == 0
-                assert ws._writer_state is shell._WriterState.NONE
+                assert ws._writer_state is WriterState.NONE
             # a normal send still brings a writer back, and the order holds
             await client.send(masked(TEXT, b"after"))
             assert await client.next() == "after"
@@ -320,7 +324,7 @@ def record_fan_out(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, Any]]:
     """Every call of the Rust fan-out from now on: ``("many", data)`` for ``write_many``,
     ``("each", datas)`` for ``write_each`` (the writes are made)."""
     calls: list[tuple[str, Any]] = []
-    write_many, write_each = shell._write_many, shell._write_each
+    write_many, write_each = fanout._write_many, sending._write_each
     assert write_many is not None and write_each is not None
 
     def many(fds: list[int], data: bytes) -> list[tuple[int, int]]:
@@ -331,8 +335,8 @@ def record_fan_out(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, Any]]:
         calls.append(("each", list(datas)))
         return write_each(fds, datas)
 
-    monkeypatch.setattr(shell, "_write_many", many)
-    monkeypatch.setattr(shell, "_write_each", each)
+    monkeypatch.setattr(fanout, "_write_many", many)
+    monkeypatch.setattr(sending, "_write_each", each)
     return calls
 
 
@@ -358,12 +362,12 @@ async def test_a_reactor_step_writes_each_connection_once_at_its_end(
             clients, sockets = await idle_connections(hub, port, 3)
             encoder = _frames.Encoder()
             one, two, only = encoder.text("one"), encoder.text("two"), encoder.text("only")
-            shell._step_started()
+            fanout.step_started()
             shell.send_frames_to_many(sockets, [one])
             shell.send_frames_to_many(sockets, [two])
             sockets[0].send_frame_nowait(only)
             assert calls == [] and [len(ws._outbox) for ws in sockets] == [3, 2, 2]
-            shell._step_ended()
+            fanout.step_ended()
             assert calls == [("each", [one + two + only, one + two, one + two])]
             # written: nothing queued, and each is busy for this batch
             assert all(ws._outbox == [] and ws.outbox_depth == 1 for ws in sockets)
@@ -384,20 +388,20 @@ async def test_a_reactor_steps_one_broadcast_is_written_whole_unless_more_follow
         async with serving(hub_app(hub)) as (_, port):
             clients, sockets = await idle_connections(hub, port, 3)
             one, two = _frames.Encoder().text("one"), _frames.Encoder().text("two")
-            shell._step_started()
+            fanout.step_started()
             shell.send_frames_to_many(sockets, [one])
             assert all(ws._outbox == [] for ws in sockets)  # kept whole
-            shell._step_ended()
+            fanout.step_ended()
             assert calls == [("many", one)]
             for client in clients:
                 assert await client.next() == "one"
             await trio.testing.wait_all_tasks_blocked()
             calls.clear()
-            shell._step_started()
+            fanout.step_started()
             shell.send_frames_to_many(sockets, [two])
             sockets[1].send_nowait("after")
             assert [len(ws._outbox) for ws in sockets] == [1, 2, 1]
-            shell._step_ended()
+            fanout.step_ended()
             assert len(calls) == 1 and calls[0][0] == "each"
             for n, client in enumerate(clients):
                 expected = ["two", "after"] if n == 1 else ["two"]
@@ -415,11 +419,11 @@ async def test_a_queue_whose_direct_write_takes_nothing_goes_to_the_writer(
         async with serving(hub_app(hub)) as (_, port):
             clients, sockets = await idle_connections(hub, port, 2)
             full = sockets[1]._sock.fileno()  # type: ignore[union-attr]
-            write_each, os_write = shell._write_each, shell._os_write
+            write_each, os_write = sending._write_each, sending._os_write
             assert write_each is not None
 
             def each(fds: list[int], datas: list[bytes]) -> list[tuple[int, int]]:
-                monkeypatch.setattr(shell, "_write_each", write_each)  # (once)
+                monkeypatch.setattr(sending, "_write_each", write_each)  # (once)
                 index = fds.index(full)
                 short = write_each(
                     fds[:index] + fds[index + 1 :], datas[:index] + datas[index + 1 :]
@@ -428,21 +432,21 @@ async def test_a_queue_whose_direct_write_takes_nothing_goes_to_the_writer(
 
             def write(fd: int, data: bytes | memoryview) -> int:
                 if fd == full:
-                    monkeypatch.setattr(shell, "_os_write", os_write)  # (once)
+                    monkeypatch.setattr(sending, "_os_write", os_write)  # (once)
                     raise BlockingIOError
                 return os_write(fd, data)
 
-            monkeypatch.setattr(shell, "_write_each", each)
+            monkeypatch.setattr(sending, "_write_each", each)
             encoder = _frames.Encoder()
-            shell._step_started()
+            fanout.step_started()
             shell.send_frames_to_many(sockets, [encoder.text("one")])
             shell.send_frames_to_many(sockets, [encoder.text("two")])
-            shell._step_ended()
+            fanout.step_ended()
             assert sockets[0]._outbox == [] and sockets[1]._outbox != []
             for client in clients:
                 assert [await client.next() for _ in range(2)] == ["one", "two"]
             await trio.testing.wait_all_tasks_blocked()
-            monkeypatch.setattr(shell, "_os_write", write)
+            monkeypatch.setattr(sending, "_os_write", write)
             ws = sockets[1]
             ws._corked = True  # (as during its reader's batch)
             ws.send_nowait("three")

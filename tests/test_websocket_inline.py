@@ -29,9 +29,9 @@ from pyserver.errors import SocketDisconnected
 from pyserver.http import WebSocket
 from pyserver.trio.http.app import App
 from pyserver.trio.socketio import Socket
-from pyserver.trio.websocket import connection as shell
-from pyserver.trio.websocket import inline, reactor
+from pyserver.trio.websocket import fanout, inline, reactor, sending, writer
 from pyserver.trio.websocket.connection import WebSocket as TrioWebSocket
+from pyserver.trio.websocket.reader import Reading
 
 TIMEOUT = 20
 
@@ -217,13 +217,14 @@ class Offers:
 def count_writes(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
     """Every write(2) the shell makes from now on: its own, and the Rust fan-out's."""
     writes: list[bytes] = []
-    real, many, each = shell._os_write, shell._write_many, shell._write_each
+    real, many, each = sending._os_write, fanout._write_many, sending._write_each
 
     def write(fd: int, data: bytes | memoryview) -> int:
         writes.append(bytes(data))
         return real(fd, data)
 
-    monkeypatch.setattr(shell, "_os_write", write)
+    monkeypatch.setattr(sending, "_os_write", write)  # direct writes
+    monkeypatch.setattr(writer, "_os_write", write)  # the writer task's
     if many is not None and each is not None:
 
         def write_many(fds: list[int], data: bytes) -> list[tuple[int, int]]:
@@ -234,8 +235,8 @@ def count_writes(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
             writes.extend(datas)
             return each(fds, datas)
 
-        monkeypatch.setattr(shell, "_write_many", write_many)
-        monkeypatch.setattr(shell, "_write_each", write_each)
+        monkeypatch.setattr(fanout, "_write_many", write_many)
+        monkeypatch.setattr(sending, "_write_each", write_each)
     return writes
 
 
@@ -294,7 +295,7 @@ async def test_end_of_reading_is_reported_while_blocked_work_runs(reading: str) 
                 assert not offers.returned.is_set()  # the handler task is the one keeping it
             offers.gate.set()
             await offers.returned.wait()
-            assert offers.ws is not None and offers.ws._reader_finished
+            assert offers.ws is not None and offers.ws._reading is Reading.ENDED
 
 
 async def test_failing_work_closes_with_1011(caplog: pytest.LogCaptureFixture) -> None:

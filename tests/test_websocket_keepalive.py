@@ -15,8 +15,7 @@ from helpers.ws_client import TEXT, RawClient, masked
 
 from pyserver.http import WebSocket
 from pyserver.trio.http.app import App
-from pyserver.trio.websocket import connection as shell
-from pyserver.trio.websocket import reactor
+from pyserver.trio.websocket import reactor, timed
 
 PONG = 10
 CONNECTIONS = 50
@@ -148,7 +147,7 @@ async def test_keepalive_adds_no_task_per_connection_and_still_pings_and_closes(
             # only the answering connection still has a deadline
             for client in plain_clients:
                 assert client.messages == []
-            assert len(shell._keepalive().timer._due) == 1
+            assert len(timed._keepalive().timer._due) == 1
             nursery.cancel_scope.cancel()
 
 
@@ -166,7 +165,7 @@ async def test_closed_connections_leave_the_keepalive_timer(
                 client = await connect(nursery, app)
                 await client.stream.aclose()  # gone without a Close: the end of the stream
             await trio.testing.wait_all_tasks_blocked()
-            timer = shell._keepalive().timer
+            timer = timed._keepalive().timer
             assert len(timer._due) == 1  # the one still open
             # stale entries (held connections) are dropped once there are more than 64
             assert len(timer._heap) <= 1 + 65, len(timer._heap)

@@ -30,9 +30,10 @@ from pyserver import _frames
 from pyserver.http import WebSocket
 from pyserver.trio.http.app import App
 from pyserver.trio.websocket import connection as shell
-from pyserver.trio.websocket import inline
+from pyserver.trio.websocket import inline, sending
 from pyserver.trio.websocket import reactor as reactor_module
 from pyserver.trio.websocket.connection import WebSocket as TrioWebSocket
+from pyserver.trio.websocket.reader import Reading
 
 pytestmark = pytest.mark.skipif(not reactor_module.ENABLED, reason="no reactor here")
 
@@ -128,7 +129,7 @@ async def test_one_task_reads_every_connection_and_runs_its_work() -> None:
                 for n, client in enumerate(clients):
                     assert await client.next() == f"{n}-{round_}"
             assert registered() == 5
-            assert all(ws._reading is shell._Reading.REACTOR for ws in served.sockets)
+            assert all(ws._reading is Reading.REACTOR for ws in served.sockets)
             # no task per connection reads: one reactor task did it all, and ran the work
             assert len(set(served.read_by)) == 1
             assert served.worked_in == served.read_by
@@ -222,8 +223,8 @@ async def test_protocol_error_goes_back_to_a_reader_task(caplog: pytest.LogCaptu
             assert await bad.stream.receive_some(10) == b""
             await echoes(good, "still here")
             (bad_ws, good_ws) = served.sockets
-            assert bad_ws._reading is shell._Reading.TASK
-            assert good_ws._reading is shell._Reading.REACTOR
+            assert bad_ws._reading is Reading.TASK
+            assert good_ws._reading is Reading.REACTOR
     assert caplog.text.count("closing WebSocket '/r'") == 1
 
 
@@ -238,7 +239,7 @@ async def test_a_large_message_over_many_reads() -> None:
             for start in range(0, len(data), 10000):
                 await client.send(data[start : start + 10000])
             assert await client.next() == text.decode()
-            assert served.sockets[0]._reading is shell._Reading.REACTOR
+            assert served.sockets[0]._reading is Reading.REACTOR
 
 
 async def test_blocked_work_keeps_a_reactor_task_and_reading_goes_on() -> None:
@@ -271,7 +272,7 @@ async def test_what_a_step_sends_goes_out_at_its_end_also_when_its_work_blocks()
             for peer in others:
                 assert await peer.next() == "shout"
             assert served.blocked.is_set() and not served.gate.is_set()
-            assert shell._ticker().step is None
+            assert sending.ticker_of_run().step is None
             served.gate.set()
             assert await client.next() == "block"
 

@@ -1,12 +1,23 @@
 """The Trio shell of one accepted WebSocket, over the sans-IO :mod:`pyserver.ws` core.
 
-* :mod:`.connection`: :class:`WebSocket` (``pyserver.WebSocket``): the reader, the single
-  writer and its bounded outbox, the broadcast fan-out, keepalive and closing; the one rule
-  of who writes a connection's bytes is stated there.
-* :mod:`.reactor`: one task per Trio run that reads every plain-socket WebSocket of the run
-  and runs each handler right after the read that brought its message (Linux).
-* :mod:`.inline`: how the layer above (Socket.IO) offers handler work to the task that read
-  its message, instead of spawning a task per message.
+:class:`WebSocket` (``pyserver.WebSocket``) is made of parts, one module each, in one line
+of inheritance (:mod:`.outbox` says why):
+
+* :mod:`.outbox`: the bounded outbox, its one limit, the slow-consumer close;
+* :mod:`.writer`: the one writer task (and its idle retirement);
+* :mod:`.sending`: **who writes a connection's bytes**: the one rule (``Sender._route``)
+  and try-write-first;
+* :mod:`.work`: running the work a batch of messages offered (handlers), inline;
+* :mod:`.reader`: reading, the inbox, ``serve_messages``;
+* :mod:`.reactive`: a connection's side of the reactor;
+* :mod:`.timed`: keepalive deadlines and the close handshake's timer;
+* :mod:`.connection`: the public API and the lifecycle (``run``).
+
+Beside them: :mod:`.fanout` (one encoded broadcast to many connections, one Rust call for
+the writes), :mod:`.reactor` (one task reads every ready connection, Linux),
+:mod:`.runtime` (the per-run ticker, idle sweeper and keepalive timer), and
+:mod:`.inline` (how the layer above offers handler work to the task that read its
+message).
 
 Raw routes (``App.websocket``) and Engine.IO's WebSocket transport both run on it.
 """
