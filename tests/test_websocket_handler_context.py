@@ -117,3 +117,89 @@ async def test_a_blocked_handler_that_fails_is_logged_with_its_traceback(
     assert logged[0].exc_info is not None
     assert "RuntimeError: handler failed after blocking" in (logged[0].exc_text or "")
     assert "fail_after_blocking" in (logged[0].exc_text or "")
+
+
+def descends_from(task: trio.lowlevel.Task, ancestor: trio.lowlevel.Task) -> bool:
+    """``task`` is ``ancestor`` or runs in a nursery under it."""
+    current: trio.lowlevel.Task | None = task
+    while current is not None:
+        if current is ancestor:
+            return True
+        nursery = current.parent_nursery
+        current = None if nursery is None else nursery.parent_task
+    return False
+
+
+async def test_user_code_runs_in_tasks_of_the_serving_call_never_in_system_tasks() -> None:
+    """Middleware, connection handlers and event handlers, before and after they block:
+    each runs in a task under the one that called ``serve`` and is not shielded from
+    KeyboardInterrupt (system tasks are), so Trio's rules hold for it."""
+    sio = Server()
+    caller = trio.lowlevel.current_task()
+    where: list[tuple[str, bool, bool]] = []
+
+    def note(what: str) -> None:
+        where.append(
+            (
+                what,
+                descends_from(trio.lowlevel.current_task(), caller),
+                trio.lowlevel.currently_ki_protected(),
+            )
+        )
+
+    @sio.use
+    async def middleware(socket: Socket) -> None:
+        note("middleware")
+
+    @sio.on("connection")
+    async def connected(socket: Socket) -> None:
+        note("connection")
+
+    @sio.on("work")
+    async def work(socket: Socket, n: int) -> int:
+        note("handler")
+        await trio.lowlevel.checkpoint()  # blocks: with the reactor, a driver keeps it
+        note("handler after blocking")
+        return n
+
+    with trio.fail_after(TIMEOUT):
+        async with serving(sio) as url:
+            client = await RawClient.open(url)
+            await client.join("/")
+            for n in range(3):
+                await client.send_sio(f'2{n}["work",{n}]')
+            assert {await client.recv_sio() for _ in range(3)} == {"30[0]", "31[1]", "32[2]"}
+            await client.close()
+    assert {what for what, _, _ in where} == {
+        "middleware",
+        "connection",
+        "handler",
+        "handler after blocking",
+    }
+    assert [entry for entry in where if not entry[1] or entry[2]] == []
+
+
+async def test_keyboard_interrupt_in_a_handler_unwinds_the_serving_call() -> None:
+    """A BaseException from a handler is not swallowed by whoever runs it (a reader task,
+    the reactor's driver): it ends the serving call, as in any Trio program."""
+    sio = Server()
+
+    @sio.on("stop")
+    async def stop(socket: Socket) -> None:
+        raise KeyboardInterrupt
+
+    with trio.fail_after(TIMEOUT), pytest.raises(BaseException) as raised:
+        async with serving(sio) as url:
+            client = await RawClient.open(url)
+            await client.join("/")
+            await client.send_sio('2["stop"]')
+            await trio.sleep_forever()
+    leaves: list[BaseException] = []
+    pending: list[BaseException] = [raised.value]
+    while pending:
+        error = pending.pop()
+        if isinstance(error, BaseExceptionGroup):
+            pending.extend(error.exceptions)
+        else:
+            leaves.append(error)
+    assert any(isinstance(error, KeyboardInterrupt) for error in leaves), leaves

@@ -57,6 +57,7 @@ class Served:
         self.gate = trio.Event()
         self.blocked = trio.Event()
         self.cancelled = trio.Event()
+        self.reactor: reactor_module.Reactor | None = None
 
     def app(self, ws_close_timeout: float = 5.0, ws_max_outbox: int = 1024) -> App:
         app = App(ws_close_timeout=ws_close_timeout, ws_max_outbox=ws_max_outbox)
@@ -65,6 +66,7 @@ class Served:
         async def handler(ws: WebSocket) -> None:
             assert isinstance(ws, TrioWebSocket)
             self.sockets.append(ws)
+            self.reactor = reactor_module.current()  # (the serving call's, seen from here)
 
             def on_message(message: str | bytes) -> None:
                 self.read_by.append(trio.lowlevel.current_task())
@@ -100,11 +102,10 @@ class Served:
             ws.send_nowait(message)
 
 
-def registered() -> int:
-    try:
-        return len(reactor_module._REACTOR.get())
-    except LookupError:  # (no reactor in this run yet)
-        return 0
+def registered(served: Served) -> int:
+    """Connections the reactor of ``served``'s serving call reads now."""
+    reactor = served.reactor
+    return 0 if reactor is None or reactor.closed else len(reactor)
 
 
 async def echoes(client: RawClient, text: str) -> None:
@@ -128,7 +129,7 @@ async def test_one_task_reads_every_connection_and_runs_its_work() -> None:
                     await client.send(masked(TEXT, b"%d-%d" % (n, round_)))
                 for n, client in enumerate(clients):
                     assert await client.next() == f"{n}-{round_}"
-            assert registered() == 5
+            assert registered(served) == 5
             assert all(ws._reading is Reading.REACTOR for ws in served.sockets)
             # no task per connection reads: one reactor task did it all, and ran the work
             assert len(set(served.read_by)) == 1
@@ -137,7 +138,7 @@ async def test_one_task_reads_every_connection_and_runs_its_work() -> None:
                 await client.send(masked(CLOSE, b"\x03\xe8"))
                 assert (await client.until_close())[1] == 1000
             await until(lambda: len(served.returned) == 5)
-            assert registered() == 0  # (unregistered before each descriptor closed)
+            assert registered(served) == 0  # (unregistered before each descriptor closed)
             assert sorted(map(id, served.ended)) == sorted(map(id, served.sockets))
 
 
@@ -151,7 +152,7 @@ async def test_descriptors_reused_by_new_connections_are_read_for_them() -> None
                 assert await client.next() == f"hello {n}"
                 await client.stream.aclose()
                 await until(lambda n=n: len(served.ended) == n + 1)  # type: ignore[misc]
-            await until(lambda: registered() == 0)
+            await until(lambda: registered(served) == 0)
 
 
 async def test_end_of_stream_and_reset_end_the_reading() -> None:
@@ -168,7 +169,7 @@ async def test_end_of_stream_and_reset_end_the_reading() -> None:
             sock.close()  # an RST
             await until(lambda: len(served.returned) == 2)
             assert all(ws.close_code == 1006 for ws in served.sockets)
-            assert registered() == 0
+            assert registered(served) == 0
 
 
 async def test_a_close_the_peer_never_answers_ends_after_the_timeout() -> None:
@@ -182,7 +183,7 @@ async def test_a_close_the_peer_never_answers_ends_after_the_timeout() -> None:
             # left the reactor (the descriptor is closed, and may be reused at once)
             assert await client.stream.receive_some(10) == b""
             await until(lambda: len(served.returned) == 1)
-            assert registered() == 0
+            assert registered(served) == 0
             assert served.ended == served.sockets
 
 
@@ -204,7 +205,7 @@ async def test_a_slow_consumer_is_closed_and_leaves(caplog: pytest.LogCaptureFix
             await echoes(other, "unaffected")
             await until(lambda: len(served.returned) == 1)
             assert served.sockets[0].close_code == 1008
-            assert registered() == 1  # the other connection only
+            assert registered(served) == 1  # the other connection only
     assert any("slow consumer" in r.getMessage() for r in caplog.records)
 
 
@@ -267,7 +268,7 @@ async def test_what_a_step_sends_goes_out_at_its_end_also_when_its_work_blocks()
             client, *others = [await RawClient.open(port, "/r") for _ in range(3)]
             for n, peer in enumerate([client, *others]):
                 await echoes(peer, f"hi {n}")
-            assert registered() == 3
+            assert registered(served) == 3
             await client.send(masked(TEXT, b"shout then block"))
             for peer in others:
                 assert await peer.next() == "shout"
@@ -372,7 +373,7 @@ async def test_an_unexpected_error_after_blocked_work_drops_only_its_connection(
             await victim.send(masked(TEXT, b"block") + masked(TEXT, b"lost"))
             assert (await victim.until_close())[1] == 1011
             await echoes(bystander, "fine")
-            assert registered() == 1  # the victim left the reactor
+            assert registered(served) == 1  # the victim left the reactor
             served.gate.set()
     assert caplog.text.count("WebSocket reactor failed") == 1
 
@@ -396,9 +397,12 @@ async def test_churn_leaves_the_server_healthy_and_the_reactor_empty(
     blocked_started: list[str] = []
     blocked_ended: list[str] = []
 
+    reactors: set[reactor_module.Reactor | None] = set()
+
     @sio.on("join")
     async def join(socket: Any) -> None:
         socket.join("r")
+        reactors.add(reactor_module.current())  # (the serving call's, seen from a handler)
 
     @sio.on("shout")
     async def shout(socket: Any, data: Any) -> None:
@@ -471,7 +475,9 @@ async def test_churn_leaves_the_server_healthy_and_the_reactor_empty(
                     for n in range(40):
                         visitors.start_soon(visitor, port, n)
                 shouting.cancel_scope.cancel()  # the visitors are done
-            await until(lambda: registered() == 1)  # the steady client only
+            (reactor,) = reactors  # one reactor for the whole serving call
+            assert reactor is not None
+            await until(lambda: len(reactor) == 1)  # the steady client only
             await steady.send(masked(TEXT, b'42["shout","last"]'))
             while (message := await steady.next()) != '42["heard","last"]':
                 assert isinstance(message, str)

@@ -32,6 +32,7 @@ from pyserver.trio.http.server import (
     serve_connection,
 )
 from pyserver.trio.websocket.connection import WebSocket as TrioWebSocket
+from pyserver.trio.websocket.reactive import serving_reactor
 from pyserver.ws.connection import WebSocketConnection
 from pyserver.ws.handshake import HandshakeAccepted, HostAllowList
 
@@ -340,10 +341,19 @@ class App:
         handler_nursery: trio.Nursery | None = None,
         task_status: trio.TaskStatus[list[Any]] = trio.TASK_STATUS_IGNORED,
     ) -> None:
-        """Serve connections accepted from ``listeners`` (any ``trio.abc.Listener``)."""
-        await trio.serve_listeners(
-            self.serve_stream, listeners, handler_nursery=handler_nursery, task_status=task_status
-        )
+        """Serve connections accepted from ``listeners`` (any ``trio.abc.Listener``).
+
+        On Linux, the WebSocket connections served here whose messages go to callbacks
+        (Engine.IO's) are read by one reactor whose tasks are children of this call
+        (:mod:`pyserver.trio.websocket.reactor`): cancelling it cancels them, and the
+        handlers they run, like any other task of the server."""
+        async with serving_reactor():
+            await trio.serve_listeners(
+                self.serve_stream,
+                listeners,
+                handler_nursery=handler_nursery,
+                task_status=task_status,
+            )
 
     @property
     def connection_count(self) -> int:

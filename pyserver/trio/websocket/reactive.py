@@ -18,6 +18,7 @@ outlives its connection's server.
 from __future__ import annotations
 
 import os
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import trio
@@ -29,7 +30,7 @@ from pyserver.trio.websocket.reactor import Blocked, Reactor
 from pyserver.trio.websocket.reader import Delivery, Reader, Reading
 from pyserver.ws.connection import ConnectionState
 
-__all__ = ["Reactive"]
+__all__ = ["Reactive", "serving_reactor"]
 
 _OPEN = ConnectionState.OPEN
 _CLOSED = ConnectionState.CLOSED
@@ -57,7 +58,7 @@ class Reactive(Reader):
         calling reader task then leaves: it is no longer the reader)."""
         if self._nursery is None or self._done:
             return False  # (no task could take the reading back)
-        reactor = _reactor_module.reactor(step_started, step_ended)
+        reactor = _reactor_module.current()
         if reactor is None:
             return False
         fd = sock.fileno()
@@ -151,8 +152,19 @@ class Reactive(Reader):
         if error is not None:
             self._work_failed(error)
 
+    def _release(self) -> None:
+        """The reactor stops (its serving call ends): a task of ours reads from now on."""
+        self._leave_reactor()
+
     def _lost(self) -> None:
         self._corked = False
         self._leave_reactor()
         if self._conn.state is _OPEN:
             self.close_nowait(1011, "internal error")
+
+
+def serving_reactor() -> AbstractAsyncContextManager[Reactor | None]:
+    """``async with serving_reactor():`` around the serving of connections (what
+    ``App.serve_listeners`` does): the connections served inside are read by one reactor
+    whose drivers live in the calling task's nursery (:func:`.reactor.serving`)."""
+    return _reactor_module.serving(step_started, step_ended)

@@ -23,9 +23,20 @@ Blocked work: inline work that blocks cannot leave the task that started it (see
 :mod:`pyserver.trio.websocket.inline`), so the driver keeps it: it starts a new driver, which first
 runs the rest of that connection's batch, then finishes the work and ends. The connection holds the
 kept work's cancel scope (the driver's outermost one, entered before any of it ran) and
-cancels it when it is itself cancelled, so blocked work never outlives a server that is
-shutting down. Drivers are system tasks (they serve every connection, so no connection's
-nursery can hold them).
+cancels it when it is itself cancelled, so blocked work never outlives its connection.
+
+Where the drivers live: drivers run user code (handlers, middleware, ack callbacks), so they
+are ordinary tasks of the **serving call's nursery**, never system tasks: a reactor is made
+by :func:`serving` (``App.serve_listeners`` enters it around its accept loop), published to
+the connections served inside through a ``ContextVar`` (:func:`current`: a connection task
+inherits the context of the serving call), and its drivers are started in that nursery, in
+the serving call's context. So cancellation, ``KeyboardInterrupt`` and exceptions behave as
+in any Trio program: cancelling the serving call cancels the drivers and the work they keep;
+a ``KeyboardInterrupt`` raised in a handler unwinds the serving call. When the reactor stops
+(its serving call ends, or its driver is cancelled) it hands every connection it still reads
+back to a reader task of the connection's own (``Reactive._release``), so a connection that
+outlives it (served in a nursery of its own) goes on being read. Connections served outside
+any :func:`serving` (``App.serve_stream`` called directly) keep a reader task each.
 
 Contexts: each connection has its own (``_context``: that of the task that called
 ``serve_messages``, so handlers see what the server's caller set), the one its reader tasks
@@ -51,14 +62,15 @@ import contextvars
 import logging
 import os
 import select
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
+from contextlib import asynccontextmanager
 from typing import Any, Protocol
 
 import trio
 
 from pyserver.trio.websocket import inline
 
-__all__ = ["ENABLED", "Blocked", "Reactive", "Reactor", "reactor"]
+__all__ = ["ENABLED", "Blocked", "Reactive", "Reactor", "current", "serving"]
 
 logger = logging.getLogger("pyserver.ws")
 
@@ -103,19 +115,38 @@ class Reactive(Protocol):
         """An unexpected error (logged) came out of ``_react`` or ``_go_on``: the
         connection leaves the reactor (and is closed with 1011)."""
 
+    def _release(self) -> None:
+        """The reactor stops: the connection leaves it, and reads in a task of its own."""
+
 
 class Reactor:
-    """The reactor of one Trio run (:func:`reactor`)."""
+    """The reactor of one serving call (:func:`serving`)."""
 
-    __slots__ = ("_after_step", "_epoll", "_on_step", "_readers", "_running", "closed")
+    __slots__ = (
+        "_after_step",
+        "_context",
+        "_epoll",
+        "_nursery",
+        "_on_step",
+        "_readers",
+        "_running",
+        "closed",
+    )
 
-    def __init__(self, on_step: Callable[[], None], after_step: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        nursery: trio.Nursery,
+        on_step: Callable[[], None],
+        after_step: Callable[[], None],
+    ) -> None:
+        self._nursery = nursery
+        self._context = contextvars.copy_context()  # the serving call's: drivers start in it
         self._on_step = on_step
         self._after_step = after_step
         self._epoll = select.epoll()
         self._readers: dict[int, Reactive] = {}
-        self._running = False  # a driver task exists (one at a time drives)
-        self.closed = False  # the run is ending: nothing registers any more
+        self._running = False  # a driver task is driving (one at a time drives)
+        self.closed = False  # stopped: nothing registers any more
 
     def add(self, fd: int, reader: Reactive) -> bool:
         """Read ``fd`` for ``reader`` from now on: True, or False when it cannot be (the
@@ -128,7 +159,11 @@ class Reactor:
             return False
         self._readers[fd] = reader
         if not self._running:
-            self._spawn(None)
+            try:
+                self._spawn(None)
+            except RuntimeError:  # (the serving call's nursery has closed)
+                self.stop()
+                return False
         return True
 
     def remove(self, fd: int, reader: Reactive) -> None:
@@ -143,23 +178,35 @@ class Reactor:
     def __len__(self) -> int:
         return len(self._readers)
 
+    def stop(self) -> None:
+        """Stop: nothing registers any more, and every connection still registered reads
+        in a task of its own from now on (``_release``). Idempotent."""
+        if self.closed:
+            return
+        self.closed = True
+        self._running = False
+        for reader in list(self._readers.values()):
+            self._call(reader._release)  # (which unregisters it)
+        self._readers.clear()
+        self._epoll.close()
+
     def _spawn(self, carry: tuple[Reactive, list[inline.Work]] | None) -> None:
+        """Start a driver in the serving call's nursery, in its context (``start_soon``
+        copies the current context: inside ``Context.run``, the serving call's)."""
         self._running = True
-        context = contextvars.copy_context()
-        trio.lowlevel.spawn_system_task(
-            self._drive, carry, name="pyserver WebSocket reactor", context=context
-        )
+        self._context.run(self._start_driver, carry)
+
+    def _start_driver(self, carry: tuple[Reactive, list[inline.Work]] | None) -> None:
+        self._nursery.start_soon(self._drive, carry, name="pyserver WebSocket reactor")
 
     async def _drive(self, carry: tuple[Reactive, list[inline.Work]] | None) -> None:
         with trio.CancelScope() as scope:  # (entered before any work runs here: see _keep)
             try:
                 kept = await self._loop(carry)
             except BaseException:
-                # cancelled while driving: the run is ending (drivers are system tasks)
-                self._running = False
-                self.closed = True
-                self._readers.clear()
-                self._epoll.close()
+                # cancelled while driving (the serving call is ending), or a
+                # BaseException (KeyboardInterrupt) from a handler: it goes on up
+                self.stop()
                 raise
             if kept is not None:
                 reader, blocked = kept
@@ -182,13 +229,13 @@ class Reactor:
         readers = self._readers
         on_step = self._on_step
         after_step = self._after_step
-        fd_of_epoll = epoll.fileno()
+        fd_of_epoll = -1 if self.closed else epoll.fileno()
         if carry is not None:
             carrier, works = carry
             blocked = self._guarded(carrier, -1, works)
             if blocked is not None:
                 return carrier, blocked
-        while readers:
+        while readers and not self.closed:
             await trio.lowlevel.wait_readable(fd_of_epoll)
             on_step()
             try:
@@ -223,20 +270,38 @@ class Reactor:
             logger.exception("WebSocket reactor failed (%s)", method.__name__)
 
 
-_REACTOR: trio.lowlevel.RunVar[Reactor] = trio.lowlevel.RunVar("pyserver_ws_reactor")
+_CURRENT: contextvars.ContextVar[Reactor | None] = contextvars.ContextVar(
+    "pyserver_ws_reactor", default=None
+)
 
 
-def reactor(on_step: Callable[[], None], after_step: Callable[[], None]) -> Reactor | None:
-    """This run's reactor, made on first use; None where there is none (no epoll, that is
-    not Linux, where Trio uses epoll too; or turned off). ``on_step`` and ``after_step``
-    (taken on first use) are called at the start and at the end of every step of the
-    reactor (see the module docstring); at a step's start, the scheduler has gone round
-    since the previous one. ``after_step`` must not raise (it is logged if it does)."""
+def current() -> Reactor | None:
+    """The reactor of the serving call this code runs under, if any (and not stopped)."""
+    reactor = _CURRENT.get()
+    return None if reactor is None or reactor.closed else reactor
+
+
+@asynccontextmanager
+async def serving(
+    on_step: Callable[[], None], after_step: Callable[[], None]
+) -> AsyncIterator[Reactor | None]:
+    """A reactor for the connections served inside the block (they see it through
+    :func:`current`), its drivers in a nursery of the calling task; None where there is none
+    (no epoll, that is not Linux, where Trio uses epoll too; or turned off). ``on_step`` and
+    ``after_step`` are called at the start and at the end of every step of the reactor (see
+    the module docstring); at a step's start, the scheduler has gone round since the
+    previous one. ``after_step`` must not raise (it is logged if it does). When the block
+    ends, the reactor stops (its connections go back to reader tasks) and its drivers are
+    cancelled."""
     if not ENABLED:
-        return None
-    try:
-        return _REACTOR.get()
-    except LookupError:
-        made = Reactor(on_step, after_step)
-        _REACTOR.set(made)
-        return made
+        yield None
+        return
+    async with trio.open_nursery() as nursery:
+        reactor = Reactor(nursery, on_step, after_step)
+        token = _CURRENT.set(reactor)
+        try:
+            yield reactor
+        finally:
+            _CURRENT.reset(token)
+            reactor.stop()
+            nursery.cancel_scope.cancel()
