@@ -2,8 +2,8 @@
 
     .venv/bin/python bench/codec.py [--quick]
 
-* unmasking: ``pyserver._frames.apply_mask`` vs ``websockets.speedups.apply_mask`` (C) vs a
-  plain memory copy of the same size, at 1 KiB, 64 KiB and 1 MiB;
+* unmasking: ``pyserver._frames._testing.apply_mask`` vs ``websockets.speedups.apply_mask`` (C) vs
+  a plain memory copy of the same size, at 1 KiB, 64 KiB and 1 MiB;
 * decoding one chunk of 100 masked 32-byte text frames: ``Decoder.feed`` vs a wsproto server
   ``Connection`` vs a websockets sans-IO ``ServerProtocol``, time per message;
 * permessage-deflate of 16 KiB of chat JSON: ``deflate_raw``/``inflate_raw`` vs CPython's
@@ -37,6 +37,7 @@ from websockets.server import ServerProtocol
 from wsproto.connection import SERVER, Connection
 
 from pyserver import _frames as F
+from pyserver._frames import _testing as T
 
 GiB = 1 << 30
 MB = 1_000_000
@@ -112,10 +113,10 @@ def bench_unmask(timer: Timer) -> dict[int, dict[str, float]]:
     for size in (1 << 10, 1 << 16, 1 << 20):
         data = random.Random(size).randbytes(size)
         source = bytearray(data)
-        assert F.apply_mask(data, mask) == websockets.speedups.apply_mask(data, mask)
+        assert T.apply_mask(data, mask) == websockets.speedups.apply_mask(data, mask)
         best = timer.compare(
             {
-                "ours": lambda d=data: F.apply_mask(d, mask),
+                "ours": lambda d=data: T.apply_mask(d, mask),
                 "ws": lambda d=data: websockets.speedups.apply_mask(d, mask),
                 "copy": lambda s=source: bytes(s),
             }
@@ -151,7 +152,7 @@ def chunk_of_frames(n: int = 100, size: int = 32) -> tuple[bytes, list[str]]:
         text = json.dumps({"t": "msg", "n": i, "d": "hello"})
         text = (text + " " * size)[:size]
         texts.append(text)
-        wire += F.encode_frame(F.OP_TEXT, text.encode(), mask=rng.randbytes(4))
+        wire += T.encode_frame(F.OP_TEXT, text.encode(), mask=rng.randbytes(4))
     return bytes(wire), texts
 
 
@@ -227,17 +228,17 @@ def bench_deflate(timer: Timer, level: int = 6, window: int = 15) -> dict[str, f
         return (comp.compress(data) + comp.flush(zlib.Z_SYNC_FLUSH))[:-4]
 
     def ours_deflate() -> bytes:
-        return F.deflate_raw(data, level=level, window_bits=window)
+        return T.deflate_raw(data, level=level, window_bits=window)
 
     ours_c, zlib_c = ours_deflate(), zlib_deflate()
     assert zlib.decompressobj(-window).decompress(ours_c + tail) == data
-    assert F.inflate_raw(zlib_c, max_size=len(data), window_bits=window) == data
+    assert T.inflate_raw(zlib_c, max_size=len(data), window_bits=window) == data
 
     def zlib_inflate() -> bytes:
         return zlib.decompressobj(-window).decompress(zlib_c + tail)
 
     def ours_inflate() -> bytes:
-        return F.inflate_raw(zlib_c, max_size=1 << 20, window_bits=window)
+        return T.inflate_raw(zlib_c, max_size=1 << 20, window_bits=window)
 
     best = timer.compare(
         {

@@ -20,6 +20,7 @@ from helpers.sio_client import RawClient, eventually, serving
 
 import pyserver
 from pyserver import _frames, errors
+from pyserver._frames import _testing
 from pyserver.engineio import packets as eio_packets
 from pyserver.engineio.session import EioSid, Session, SessionConfig, Transport
 from pyserver.redis import codec as redis_codec
@@ -126,14 +127,14 @@ async def test_except_pyserver_local_protocol_error_catches_a_reserved_emit() ->
 
 def test_websocket_frame_error_carries_its_close_code() -> None:
     server = _frames.Decoder(client=False)
-    unmasked = _frames.encode_frame(_frames.OP_TEXT, b"hi")  # a client must mask
+    unmasked = _testing.encode_frame(_frames.OP_TEXT, b"hi")  # a client must mask
     with pytest.raises(pyserver.RemoteProtocolError) as caught:
         server.feed(unmasked)
     assert isinstance(caught.value, pyserver.FrameError)
     assert caught.value.close_code == caught.value.code == 1002
     assert caught.value.close_reason == caught.value.reason
     with pytest.raises(pyserver.RemoteProtocolError) as caught:
-        _frames.inflate_raw(b"\xff\xff\xff", max_size=100)
+        _testing.inflate_raw(b"\xff\xff\xff", max_size=100)
     assert caught.value.close_code == 1007
 
 

@@ -27,6 +27,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pyserver import _frames as F
+from pyserver._frames import _testing as T
 
 SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 MASK = bytes.fromhex("37fa213d")
@@ -62,8 +63,8 @@ payloads = st.one_of(
 
 def test_rfc7692_hello_vectors() -> None:
     deflated = bytes.fromhex("f248cdc9c90700")
-    assert F.inflate_raw(deflated, max_size=100) == b"Hello"
-    assert F.deflate_raw(b"Hello") == deflated
+    assert T.inflate_raw(deflated, max_size=100) == b"Hello"
+    assert T.deflate_raw(b"Hello") == deflated
     assert F.encode_message("Hello", deflate_window_bits=15) == bytes.fromhex("c107") + deflated
     # the same message in two fragments (RFC 7692 7.2.3.1 style), masked, to a server
     dec = F.Decoder(deflate=F.Deflate())
@@ -76,7 +77,7 @@ def test_rfc7692_hello_vectors() -> None:
 @SETTINGS
 @given(data=payloads, level=st.integers(0, 9), window=st.sampled_from(WINDOWS))
 def test_deflate_raw_inflates_with_zlib(data: bytes, level: int, window: int) -> None:
-    out = F.deflate_raw(data, level=level, window_bits=window)
+    out = T.deflate_raw(data, level=level, window_bits=window)
     assert not out.endswith(b"\x00\x00\xff\xff")
     assert inflate_ref(out, window_bits=window) == data
 
@@ -85,7 +86,7 @@ def test_deflate_raw_inflates_with_zlib(data: bytes, level: int, window: int) ->
 @given(data=payloads, level=st.integers(0, 9), window=st.sampled_from(WINDOWS))
 def test_inflate_raw_reads_zlib(data: bytes, level: int, window: int) -> None:
     assert (
-        F.inflate_raw(
+        T.inflate_raw(
             deflate_ref(data, level=level, window_bits=window),
             max_size=len(data),
             window_bits=window,
@@ -99,24 +100,24 @@ def test_deflate_raw_respects_a_small_window(window: int) -> None:
     """Repeats 3000 bytes apart must not become back-references past the window."""
     block = random.Random(window).randbytes(3000)
     data = block * 4
-    out = F.deflate_raw(data, window_bits=window)
+    out = T.deflate_raw(data, window_bits=window)
     assert inflate_ref(out, window_bits=window) == data
 
 
 def test_deflate_raw_compresses_chat_json() -> None:
     data = chat_json(16_384)
-    assert len(F.deflate_raw(data)) < len(data) // 3
+    assert len(T.deflate_raw(data)) < len(data) // 3
 
 
 def test_inflate_raw_size_limit_is_1009() -> None:
     bomb = deflate_ref(bytes(10_000_000))
     assert len(bomb) < 20_000
     with pytest.raises(F.FrameError) as info:
-        F.inflate_raw(bomb, max_size=1 << 20)
+        T.inflate_raw(bomb, max_size=1 << 20)
     assert info.value.code == 1009
-    assert F.inflate_raw(deflate_ref(bytes(1000)), max_size=1000) == bytes(1000)
+    assert T.inflate_raw(deflate_ref(bytes(1000)), max_size=1000) == bytes(1000)
     with pytest.raises(F.FrameError) as info:
-        F.inflate_raw(deflate_ref(bytes(1001)), max_size=1000)
+        T.inflate_raw(deflate_ref(bytes(1001)), max_size=1000)
     assert info.value.code == 1009
 
 
@@ -126,7 +127,7 @@ def test_inflate_raw_size_limit_is_1009() -> None:
 )
 def test_inflate_raw_corrupt_stream_is_1007(corrupt: bytes) -> None:
     with pytest.raises(F.FrameError) as info:
-        F.inflate_raw(corrupt, max_size=1 << 20)
+        T.inflate_raw(corrupt, max_size=1 << 20)
     assert info.value.code == 1007
 
 
@@ -278,7 +279,7 @@ def frame_body(frame: bytes) -> tuple[int, bytes]:
     at = 2 + {126: 2, 127: 8}.get(size, 0)
     if frame[1] & 0x80:
         key = frame[at : at + 4]
-        return frame[0], F.apply_mask_simple(frame[at + 4 :], key)
+        return frame[0], T.apply_mask_simple(frame[at + 4 :], key)
     return frame[0], frame[at:]
 
 

@@ -26,6 +26,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pyserver import _frames as F
+from pyserver._frames import _testing as T
 
 SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 MASK = bytes.fromhex("37fa213d")
@@ -70,9 +71,9 @@ def test_opcodes_match_rfc() -> None:
 
 def test_rfc_masked_hello_vector() -> None:
     want = bytes.fromhex("818537fa213d7f9f4d5158")
-    assert F.encode_frame(F.OP_TEXT, b"Hello", mask=MASK) == want
+    assert T.encode_frame(F.OP_TEXT, b"Hello", mask=MASK) == want
     assert frame_ref(OP_TEXT, b"Hello", mask=MASK) == want
-    assert F.apply_mask(b"Hello", MASK) == bytes.fromhex("7f9f4d5158")
+    assert T.apply_mask(b"Hello", MASK) == bytes.fromhex("7f9f4d5158")
     assert F.Decoder().feed(want) == ["Hello"]
 
 
@@ -84,8 +85,8 @@ def test_mask_every_length_and_alignment() -> None:
         for length in range(0, 80):
             view = memoryview(buf)[start : start + length]
             want = mask_ref(view, mask)
-            assert F.apply_mask(view, mask) == want, (start, length)
-            assert F.apply_mask_simple(view, mask) == want, (start, length)
+            assert T.apply_mask(view, mask) == want, (start, length)
+            assert T.apply_mask_simple(view, mask) == want, (start, length)
 
 
 @SETTINGS
@@ -107,27 +108,27 @@ def test_mask_matches_reference(data: bytes, mask: bytes, start: int, kind: str)
     else:
         arg = memoryview(padded)[start : start + len(data)]
     want = mask_ref(data, mask)
-    got = F.apply_mask(arg, mask)
+    got = T.apply_mask(arg, mask)
     assert type(got) is bytes
     assert got == want
-    assert F.apply_mask_simple(arg, mask) == want
-    assert F.apply_mask(got, mask) == data  # an involution
+    assert T.apply_mask_simple(arg, mask) == want
+    assert T.apply_mask(got, mask) == data  # an involution
     assert bytes(arg) == data  # the input is not modified in place
 
 
 @pytest.mark.parametrize("bad", [b"", b"abc", b"abcde"])
 def test_mask_key_must_be_four_bytes(bad: bytes) -> None:
     with pytest.raises((ValueError, TypeError)):
-        F.apply_mask(b"data", bad)
+        T.apply_mask(b"data", bad)
     with pytest.raises((ValueError, TypeError)):
-        F.apply_mask_simple(b"data", bad)
+        T.apply_mask_simple(b"data", bad)
 
 
 def test_mask_large_buffers() -> None:
     data = payload_of(1 << 20, 7)
-    assert F.apply_mask(data, MASK) == F.apply_mask_simple(data, MASK)
+    assert T.apply_mask(data, MASK) == T.apply_mask_simple(data, MASK)
     # spot-check against the byte loop away from the start (the loop is slow on 1 MiB)
-    got = F.apply_mask(memoryview(data)[3:], MASK)
+    got = T.apply_mask(memoryview(data)[3:], MASK)
     assert got[:1000] == mask_ref(data[3:1003], MASK)
     tail = len(data) - 3 - 997
     assert got[-997:] == mask_ref(data[-997:], MASK[tail % 4 :] + MASK[: tail % 4])
@@ -154,7 +155,7 @@ def test_encode_frame_matches_reference(
     mask: bytes | None,
 ) -> None:
     payload = payload_of(length, seed)
-    got = F.encode_frame(opcode, payload, fin=fin, rsv1=rsv[0], rsv2=rsv[1], rsv3=rsv[2], mask=mask)
+    got = T.encode_frame(opcode, payload, fin=fin, rsv1=rsv[0], rsv2=rsv[1], rsv3=rsv[2], mask=mask)
     want = frame_ref(opcode, payload, fin=fin, rsv1=rsv[0], rsv2=rsv[1], rsv3=rsv[2], mask=mask)
     head = header_ref(opcode, length, fin=fin, rsv1=rsv[0], rsv2=rsv[1], rsv3=rsv[2], mask=mask)
     assert got[: len(head)] == head

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from pyserver import _frames
+from pyserver._frames import _testing
 from pyserver.errors import LocalProtocolError
 from pyserver.ws.connection import ConnectionState, WebSocketConnection
 
@@ -104,7 +105,7 @@ def test_close_code_checked() -> None:
 
 def test_unmasked_frame_is_1002() -> None:
     conn = WebSocketConnection()
-    got = conn.receive_data(client.text("ok") + _frames.encode_frame(_frames.OP_TEXT, b"bad"))
+    got = conn.receive_data(client.text("ok") + _testing.encode_frame(_frames.OP_TEXT, b"bad"))
     assert got == ["ok"]
     assert conn.state is ConnectionState.CLOSED
     assert conn.failure is not None
@@ -116,7 +117,7 @@ def test_unmasked_frame_is_1002() -> None:
 
 def test_bad_utf8_is_1007() -> None:
     conn = WebSocketConnection()
-    conn.receive_data(_frames.encode_frame(_frames.OP_TEXT, b"\xff\xfe", mask=b"abcd"))
+    conn.receive_data(_testing.encode_frame(_frames.OP_TEXT, b"\xff\xfe", mask=b"abcd"))
     assert conn.failure is not None
     assert conn.failure[0] == 1007
     assert conn.close_code == 1007

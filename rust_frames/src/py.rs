@@ -814,6 +814,27 @@ fn inflate_raw<'py>(
     }
 }
 
+/// `pyserver._frames._testing`: what only the tests and benchmarks call (raw frames with any
+/// bits, the two maskers, one-shot deflate and inflate), kept out of the codec's own API. A
+/// submodule of an extension is not importable by path on its own, so it is also put in
+/// `sys.modules` under its full name: `from pyserver._frames._testing import encode_frame`.
+fn add_testing(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    const NAME: &str = "pyserver._frames._testing";
+    let py = m.py();
+    let testing = PyModule::new(py, NAME)?;
+    testing.add_function(wrap_pyfunction!(encode_frame, &testing)?)?;
+    testing.add_function(wrap_pyfunction!(apply_mask, &testing)?)?;
+    testing.add_function(wrap_pyfunction!(apply_mask_simple, &testing)?)?;
+    testing.add_function(wrap_pyfunction!(deflate_raw, &testing)?)?;
+    testing.add_function(wrap_pyfunction!(inflate_raw, &testing)?)?;
+    testing.delattr("__all__")?;
+    m.add_submodule(&testing)?; // as `_testing`, the last part of its name
+    py.import("sys")?
+        .getattr("modules")?
+        .set_item(NAME, &testing)?;
+    Ok(())
+}
+
 /// The Rust WebSocket frame codec (crate `rust_frames`), RFC 6455 and RFC 7692.
 #[pymodule]
 fn _frames(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -836,15 +857,11 @@ fn _frames(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(negotiate_deflate, m)?)?;
     m.add_function(wrap_pyfunction!(accept_deflate, m)?)?;
     m.add_function(wrap_pyfunction!(encode_message, m)?)?;
-    m.add_function(wrap_pyfunction!(encode_frame, m)?)?;
     #[cfg(unix)]
     m.add_function(wrap_pyfunction!(write_many, m)?)?;
     #[cfg(unix)]
     m.add_function(wrap_pyfunction!(write_each, m)?)?;
-    m.add_function(wrap_pyfunction!(apply_mask, m)?)?;
-    m.add_function(wrap_pyfunction!(apply_mask_simple, m)?)?;
-    m.add_function(wrap_pyfunction!(deflate_raw, m)?)?;
-    m.add_function(wrap_pyfunction!(inflate_raw, m)?)?;
+    add_testing(m)?;
     // `Message = str | bytes | Ping | Pong | Close`, as in the stub (a `types.UnionType`).
     let py = m.py();
     let mut message = py.get_type::<PyString>().into_any();

@@ -1,6 +1,8 @@
 """The Rust WebSocket frame codec (crate ``rust_frames``), RFC 6455 and RFC 7692.
 
 Sans-IO: bytes in, messages out; bytes to send out of the encoders. No clock, no sockets.
+What only the tests and benchmarks call (raw frames, the maskers, one-shot deflate) is in
+the submodule :mod:`pyserver._frames._testing`.
 """
 
 from typing import Final, final
@@ -157,29 +159,3 @@ def encode_message(
     ``deflate_window_bits`` the payload is compressed without context takeover, so the same
     frame can go to every peer that negotiated ``server_no_context_takeover`` with at least
     that window. This is the broadcast path: encode once, send to many."""
-
-def encode_frame(
-    opcode: int,
-    payload: bytes,
-    *,
-    fin: bool = True,
-    rsv1: bool = False,
-    rsv2: bool = False,
-    rsv3: bool = False,
-    mask: bytes | None = None,
-) -> bytes:
-    """One raw frame, no checks beyond field widths (for tests and fuzzing). ``mask`` is 4 bytes."""
-
-def apply_mask(data: bytes | bytearray | memoryview, mask: bytes) -> bytes:
-    """XOR ``data`` with the 4-byte ``mask``, word-wise (the fast path)."""
-
-def apply_mask_simple(data: bytes | bytearray | memoryview, mask: bytes) -> bytes:
-    """The same result with a plain byte loop (the reference for tests)."""
-
-def deflate_raw(data: bytes, *, level: int = 6, window_bits: int = 15) -> bytes:
-    """One message compressed as permessage-deflate sends it (no context, trailing
-    00 00 ff ff removed)."""
-
-def inflate_raw(data: bytes, *, max_size: int, window_bits: int = 15) -> bytes:
-    """The inverse of deflate_raw; FrameError(1009) past ``max_size``, FrameError(1007) on a
-    corrupt stream."""
