@@ -209,7 +209,8 @@ class EngineConnection:
             failures = [e for e in group.exceptions if not isinstance(e, trio.Cancelled)]
             if not failures:
                 raise
-            raise lost(failures[0]) from None
+            error = lost(failures[0])
+            raise error from error.__cause__
 
     async def _reader(self, deliver: Callable[[str | bytes], None]) -> None:
         heartbeat = self._heartbeat
@@ -231,9 +232,15 @@ class EngineConnection:
                         raise PacketError(f"unexpected Engine.IO packet {message[:20]!r}")
                 else:
                     deliver(message)
-            async with lock:
+            transport = self.transport
+            if type(transport) is WebSocketTransport:
+                # no upgrade follows a WebSocket: no lock (its acquire is a schedule point)
+                messages = await transport.receive()
+                continue
+            async with lock:  # polling: the upgrade takes this lock to switch transports
                 transport = self.transport
-                assert transport is not None
+                if transport is None:
+                    raise TransportClosed("the connection was closed")
                 messages = await transport.receive()
 
     async def _writer(self) -> None:
