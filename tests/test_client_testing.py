@@ -189,3 +189,37 @@ async def test_a_refusal_on_reconnection_ends_the_client() -> None:
                     await trio.sleep_forever()
             assert caught.value.message == "go away" and caught.value.data == {"code": 7}
             scope.cancel()
+
+
+@pytest.mark.parametrize("transports", [["polling", "websocket"], ["websocket"]])
+async def test_https_and_wss(transports: list[str]) -> None:
+    """TLS: https polling, the upgrade to wss, and wss alone (the writer task writes: no
+    direct write on TLS)."""
+    import ssl
+
+    import trustme
+
+    ca = trustme.CA()
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("localhost").configure_cert(server_context)
+    client_context = ssl.create_default_context()
+    ca.configure_trust(client_context)
+    sio = build_app()
+    with trio.fail_after(20):
+        async with trio.open_nursery() as nursery:
+            listeners = await nursery.start(
+                lambda task_status: sio.serve(
+                    "127.0.0.1", 0, ssl_context=server_context, task_status=task_status
+                )
+            )
+            port = listeners[0].transport_listener.socket.getsockname()[1]
+            async with testing.connect(
+                f"https://localhost:{port}", transports=transports, ssl_context=client_context
+            ) as socket:
+                assert await testing.wait_for_event(socket, "welcome") == [{"motd": "hi"}]
+                assert await socket.emit_with_ack("add", 20, 22) == 42
+                with trio.fail_after(5):
+                    while socket.transport != "websocket":  # noqa: ASYNC110
+                        await trio.sleep(0.01)
+                assert await socket.emit_with_ack("add", 1, b"x"[0]) == 121
+            nursery.cancel_scope.cancel()
