@@ -32,6 +32,8 @@ Callbacks are synchronous and run in the transport's task (the WebSocket reader 
 POST handler, the timer): no task per message. They must not block; spawn tasks for slow work.
 ``on_disconnect`` is called exactly once per session, with one of the reference server's
 reasons: "transport close", "transport error", "ping timeout", "parse error", "forced close",
+"server shutting down" (:class:`CloseReason`, a ``str`` enum).
+
 What a session offers the layer above is in :mod:`.session`. The modules:
 
 * :mod:`.server`: :class:`EngineIOServer`, the options and the public API (``serve``,
