@@ -6,9 +6,9 @@ These are plain data and protocols: the HTTP server (``pyserver.trio.http.server
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import parse_qs
 
 if TYPE_CHECKING:  # ``Message`` is a stub-only alias: the built module has no such name
@@ -94,12 +94,14 @@ class WebSocket(Protocol):
 
     async def serve_messages(
         self,
-        on_message: Callable[[str | bytes], None],
+        on_message: Callable[[str | bytes], Callable[[], Coroutine[Any, Any, Any]] | None],
         on_end: Callable[[], None] | None = None,
     ) -> None:
         """Hand every message to the synchronous ``on_message`` as it is read, until the
-        connection is closed (instead of ``async for``); ``on_end()`` is called as soon as
-        the reading ends (this may return later: see ``pyserver.trio.websocket.inline``)."""
+        connection is closed (instead of ``async for``); what it returns (an async
+        function without arguments, or None) runs in the reading task right after the
+        batch; ``on_end()`` is called as soon as the reading ends (this may return later:
+        see ``pyserver.trio.websocket.inline``)."""
 
     def close_nowait(self, code: int = 1000, reason: str = "") -> None:
         """Start the close handshake without waiting for its end."""

@@ -47,21 +47,6 @@ def reading(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> 
 # -- the module ---------------------------------------------------------------------------
 
 
-def test_offer_needs_an_open_slot() -> None:
-    async def work() -> None:
-        pass
-
-    assert inline.offer(work) is False
-    pending = inline.open_slot()
-    try:
-        assert inline.offer(work) is True
-        assert inline.offer(work) is True
-    finally:
-        inline.close_slot()
-    assert pending == [work, work]
-    assert inline.offer(work) is False
-
-
 def test_first_step_of_work_that_does_not_block() -> None:
     seen: list[int] = []
 
@@ -178,12 +163,12 @@ class Offers:
             assert isinstance(ws, TrioWebSocket)
             self.ws = ws
 
-            def on_message(message: str | bytes) -> None:
+            def on_message(message: str | bytes) -> inline.Work:
                 assert isinstance(message, str)
                 self.reader_tasks.append(trio.lowlevel.current_task())
                 if message == "open":
                     self.gate.set()
-                assert inline.offer(lambda: self.work(ws, message))
+                return lambda: self.work(ws, message)  # (run by the reader, after the batch)
 
             await ws.serve_messages(on_message, lambda: self.ended.append("end"))
             self.returned.set()

@@ -68,9 +68,9 @@ class Served:
             self.sockets.append(ws)
             self.reactor = reactor_module.current()  # (the serving call's, seen from here)
 
-            def on_message(message: str | bytes) -> None:
+            def on_message(message: str | bytes) -> inline.Work:
                 self.read_by.append(trio.lowlevel.current_task())
-                assert inline.offer(lambda: self.work(ws, message))
+                return lambda: self.work(ws, message)  # (run by the reactor, after the read)
 
             await ws.serve_messages(on_message, lambda: self.ended.append(ws))
             self.returned.append(ws)

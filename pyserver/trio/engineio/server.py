@@ -41,7 +41,11 @@ class EngineIOServer(PollingTransport, WebSocketTransport):
     Engine.IO path. Callbacks are plain functions called synchronously from the transport's
     task: ``on_connect(session)``, ``on_message(session, data)`` (``str`` or ``bytes``),
     ``on_disconnect(session, reason)`` (exactly once per session, with a
-    :class:`CloseReason`). They must not block; spawn tasks for slow work."""
+    :class:`CloseReason`). They must not block. ``on_message`` may return work for the
+    message (an async function without arguments), which the server runs: over WebSocket
+    in the task that read the message, right after its batch, without a task switch
+    (:mod:`pyserver.trio.websocket.inline`); over long-polling in a task of ``serve``'s
+    nursery."""
 
     def __init__(
         self,
@@ -108,6 +112,7 @@ class EngineIOServer(PollingTransport, WebSocketTransport):
         self._timer = DeadlineTimer(self._session_due)
         self._running = False
         self._warned_not_running = False
+        self._nursery: trio.Nursery | None = None  # serve()'s: work for polled messages
 
     # ------------------------------------------------------------------ public API
 
@@ -124,9 +129,12 @@ class EngineIOServer(PollingTransport, WebSocketTransport):
             raise RuntimeError("EngineIOServer.serve() is already running")
         self._running = True
         try:
-            task_status.started()
-            await self._timer.run()
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                task_status.started()
+                await self._timer.run()
         finally:
+            self._nursery = None
             self._running = False
             self.close_all(CloseReason.SERVER_SHUTTING_DOWN)
 

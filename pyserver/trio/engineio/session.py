@@ -54,6 +54,7 @@ from pyserver.errors import ConnectionClosed
 from pyserver.http import Request, WebSocket
 from pyserver.trio.websocket.connection import WebSocket as TrioWebSocket
 from pyserver.trio.websocket.connection import send_frames_to_many
+from pyserver.trio.websocket.inline import Work
 
 __all__ = [
     "ConnectHandler",
@@ -66,7 +67,11 @@ __all__ = [
 ]
 
 ConnectHandler = Callable[["EngineSession"], None]
-MessageHandler = Callable[["EngineSession", str | bytes], None]
+MessageHandler = Callable[["EngineSession", str | bytes], Work | None]
+"""``on_message(session, data)``: may return work to run for that message (an async function
+without arguments, :mod:`pyserver.trio.websocket.inline`), which Engine.IO runs: over
+WebSocket, in the task that read the message right after its batch; over long-polling, in a
+task of its own (the server's nursery)."""
 DisconnectHandler = Callable[["EngineSession", CloseReason], None]
 
 
@@ -222,31 +227,32 @@ class EngineSession:
             self._closed_event = trio.Event()
         await self._closed_event.wait()
 
-    def _receive_ws(self, message: str | bytes) -> None:
+    def _receive_ws(self, message: str | bytes) -> Work | None:
         """One WebSocket message (one packet), called by the WebSocket's reader. Message
         packets (the hot path) go straight to ``on_message``: they change no session state,
         so the core only sees the others."""
         core = self.core
         if core.state is not SessionState.OPEN:
-            return  # closing: what the client still sends is dropped
+            return None  # closing: what the client still sends is dropped
         server = self._server
         if len(message) > server._ws_char_limit and too_big(message, server.config.max_payload):
             self._ws_close_code = 1009
             server._process(
                 self, core.transport_closed(CloseReason.TRANSPORT_ERROR, "message too big")
             )
-            return
+            return None
         if message.__class__ is str:
             if message[:1] != "4":  # not a message packet: the state machine decides
                 server._process(self, core.receive_data(message, trio.current_time()))
-                return
+                return None
             message = message[1:]
         on_message = server.on_message
         if on_message is not None:
             try:
-                on_message(self, message)
+                return on_message(self, message)  # (its work: the reader runs it)
             except Exception:
                 server._callback_failed(self, "on_message")
+        return None
 
     def __repr__(self) -> str:
         return f"<EngineSession {self.sid} {self.core.transport} {self.core.state.value}>"

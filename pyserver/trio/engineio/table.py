@@ -44,6 +44,7 @@ from pyserver.trio.engineio.session import (
 )
 from pyserver.trio.http.server import BurstLog, client_key
 from pyserver.trio.timers import DeadlineTimer
+from pyserver.trio.websocket.inline import Work
 
 __all__ = ["RequestRefused", "SessionTable"]
 
@@ -88,6 +89,7 @@ class SessionTable:
     _timer: DeadlineTimer[EngineSession]
     _running: bool
     _warned_not_running: bool
+    _nursery: trio.Nursery | None
 
     # ------------------------------------------------------------------ refusals
 
@@ -177,6 +179,14 @@ class SessionTable:
             except Exception:
                 self._callback_failed(session, "on_connect")
 
+    def _start_work(self, session: EngineSession, work: Work) -> None:
+        """Work ``on_message`` returned for a message read off long-polling (or a packet
+        the state machine saw): a task of its own in the server's nursery. Without one
+        (``serve`` is not running) it is dropped, with the warning ``_new_session`` gave."""
+        nursery = self._nursery
+        if nursery is not None:
+            nursery.start_soon(work, name=f"Engine.IO message work ({session.sid})")
+
     def _callback_failed(self, session: EngineSession, name: str) -> None:
         logger.exception("Engine.IO %s callback failed (session %s)", name, session.sid)
         self._process(
@@ -189,9 +199,12 @@ class SessionTable:
             if event.__class__ is MessageReceived:
                 if self.on_message is not None:
                     try:
-                        self.on_message(session, event.data)
+                        work = self.on_message(session, event.data)
                     except Exception:
                         self._callback_failed(session, "on_message")
+                    else:
+                        if work is not None:
+                            self._start_work(session, work)
             elif isinstance(event, SessionClosed):
                 self._closed(session, event)
             elif isinstance(event, ProbeFailed):

@@ -45,6 +45,7 @@ from pyserver.socketio.session import (
     SessionEvent,
 )
 from pyserver.trio.socketio.socket import AckCallback, Socket
+from pyserver.trio.websocket.inline import Work
 
 if TYPE_CHECKING:
     from pyserver.trio.engineio import EngineSession
@@ -124,22 +125,26 @@ class Client:
 
     # -- incoming --------------------------------------------------------------------------
 
-    def receive(self, data: str | bytes) -> None:
-        """One Engine.IO message from the client."""
+    def receive(self, data: str | bytes) -> Work | None:
+        """One Engine.IO message from the client. Returns the work to run for it (a
+        socket's handler queue that no task runs yet), for Engine.IO to run: right after
+        the read over WebSocket, in a task over long-polling (``EngineIOServer``)."""
         event = self.core.receive_message(data)
         if event is None:
-            return
+            return None
         if not isinstance(event, EventReceived):
-            self._handle(event)
-            return
+            return self._handle(event)
         socket = self.sockets.get(event.namespace)
         if socket is None:
-            return
+            return None
         limiter = socket._limiter
         if limiter is not None and not self._within_rate(limiter, socket, event):
-            return
-        if not socket._event(event.event, event.args, event.ack_id):
+            return None
+        work = socket._event(event.event, event.args, event.ack_id)
+        if work is False:
             self._refuse_event(socket, event, BUSY, None)
+            return None
+        return work  # type: ignore[return-value]  # (True is never returned)
 
     def _within_rate(self, limiter: RateLimiter, socket: Socket, event: EventReceived) -> bool:
         """The socket's rate limit allows ``event``; else it is refused (and a flooding
@@ -190,18 +195,20 @@ class Client:
             socket.emit("error", {"message": why, "event": event.event})
         return refusals
 
-    def _handle(self, event: SessionEvent) -> None:
+    def _handle(self, event: SessionEvent) -> Work | None:
+        """A packet other than an event (or a timer's event): acks, namespace joins and
+        leaves, protocol errors. Returns the work a join or a leave queued (``receive``)."""
         if isinstance(event, AckReceived):
             callback = self.acks.pop(event.ack_id, None)
             if callback is not None:
                 callback(_reply(event.args), None)
         elif isinstance(event, NamespaceConnectRequested):
-            self._connect_requested(event)
+            return self._connect_requested(event)
         elif isinstance(event, NamespaceLeft):
             self._fail_acks(event.abandoned_acks, event.reason)
             socket = self.sockets.pop(event.namespace, None)
             if socket is not None:
-                socket._left(event.reason)
+                return socket._left(event.reason)
         elif isinstance(event, AckTimedOut):
             callback = self.acks.pop(event.ack_id, None)
             if callback is not None:
@@ -233,6 +240,7 @@ class Client:
                 _peer(self.session),
             )
             self.session.close()
+        return None
 
     def _fail_acks(self, ack_ids: tuple[int, ...], reason: str) -> None:
         for ack_id in ack_ids:
@@ -242,30 +250,30 @@ class Client:
 
     def on_timer(self, now: float) -> None:
         for event in self.core.handle_timeout(now):
-            self._handle(event)
+            self._handle(event)  # (ack and connect timeouts: they queue no work)
 
     # -- namespaces ------------------------------------------------------------------------
 
-    def _connect_requested(self, event: NamespaceConnectRequested) -> None:
+    def _connect_requested(self, event: NamespaceConnectRequested) -> Work | None:
         name = event.namespace
         cap = self.server.max_namespaces_per_client
         if cap is not None and len(self.sockets) + self._joining >= cap:
             self._over_cap(name, cap)
-            return
+            return None
         nsp = self.server.namespaces.get(name)
         if nsp is not None:
             socket, restored = self._new_socket(nsp, event.auth)
             if not nsp.middlewares or _skips_middlewares(nsp, restored):
-                self._accept(socket, restored)  # the fast path: no task
-                return
+                return self._accept(socket, restored)  # the fast path: no task
             nsp._admitting += 1  # a dynamic child stays while it is admitted
             if not self._spawn_join(self._admit, nsp, socket, restored):
                 nsp._admission_done()
-            return
+            return None
         if not self.server.dynamic_namespaces:
             self._refuse(name, "Invalid namespace")
-            return
+            return None
         self._spawn_join(self._connect, event)
+        return None
 
     def _spawn_join(self, fn: Callable[..., Awaitable[None]], *args: Any) -> bool:
         """Run ``fn(*args)``, the admission of a namespace connection, in a task, counted
@@ -332,7 +340,7 @@ class Client:
         if self.core.state.value == "closed" or self.session.closed:
             _put_back(nsp, restored)
             return
-        self._accept(socket, restored)
+        socket._start(self._accept(socket, restored))
 
     def _over_cap(self, name: str, cap: int) -> None:
         """A CONNECT past ``max_namespaces_per_client``: refused (logged once per connection)."""
@@ -382,7 +390,9 @@ class Client:
             socket.pid = secrets.token_urlsafe(15)
         return socket, None
 
-    def _accept(self, socket: Socket, restored: RecoveredSession | None = None) -> None:
+    def _accept(self, socket: Socket, restored: RecoveredSession | None = None) -> Work | None:
+        """Admit ``socket``: the CONNECT reply, and its connection handler queued; the work
+        to run its queue, for the caller to run or start (``Socket._push``)."""
         name = socket.nsp.name
         if restored is not None:
             # before the CONNECT reply, as the Node server sends them: the client hands them
@@ -400,7 +410,7 @@ class Client:
             self.session.transport,
             _peer(self.session),
         )
-        socket._connected()
+        return socket._connected()
 
     def _refuse(self, name: str, message: str, data: Any = None) -> None:
         if self.session.closed or self.core.state.value == "closed":
@@ -425,7 +435,7 @@ class Client:
         self.session.send(packet)
         del self.sockets[name]
         self._fail_acks(left.abandoned_acks, left.reason)
-        socket._left(left.reason)
+        socket._start(socket._left(left.reason))
 
     def disconnect_all(self) -> None:
         """Disconnect every socket, then close the connection (``socket.disconnect(True)``)."""
@@ -446,7 +456,7 @@ class Client:
             callback(None, SocketDisconnected(reason))
         sockets, self.sockets = self.sockets, {}
         for socket in sockets.values():
-            socket._left(reason)
+            socket._start(socket._left(reason))
 
 
 def _skips_middlewares(nsp: Namespace, restored: RecoveredSession | None) -> bool:

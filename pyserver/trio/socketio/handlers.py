@@ -4,8 +4,9 @@
 Handler ordering: each socket runs its handlers one at a time, in the order their packets
 arrived (the "connection" handler first, the "disconnect" handler last), in one task that
 has them only while the socket has work, until the socket's queue is empty. For packets
-read from a WebSocket that is the task that read them, right after the read
-(:mod:`pyserver.trio.websocket.inline`: no task spawned, no task switch): on Linux the run's
+read from a WebSocket that is the task that read them, right after the read (the work to run
+the queue is returned, up through the Socket.IO client and Engine.IO, to the WebSocket's
+reader: :mod:`pyserver.trio.websocket.inline`; no task spawned, no task switch): on Linux the
 reactor task (:mod:`pyserver.trio.websocket.reactor`), elsewhere the connection's reader; if a
 handler blocks, the reading goes on in a new task while this one finishes the socket's queue (and
 a handler still blocked when the server stops is cancelled). Otherwise (long-polling,
@@ -48,7 +49,7 @@ import trio
 from pyserver.logtext import shown
 from pyserver.socketio.packets import Sid
 from pyserver.trio.socketio.host import Host
-from pyserver.trio.websocket import inline
+from pyserver.trio.websocket.inline import Work
 
 __all__ = [
     "ERROR_ACK",
@@ -149,25 +150,34 @@ class HandlerQueue:
     _pending_events: int
     _running: bool
 
-    def _event(self, event: str, args: list[Any], ack_id: int | None) -> bool:
-        """Queue an event for the handlers; False if the queue is full (refused)."""
+    def _event(self, event: str, args: list[Any], ack_id: int | None) -> Work | bool | None:
+        """Queue an event for the handlers: the work to run the queue (``_push``), or
+        None; False if the queue is full (refused)."""
         if self._pending_events >= self.nsp.server.max_pending_events:
             return False
         self._pending_events += 1
-        self._push(EVENT, (event, args, ack_id))
-        return True
+        return self._push(EVENT, (event, args, ack_id))
 
-    def _push(self, kind: int, item: Any) -> None:
+    def _push(self, kind: int, item: Any) -> Work | None:
+        """Queue an item. When no task runs the queue: the work that runs it, which the
+        caller must run (the reader of the message, right after its batch) or start
+        (``_start``); None when a task runs it already (or none can: the server is not
+        running, which was said)."""
         if self._queue is NO_QUEUE:
             self._queue = deque()
         self._queue.append((kind, item))
-        if not self._running:
-            if self.nsp.server.running and inline.offer(self._run):
-                self._running = (
-                    True  # the reader of this message runs it (pyserver.trio.websocket.inline)
-                )
-            else:
-                self._running = self.nsp.server.spawn(self._run, f"socket {self.id}")
+        if self._running:
+            return None
+        if not self.nsp.server.running:
+            self._running = self.nsp.server.spawn(self._run, f"socket {self.id}")  # (warns)
+            return None
+        self._running = True
+        return self._run
+
+    def _start(self, work: Work | None) -> None:
+        """Run ``work`` (from ``_push``) in a task of the server's (not on a reader's path)."""
+        if work is not None:
+            self._running = self.nsp.server.spawn(work, f"socket {self.id}")
 
     async def _run(self) -> None:
         try:

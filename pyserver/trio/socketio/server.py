@@ -85,6 +85,7 @@ from pyserver.trio.socketio.namespace import DynamicNamespace, Namespace, Namesp
 from pyserver.trio.socketio.room_tasks import RoomHandle
 from pyserver.trio.socketio.socket import Socket
 from pyserver.trio.timers import DeadlineTimer
+from pyserver.trio.websocket.inline import Work
 
 __all__ = ["Server"]
 
@@ -436,9 +437,9 @@ class Server:
         self.clients[session.sid] = client
         self.schedule(client)
 
-    def _eio_message(self, session: EngineSession, data: str | bytes) -> None:
+    def _eio_message(self, session: EngineSession, data: str | bytes) -> Work | None:
         client: Client = session.data["sio"]
-        client.receive(data)
+        return client.receive(data)  # (its work: Engine.IO runs it, see Client.receive)
 
     def _eio_disconnect(self, session: EngineSession, reason: CloseReason) -> None:
         client: Client | None = session.data.get("sio")

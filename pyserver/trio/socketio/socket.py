@@ -35,6 +35,7 @@ from pyserver.trio.socketio.handlers import (
     reply_value,
 )
 from pyserver.trio.socketio.handshake import Handshake, make_handshake
+from pyserver.trio.websocket.inline import Work
 
 if TYPE_CHECKING:
     from pyserver.trio.socketio.client import Client
@@ -303,17 +304,20 @@ class Socket(HandlerQueue):
 
     # -- called by the client --------------------------------------------------------------
 
-    def _connected(self) -> None:
+    def _connected(self) -> Work | None:
+        """The socket joined: queue the connection handler; the work to run the queue, for
+        the caller to run or start (``_push``)."""
         self.connected = True
         rooms = self._pending_rooms or ()
         self._pending_rooms = None
         self.nsp._add_socket(self, rooms)
-        self._push(CONNECTION, None)
+        return self._push(CONNECTION, None)
 
-    def _left(self, reason: str) -> None:
-        """The socket is gone (any reason): leave the rooms, queue the disconnect handler."""
+    def _left(self, reason: str) -> Work | None:
+        """The socket is gone (any reason): leave the rooms, queue the disconnect handler;
+        the work to run the queue, for the caller to run or start (``_push``)."""
         if not self.connected:
-            return
+            return None
         self.connected = False
         self.disconnect_reason = reason
         logger.info("socket %s left %s: %s", self.id, shown(self.nsp.name), reason)
@@ -325,7 +329,7 @@ class Socket(HandlerQueue):
         if self._pending_events:  # events not run yet can no longer be answered
             self._queue = deque(item for item in self._queue if item[0] != EVENT)
             self._pending_events = 0
-        self._push(DISCONNECT, reason)
+        return self._push(DISCONNECT, reason)
 
     @property
     def pending(self) -> int:

@@ -4,7 +4,7 @@ Tasks per connection, all in one nursery (``run``), ended together:
 
 * the **reader** (:mod:`.reader`) reads the socket and feeds every chunk to the sans-IO
   core in one call; messages go to the inbox (``async for``) or straight to a callback
-  (``serve_messages``, what Engine.IO does), and the work those callbacks offer runs in the
+  (``serve_messages``, what Engine.IO does), and the work those callbacks return runs in the
   reading task right after its batch (:mod:`.work`, :mod:`.inline`). On Linux, a reader
   that would wait for the socket hands it to the **reactor** (:mod:`.reactor`,
   :mod:`.reactive`), which reads every such connection in one task;

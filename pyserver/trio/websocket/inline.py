@@ -1,65 +1,36 @@
 """Inline work: running a handler in the task that read its message, without a task switch.
 
-A reader that hands messages to synchronous callbacks (``WebSocket.serve_messages``) opens a
-*slot* around each batch it delivers. Code below the callbacks that has async work to start
-(the Socket.IO layer: a socket's handler queue) puts the work in the slot with :func:`offer`
-instead of spawning a task; after the batch the reader runs it itself (:func:`run_first_step`).
-Most handlers finish without blocking (they emit, join rooms, return an ack), so a message
-then costs no task spawn and no task switch at all, as in Node, where a handler is a callback
-run by the read.
+A reader that hands messages to synchronous callbacks (``WebSocket.serve_messages``) takes
+what each callback **returns**: ``None``, or a :data:`Work` (an async function without
+arguments) that the layer below the callback wants run for that message (the Socket.IO
+layer: a socket's handler queue, when no task runs it). The Engine.IO layer passes it up
+as its own return value. After the batch, the reader runs each work's first step itself
+(:func:`run_first_step`); most handlers finish without blocking (they emit, join rooms,
+return an ack), so a message then costs no task spawn and no task switch at all, as in
+Node, where a handler is a callback run by the read.
 
 A handler that does block (awaits an ack, a sleep, a lock) cannot be moved to another task
 once it has started: its first step may already have registered the current task somewhere
 (a parking lot, a cancel scope). So the reader keeps it: it starts a new task that goes on
 reading (the reactor's drivers do the same, :mod:`pyserver.trio.websocket.reactor`), and
-finishes the blocked work with :func:`resume` (which is ``await`` on a coroutine
-whose first step has already run). The slot is only ever open during one synchronous
-stretch of one task (thread-local, cleared before anything can yield), so no other task can
-see it.
+finishes the blocked work with :func:`resume` (which is ``await`` on a coroutine whose first
+step has already run).
+
+Work returned by a callback must be run: whoever calls a callback that may return work runs
+it (the WebSocket reader, inline) or starts a task for it (Engine.IO's long-polling path).
 """
 
 from __future__ import annotations
 
 import contextvars
-import threading
 import types
 from collections.abc import Callable, Coroutine, Generator
 from typing import Any
 
-__all__ = ["FINISHED", "Work", "close_slot", "offer", "open_slot", "resume", "run_first_step"]
+__all__ = ["FINISHED", "Work", "resume", "run_first_step"]
 
 Work = Callable[[], Coroutine[Any, Any, Any]]
 """A coroutine function without arguments (a bound method, typically)."""
-
-
-class _Slot(threading.local):
-    pending: list[Work] | None = None
-
-
-_slot = _Slot()
-
-
-def open_slot() -> list[Work]:
-    """Start collecting offered work (the caller is a reader about to deliver a batch)."""
-    pending: list[Work] = []
-    _slot.pending = pending
-    return pending
-
-
-def close_slot() -> None:
-    """Stop collecting (before the caller can yield to the scheduler)."""
-    _slot.pending = None
-
-
-def offer(work: Work) -> bool:
-    """Hand ``work`` to the reader delivering the current message: True when taken (it will
-    run, in order with other work taken in this batch), False when no reader takes work now
-    (the caller starts a task for it)."""
-    pending = _slot.pending
-    if pending is None:
-        return False
-    pending.append(work)
-    return True
 
 
 FINISHED: Any = object()

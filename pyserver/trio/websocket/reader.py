@@ -9,7 +9,7 @@ Rust crossing per read). Messages go one of two ways (:class:`Delivery`):
 * ``CALLBACK`` (:meth:`Reader.serve_messages`, what Engine.IO does): straight from the
   reader to the callback. When the callback is set before the reader task has started, the
   calling task does the reading itself: one task fewer per connection. Work the callback
-  offers (:mod:`.inline`: Socket.IO handlers) runs in the reading task right after the batch
+  returns (:mod:`.inline`: Socket.IO handlers) runs in the reading task right after the batch
   it came in, and what the batch queued on this connection goes out in one write from the
   reader (the ``READER`` route of :mod:`.sending`); work that blocks keeps the task, and a
   new reader task goes on reading (``_hand_off``). On Linux, a reader that would wait for
@@ -28,7 +28,7 @@ parked there holds a much smaller stack than one parked in ``receive_some``. Wak
 and no checkpoint per message while messages are ready (a full checkpoint every 32
 consecutive ready messages or reads keeps the scheduler fair).
 
-Contexts: every callback, and every step of the work it offers, runs in the context of the
+Contexts: every callback, and every step of the work it returns, runs in the context of the
 task that called ``serve_messages`` (``_context``), whichever task reads: a ``ContextVar``
 that work sets (also after it blocked) is seen by this connection's later work, and never by
 another connection's.
@@ -61,7 +61,8 @@ _os_read = os.read
 _FAIR_STREAK = 32
 _DRAINED: list[str | bytes] = []  # never appended to
 
-MessageCallback = Callable[[str | bytes], None]
+MessageCallback = Callable[[str | bytes], "inline.Work | None"]
+"""``serve_messages``' callback: takes a message, returns work to run for it, or None."""
 
 
 class Reading(enum.Enum):
@@ -199,8 +200,9 @@ class Reader(Worker):
         and closes the connection with 1011 (one from ``on_end`` is logged). Not together
         with ``async for``/``receive``.
 
-        Work that ``on_message`` offers with :func:`pyserver.trio.websocket.inline.offer` runs in
-        the reading task right after the batch of messages it came in (see that module);
+        Work that ``on_message`` returns (an async function without arguments, or None)
+        runs in the reading task right after the batch of messages it came in (see
+        :mod:`pyserver.trio.websocket.inline`);
         meanwhile what is sent on this connection is queued and goes out in one write after
         the batch. Work that blocks keeps its task, and a new task goes on reading: so this
         method may return later than the end of the connection (when this task was the one
@@ -208,7 +210,7 @@ class Reader(Worker):
         ends. Work kept by a reactor task is cancelled if this connection is cancelled (the
         server is stopping); it is not waited for.
 
-        Contexts: every callback, and every step of the work they offer, runs in the
+        Contexts: every callback, and every step of the work they return, runs in the
         calling task's ``contextvars`` context, whichever task reads: a ``ContextVar`` that
         work sets (also after it blocked) is seen by this connection's later work, and
         never by another connection's."""
@@ -220,17 +222,20 @@ class Reader(Worker):
         # the connection's context from now on: this task's own (so this task, as the
         # reader, runs handlers with no Context.run; the tasks after it enter this one)
         self._context = _current_task().context
+        early: list[inline.Work] | None = None
         if self._head < len(self._inbox):
             inbox, head = self._inbox, self._head
             self._inbox = _DRAINED
             self._head = 0
-            self._deliver(inbox[head:] if head else inbox)
+            early = self._deliver(inbox[head:] if head else inbox)
             self._unpark_reader()
         try:
             if self._reading is _PENDING:
                 # the reader task is started but has not run: it will see this and leave
                 self._reading = Reading.INLINE
-                await self._read_loop()
+                await self._read_loop(early)  # (which first runs the work of those messages)
+            elif early:
+                self._spawn_work(early)  # (this task does not read: it cannot run them)
             while self._reading is not _ENDED:  # (the reading went to another task, or the
                 self._consumer = _current_task()  # reactor)
                 await _wait_rescheduled(self._abort_consumer)
@@ -241,32 +246,32 @@ class Reader(Worker):
             self._delivery = _DISCARD
             raise
 
-    def _deliver(self, messages: list[str | bytes]) -> None:
-        """Hand messages to the ``serve_messages`` callback."""
+    def _deliver(self, messages: list[str | bytes]) -> list[inline.Work]:
+        """Hand messages to the ``serve_messages`` callback; the work the callback
+        returned for them, in order (for the caller to run)."""
         on_message = self._on_message
         assert on_message is not None
+        works: list[inline.Work] = []
         for message in messages:
             try:
-                on_message(message)
+                work = on_message(message)
             except Exception:
                 self._log_failure("message callback")
                 self._on_message = None
                 self._delivery = _DISCARD
                 self.close_nowait(1011, "internal error")
-                return
+                return works
+            if work is not None:
+                works.append(work)
             if self._on_message is None:
-                return
+                return works
+        return works
 
     def _deliver_batch(self, messages: list[str | bytes]) -> list[inline.Work]:
-        """Deliver one read's messages with the inline slot open, corked (the replies wait
-        for the reader's one write after the batch); returns the work they offered."""
+        """Deliver one read's messages corked (the replies wait for the reader's one write
+        after the batch); returns the work they returned."""
         self._corked = True
-        pending = inline.open_slot()
-        try:
-            self._deliver(messages)
-        finally:
-            inline.close_slot()
-        return pending
+        return self._deliver(messages)
 
     async def _reader(self) -> None:
         if self._reading is _PENDING:

@@ -1,7 +1,7 @@
-"""The work part of a WebSocket: running what a batch of messages offered.
+"""The work part of a WebSocket: running what the callbacks returned for a batch.
 
-Code below the message callbacks (the Socket.IO layer) offers async work (a socket's
-handler queue) to the task that read the message (:mod:`.inline`). After the batch, that
+A message callback may return async work for its message (the Socket.IO layer: a socket's
+handler queue that no task runs yet; :mod:`.inline`). After the batch, the reading
 task runs each work's first step itself, in order (``_first_steps``): most handlers finish
 without blocking, so a message costs no task spawn and no task switch, as in Node. Work
 that blocks cannot leave the task that started it, so that task keeps it: the reading goes
@@ -47,7 +47,7 @@ class Worker(Sender):
         raise NotImplementedError
 
     async def _run_inline(self, pending: list[inline.Work], own: contextvars.Context) -> bool:
-        """Run the work offered during a batch (:mod:`pyserver.trio.websocket.inline`), in order,
+        """Run the work returned during a batch (:mod:`pyserver.trio.websocket.inline`), in order,
         in this task (whose context is ``own``) and in the connection's context. Work that
         blocks stays here: the reading goes on in a new task, which first runs the rest of
         ``pending``; this one flushes what is queued, finishes that work, and returns True
