@@ -6,13 +6,19 @@ tasks and time. Its parts:
 
 * :mod:`pyserver.trio.http`: the HTTP/1.1 connection loop (``server``), static files
   (``static``) and the application object :class:`~pyserver.trio.http.app.App`.
-* :mod:`pyserver.trio.websocket`: one accepted WebSocket (``connection``: reader, single
-  writer, outbox, fan-out), the per-run reactor that reads many sockets in one task
-  (``reactor``) and the hand-off of blocked handler work (``inline``).
-* :mod:`pyserver.trio.engineio`: the Engine.IO server (polling and WebSocket transports,
-  upgrades, heartbeats) over :mod:`pyserver.engineio`'s session core.
-* :mod:`pyserver.trio.socketio`: the Socket.IO server, namespaces, sockets, clients,
-  broadcasts, adapters and room task nurseries, over :mod:`pyserver.socketio`.
+* :mod:`pyserver.trio.websocket`: one accepted WebSocket, made of parts (outbox, writer,
+  sending: the one rule of who writes, work, reader, reactive, timed, connection), the
+  broadcast fan-out (``fanout``), the reactor that reads many sockets in one task of the
+  serving call (``reactor``), the per-run ticker, sweeper and keepalive timer (``runtime``)
+  and how handler work reaches the reading task (``inline``).
+* :mod:`pyserver.trio.engineio`: the Engine.IO server (``server``; ``table``: the sessions;
+  the ``polling`` and ``websocket`` transports, upgrades; ``session``) over
+  :mod:`pyserver.engineio`'s session core.
+* :mod:`pyserver.trio.socketio`: the Socket.IO server, namespaces, sockets and their handler
+  queues (``handlers``), clients, broadcasts, adapters (``adapter_base``: the interface) and
+  room task nurseries, over :mod:`pyserver.socketio`.
+* :mod:`pyserver.trio.client`: the Socket.IO client for Trio (``pyserver.connect``) and the
+  test helpers behind ``pyserver.testing``.
 * :mod:`pyserver.trio.redis`: the Redis adapter, its subscriber connection, and the
   requests and answers between nodes, over :mod:`pyserver.redis`'s wire codecs.
 * :mod:`pyserver.trio.timers`: one timer task for the deadlines of many cores.
