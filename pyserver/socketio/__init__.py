@@ -1,5 +1,10 @@
 """Socket.IO v5 (sans-IO): the packet codec and, built on it, the per-connection state.
 
+:mod:`.packets` (the codec), :mod:`.binary` (attachments), :mod:`.decoder`, :mod:`.session`
+(one connection's namespaces and acks), :mod:`.recovery` (the connection state recovery
+store), :mod:`.rooms` (the room index), :mod:`.ratelimit`, and :mod:`.client` (the client's
+side of the protocol, for :mod:`pyserver.trio.client`).
+
 Nothing in this package imports trio, sockets or the clock; the Trio shell drives it.
 """
 

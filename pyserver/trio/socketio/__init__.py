@@ -1,7 +1,16 @@
 """The Trio side of Socket.IO: sockets, namespaces, broadcasting, adapters, room nurseries.
 
 The public entry point is :class:`pyserver.Server` (``pyserver/trio/socketio/server.py``); the
-sans-IO protocol cores are in :mod:`pyserver.socketio`.
+sans-IO protocol cores are in :mod:`pyserver.socketio`. The modules:
+
+* :mod:`.server`: ``Server`` (namespaces, the Engine.IO callbacks, the timer, running);
+* :mod:`.namespace`: ``Namespace`` and dynamic namespaces; :mod:`.socket`: ``Socket`` (emit,
+  acks, rooms), built on :mod:`.handlers` (its handler queue: ordering, ack replies);
+* :mod:`.client`: one Engine.IO connection's Socket.IO side (packets in, namespace joins);
+* :mod:`.broadcast`: ``to``/``except_``/``volatile`` operators; :mod:`.adapter_base` (the
+  adapter interface) and :mod:`.adapter` (the in-memory adapter, encode-once broadcasts);
+* :mod:`.room_tasks`: room nurseries; :mod:`.handshake`: ``socket.handshake``;
+  :mod:`.host`: what namespaces and clients need of the server.
 
 Imports go one way, server at the top: the namespaces and clients reach the server through
 the :class:`~pyserver.trio.socketio.host.Host` protocol, adapters, broadcasts and room
