@@ -22,6 +22,7 @@ _EXPORTS: dict[str, str] = {
     "Server": "pyserver.trio.socketio.server",
     "Namespace": "pyserver.trio.socketio.namespace",
     "RedisAdapter": "pyserver.trio.redis.adapter",
+    "RedisStreamsAdapter": "pyserver.trio.redis.streams",
     "RequestTimeout": "pyserver.trio.socketio.adapter",
     "Socket": "pyserver.trio.socketio.socket",
     "StateRecovery": "pyserver.socketio.recovery",
@@ -56,6 +57,7 @@ __all__ = [
     "ProtocolError",
     "PyserverError",
     "RedisAdapter",
+    "RedisStreamsAdapter",
     "RemoteProtocolError",
     "Request",
     "RequestTimeout",
@@ -89,6 +91,7 @@ if TYPE_CHECKING:
     from pyserver.trio.http.app import App
     from pyserver.trio.http.static import DEFAULT_SECURITY_HEADERS
     from pyserver.trio.redis.adapter import RedisAdapter
+    from pyserver.trio.redis.streams import RedisStreamsAdapter
     from pyserver.trio.socketio.adapter import RequestTimeout
     from pyserver.trio.socketio.namespace import Namespace
     from pyserver.trio.socketio.server import Server

@@ -1,4 +1,6 @@
-"""Cluster adapters: :class:`RedisAdapter` (several server processes as one, over Redis).
+"""Cluster adapters: :class:`RedisAdapter` (several server processes as one, over Redis
+pub/sub) and :class:`RedisStreamsAdapter` (over a Redis stream, with connection state recovery
+across nodes: :mod:`.streams`, :mod:`.streams_namespace`).
 
 * :mod:`.adapter`: the :class:`RedisAdapter` (one per server: the node) and its namespace
   adapters; byte-compatible with Node's ``@socket.io/redis-adapter``.
@@ -16,10 +18,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__all__ = ["RedisAdapter"]
+__all__ = ["RedisAdapter", "RedisStreamsAdapter"]
 
 if TYPE_CHECKING:
     from pyserver.trio.redis.adapter import RedisAdapter
+    from pyserver.trio.redis.streams import RedisStreamsAdapter
 
 
 def __getattr__(name: str) -> Any:
@@ -27,4 +30,8 @@ def __getattr__(name: str) -> Any:
         from pyserver.trio.redis.adapter import RedisAdapter
 
         return RedisAdapter
+    if name == "RedisStreamsAdapter":
+        from pyserver.trio.redis.streams import RedisStreamsAdapter
+
+        return RedisStreamsAdapter
     raise AttributeError(f"module 'pyserver.trio.redis' has no attribute {name!r}")

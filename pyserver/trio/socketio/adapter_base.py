@@ -34,11 +34,13 @@ session). The Server, Namespace, Socket and Client classes satisfy them.
 from __future__ import annotations
 
 import abc
+import secrets
 from collections.abc import Callable, Iterable, Sequence, Set
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from pyserver.socketio.packets import Sid, encode_event
+from pyserver.socketio.recovery import RecoveredSession, RecoveryStore, StateRecovery
 from pyserver.socketio.rooms import Room
 from pyserver.socketio.session import DEFAULT_MAX_EMIT_BYTES, SessionConfig
 from pyserver.trio.engineio import EngineSession
@@ -240,6 +242,10 @@ class Adapter(abc.ABC):
     #: Whether connection state recovery works with it: every packet its sockets get passes
     #: through this node's namespace (see :mod:`pyserver.socketio.recovery`).
     supports_recovery: bool = False
+    #: Whether recovery goes through the cluster (the streams adapter): offsets are given by
+    #: the adapter as it delivers, a direct ``socket.emit`` is a broadcast to the socket's
+    #: room, and sessions are restored by :meth:`restore_session` (on any node).
+    recovers_across_nodes: bool = False
 
     def __init__(self, nsp: AdapterNamespace | None = None) -> None:
         self.nsp = nsp
@@ -316,6 +322,23 @@ class Adapter(abc.ABC):
     @abc.abstractmethod
     def disconnect_sockets(self, opts: BroadcastOptions, close: bool) -> None:
         """Disconnect the selected sockets (``close``: their whole connection)."""
+
+    # -- connection state recovery (see :mod:`pyserver.socketio.recovery`) ------------------
+
+    def recovery_store(self, config: StateRecovery) -> RecoveryStore:
+        """What the namespace keeps for recovery: this node's memory, unless the adapter
+        keeps it elsewhere (a cluster adapter returns a store of its own)."""
+        return RecoveryStore(config, secrets.token_hex(4))
+
+    async def restore_session(self, pid: str, offset: str) -> RecoveredSession | None:
+        """With :attr:`recovers_across_nodes`: the session ``pid`` and what it missed after
+        ``offset``, from wherever the cluster keeps them; None when it cannot recover."""
+        return None
+
+    def replay(self, restored: RecoveredSession) -> list[list[str | bytes]]:
+        """The packets a recovered socket gets before its CONNECT reply, asked as it is
+        accepted (a cluster adapter reconciles them with what it delivered meanwhile)."""
+        return restored.missed
 
     def server_side_emit(self, event: str, args: Sequence[Any]) -> None:  # noqa: B027
         """Tell the other nodes (nothing to do with a single node)."""

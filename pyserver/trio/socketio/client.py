@@ -262,6 +262,11 @@ class Client:
             return None
         nsp = self.server.namespaces.get(name)
         if nsp is not None:
+            if event.auth is not None and _restores_remotely(nsp, event.auth):  # a task
+                nsp._admitting += 1
+                if not self._spawn_join(self._admit_remote, nsp, event.auth):
+                    nsp._admission_done()
+                return None
             socket, restored = self._new_socket(nsp, event.auth)
             if not nsp.middlewares or _skips_middlewares(nsp, restored):
                 return self._accept(socket, restored)  # the fast path: no task
@@ -303,12 +308,30 @@ class Client:
             return
         # no checkpoint since find_namespace returned: counted before anything can empty it
         nsp._admitting += 1
+        if event.auth is not None and _restores_remotely(nsp, event.auth):
+            await self._admit_remote(nsp, event.auth)
+            return
         try:
             socket, restored = self._new_socket(nsp, event.auth)
         except BaseException:
             nsp._admission_done()
             raise
         await self._admit(nsp, socket, restored)
+
+    async def _admit_remote(self, nsp: Namespace, auth: dict[str, Any]) -> None:
+        """Recovery through the adapter (on any node of a cluster): the session and what it
+        missed are fetched first, then the admission goes on as for a local one. The caller
+        counted this admission in ``nsp._admitting``; it is uncounted here."""
+        try:
+            try:
+                restored = await nsp.adapter.restore_session(auth["pid"], auth["offset"])
+            except Exception:
+                logger.exception("connection state of %s not restored", shown(nsp.name))
+                restored = None
+            socket, restored = self._new_socket(nsp, auth, restored)
+            await self._run_middlewares(nsp, socket, restored)
+        finally:
+            nsp._admission_done()
 
     async def _admit(
         self, nsp: Namespace, socket: Socket, restored: RecoveredSession | None
@@ -360,17 +383,21 @@ class Client:
         self.session.send(self.core.refuse_namespace(name, TOO_MANY_NAMESPACES))
 
     def _new_socket(
-        self, nsp: Namespace, auth: dict[str, Any] | None
+        self,
+        nsp: Namespace,
+        auth: dict[str, Any] | None,
+        remote: RecoveredSession | None = None,
     ) -> tuple[Socket, RecoveredSession | None]:
         """A new socket, or, when the client asks for it (``pid`` and ``offset`` in its auth)
-        and connection state recovery can, the socket it had (with what it missed)."""
+        and connection state recovery can, the socket it had (with what it missed; ``remote``:
+        as the adapter restored it)."""
         store = nsp.recovery
         pid = offset = None
         if store is not None and auth is not None:
             pid = auth.get("pid")
             offset = auth.get("offset")
         if store is not None and type(pid) is str and type(offset) is str:
-            restored = store.restore(pid, offset, trio.current_time())
+            restored = remote or store.restore(pid, offset, trio.current_time())
             if restored is not None:
                 socket = Socket(nsp, self, restored.sid, auth)
                 socket.pid = restored.pid
@@ -397,7 +424,7 @@ class Client:
         if restored is not None:
             # before the CONNECT reply, as the Node server sends them: the client hands them
             # to its listeners before its "connect"
-            for parts in restored.missed:
+            for parts in socket.nsp.adapter.replay(restored):
                 self.send_parts(parts)
         self.session.send(self.core.accept_namespace(name, socket.id, socket.pid))
         self.sockets[name] = socket
@@ -462,6 +489,17 @@ class Client:
 def _skips_middlewares(nsp: Namespace, restored: RecoveredSession | None) -> bool:
     return (
         restored is not None and nsp.recovery is not None and nsp.recovery.config.skip_middlewares
+    )
+
+
+def _restores_remotely(nsp: Namespace, auth: dict[str, Any]) -> bool:
+    """Whether this CONNECT asks to recover a session that the adapter restores (a
+    cluster's: see ``Adapter.recovers_across_nodes``)."""
+    return (
+        nsp.recovery is not None
+        and nsp.adapter.recovers_across_nodes
+        and type(auth.get("pid")) is str
+        and type(auth.get("offset")) is str
     )
 
 

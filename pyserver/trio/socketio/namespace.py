@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import logging
 import re
-import secrets
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
@@ -134,10 +133,11 @@ class Namespace(_Handlers):
         if server.state_recovery is not None:
             if not self.adapter.supports_recovery:
                 raise ValueError(
-                    f"connection_state_recovery needs the in-memory adapter; "
+                    f"connection_state_recovery needs the in-memory adapter or "
+                    f"RedisStreamsAdapter; "
                     f"{type(self.adapter).__name__} cannot recover sessions"
                 )
-            self.recovery = RecoveryStore(server.state_recovery, secrets.token_hex(4))
+            self.recovery = self.adapter.recovery_store(server.state_recovery)
 
     # -- broadcasting ----------------------------------------------------------------------
 

@@ -147,6 +147,8 @@ class Socket(HandlerQueue):
             if nsp.recovery is None:
                 limit = nsp.server.session_config.max_emit_bytes
                 self.client.send_parts(encode_event(nsp.name, event, args, max_bytes=limit))
+            elif nsp.adapter.recovers_across_nodes:  # the cluster gives the offset
+                nsp.to(self.id).emit(event, *args)
             else:
                 own = frozenset((self.id,))
                 self.client.send_parts(nsp.encode_kept(event, args, own, _NO_ROOMS)[0])

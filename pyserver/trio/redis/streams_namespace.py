@@ -1,0 +1,558 @@
+"""One namespace of a :class:`~pyserver.trio.redis.streams.RedisStreamsAdapter` cluster: the
+in-memory rooms of this node, plus the cluster protocol of ``socket.io-adapter``'s
+``ClusterAdapter`` over a Redis stream and pub/sub (:mod:`pyserver.redis.streams`).
+
+* ``broadcast`` (without acks), ``sockets_join``, ``sockets_leave``, ``disconnect_sockets``:
+  a stream entry (``XADD``). Room operations are applied here at once (our own entry is
+  skipped when it comes back). A broadcast is delivered to this node's sockets at once,
+  except with connection state recovery on: then it is delivered when the stream reader
+  reads it back, with its entry id as the offset, so every client gets its packets in the
+  stream's order and its last offset is always the last packet it got (never a packet of
+  ours with a higher id before another node's lower one, which would make a recovery replay
+  that one twice).
+* Requests (``fetch_sockets``, ``server_side_emit``, broadcasts with acks): pub/sub on
+  ``<prefix>#<nsp>#``; answers go to ``<prefix>#<nsp>#<requester uid>#``. The nodes to wait
+  for are ``PUBSUB NUMSUB <prefix>#<nsp>#`` minus this one, as Node counts them.
+
+Connection state recovery (:class:`StreamSessions` is the namespace's store): a socket's
+session ``{sid, pid, rooms, data}`` is saved (``SET <prefix><pid> ... PX``) when it connects,
+when its rooms change and every third of ``max_disconnection_duration`` while it is
+connected, and once more when it leaves for a recoverable reason; it is deleted when it
+leaves for good. So a client whose node was killed (no chance to save anything) still finds
+its session, rooms and data as they were at most one save earlier. Restoring (on any node)
+takes the session once (``GET`` + ``DEL`` in a transaction), checks that the offset is still
+in the stream, and replays with ``XRANGE`` the broadcasts after it that reached the session's
+rooms (:meth:`StreamsNamespaceAdapter.restore_session`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from pyserver.logtext import shown
+from pyserver.redis import streams
+from pyserver.redis.codec import CodecError, for_client
+from pyserver.redis.streams import ClusterMessage, MessageType
+from pyserver.socketio.packets import ProtocolError, Sid, encode_event
+from pyserver.socketio.recovery import RecoveredSession, RecoveryStore, StateRecovery
+from pyserver.trio.redis.answers import describe
+from pyserver.trio.socketio.adapter import (
+    AckSink,
+    AdapterNamespace,
+    BroadcastOptions,
+    InMemoryAdapter,
+    LocalSocket,
+    RemoteSocket,
+    RequestTimeout,
+)
+from pyserver.trio.socketio.socket import ERROR_ACK, call
+
+if TYPE_CHECKING:
+    from pyserver.trio.redis.streams import RedisStreamsAdapter
+
+__all__ = ["StreamSessions", "StreamsNamespaceAdapter"]
+
+logger = logging.getLogger("pyserver.redis")
+
+MAX_REPLAY = 100_000
+"""Entries read from the stream at most to restore one session (past it: not recovered)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Restored(RecoveredSession):
+    """A session restored from the stream: ``ids`` are the entry ids of ``missed``, ``upto``
+    the last entry ``XRANGE`` read (what was in the stream then)."""
+
+    ids: tuple[tuple[int, int], ...] = ()
+    upto: tuple[int, int] = (0, 0)
+
+
+class StreamSessions(RecoveryStore):
+    """The namespace's recovery store when the stream keeps the packets and Redis the
+    sessions: offsets are given on delivery (``stamp`` adds none, ``keep`` keeps nothing),
+    ``persist`` and ``put_back`` save the session to Redis, ``restore`` finds nothing here
+    (the adapter's ``restore_session`` does it, on any node)."""
+
+    __slots__ = ("adapter",)
+
+    def __init__(self, config: StateRecovery, adapter: StreamsNamespaceAdapter) -> None:
+        super().__init__(config, "")
+        self.adapter = adapter
+
+    def stamp(self, args: Sequence[Any]) -> list[Any]:
+        return list(args)
+
+    def keep(
+        self,
+        parts: list[str | bytes],
+        rooms: frozenset[str],
+        except_rooms: frozenset[str],
+        now: float,
+    ) -> None:
+        pass
+
+    def persist(self, sid: Sid, pid: str, rooms: frozenset[str], data: Any, now: float) -> None:
+        self.adapter.save_session(sid, pid, rooms, data, leaving=True)
+
+    def restore(self, pid: str, offset: str, now: float) -> RecoveredSession | None:
+        return None
+
+    def put_back(self, session: RecoveredSession) -> None:
+        self.adapter.save_session(session.sid, session.pid, session.rooms, session.data)
+
+
+class _Pending:
+    """A request waiting for the other nodes' answers."""
+
+    __slots__ = ("answered", "done", "expected", "expires", "responses", "sink")
+
+    def __init__(self, expected: int, expires: float, sink: AckSink | None = None) -> None:
+        self.expected = expected
+        self.expires = expires
+        self.answered = 0
+        self.responses: list[Any] = []
+        self.done = trio.Event()
+        self.sink = sink
+
+    def answer(self) -> None:
+        self.answered += 1
+        if self.answered >= self.expected:
+            self.done.set()
+
+
+class StreamsNamespaceAdapter(InMemoryAdapter):
+    """The adapter of one namespace on one node of a Redis streams cluster."""
+
+    supports_recovery = True
+    recovers_across_nodes = True
+
+    def __init__(self, node: RedisStreamsAdapter, nsp: AdapterNamespace) -> None:
+        super().__init__(nsp)
+        self.node = node
+        self.uid = node.uid
+        self.public = streams.channel(node.channel_prefix, self.name)
+        self.private = streams.channel(node.channel_prefix, self.name, node.uid)
+        self.default_ack_timeout = node.requests_timeout
+        self.pending: dict[str, _Pending] = {}
+        self.store: StreamSessions | None = None
+        self._pids: dict[Sid, str] = {}
+
+    def recovery_store(self, config: StateRecovery) -> RecoveryStore:
+        self.store = StreamSessions(config, self)
+        return self.store
+
+    def close(self) -> None:
+        self.node.forget(self)
+
+    # -- publishing ------------------------------------------------------------------------
+
+    def _message(self, kind: MessageType, data: Any) -> ClusterMessage:
+        return ClusterMessage(self.uid, self.name, kind, data)
+
+    def _append(self, kind: MessageType, data: Any) -> None:
+        try:
+            self.node.append(streams.entry_fields(self._message(kind, data)))
+        except TypeError as exc:
+            logger.warning("not sent to the other nodes: %s", shown(str(exc)))
+
+    def _publish(self, channel: str, kind: MessageType, data: Any) -> None:
+        try:
+            self.node.publish(channel, streams.encode_message(self._message(kind, data)))
+        except TypeError as exc:
+            logger.warning("not sent to the other nodes: %s", shown(str(exc)))
+
+    @staticmethod
+    def _opts(opts: BroadcastOptions, **flags: Any) -> dict[str, Any]:
+        if opts.volatile:
+            flags["volatile"] = True
+        if not opts.compress:
+            flags["compress"] = False
+        return streams.encode_options(opts.rooms, opts.except_rooms, flags)
+
+    # -- the Adapter API -------------------------------------------------------------------
+
+    def broadcast(
+        self,
+        parts: Sequence[str | bytes],
+        opts: BroadcastOptions,
+        packet: Sequence[Any] = (),
+    ) -> int:
+        if opts.local or not packet:
+            return super().broadcast(parts, opts)
+        self._append(
+            MessageType.BROADCAST,
+            {"packet": {"type": 2, "data": list(packet)}, "opts": self._opts(opts)},
+        )
+        if self.store is not None and not opts.volatile:
+            # delivered as read back, with its offset: the count is the selected sockets now
+            return len(self._recipients(opts.rooms)[1])
+        return super().broadcast(parts, opts)
+
+    def add_all(self, sid: Sid, rooms: Iterable[str]) -> None:
+        super().add_all(sid, rooms)
+        self._changed(sid)
+
+    def del_(self, sid: Sid, room: str) -> None:
+        super().del_(sid, room)
+        self._changed(sid)
+
+    def del_all(self, sid: Sid) -> None:
+        super().del_all(sid)
+        pid = self._pids.pop(sid, None)
+        if pid is not None:
+            self.node.forget_session(pid)
+
+    def add_sockets(self, opts: BroadcastOptions, rooms: Iterable[str]) -> None:
+        rooms = list(rooms)
+        if not opts.local:
+            self._append(MessageType.SOCKETS_JOIN, {"opts": self._opts(opts), "rooms": rooms})
+        super().add_sockets(opts, rooms)
+
+    def del_sockets(self, opts: BroadcastOptions, rooms: Iterable[str]) -> None:
+        rooms = list(rooms)
+        if not opts.local:
+            self._append(MessageType.SOCKETS_LEAVE, {"opts": self._opts(opts), "rooms": rooms})
+        super().del_sockets(opts, rooms)
+
+    def disconnect_sockets(self, opts: BroadcastOptions, close: bool) -> None:
+        if not opts.local:
+            self._append(MessageType.DISCONNECT_SOCKETS, {"opts": self._opts(opts), "close": close})
+        super().disconnect_sockets(opts, close)
+
+    def server_side_emit(self, event: str, args: Sequence[Any]) -> None:
+        self._publish(self.public, MessageType.SERVER_SIDE_EMIT, {"packet": [event, *args]})
+
+    def _register(self, expected: int, timeout: float, sink: AckSink | None = None) -> str:
+        now = trio.current_time()
+        if len(self.pending) >= 64:  # broadcasts with acks are forgotten once expired
+            for rid in [r for r, p in self.pending.items() if p.expires < now]:
+                del self.pending[rid]
+            if len(self.pending) >= self.node.max_pending_requests:
+                raise RuntimeError(f"too many requests to other nodes in flight in {self.name}")
+        rid = self.node.new_id()
+        self.pending[rid] = _Pending(expected, now + timeout, sink)
+        return rid
+
+    async def _request(
+        self,
+        kind: MessageType,
+        data: dict[str, Any],
+        timeout: float,  # noqa: ASYNC109
+    ) -> tuple[_Pending | None, bool]:
+        """Publish a request and wait for the other nodes: ``(pending, complete)``;
+        ``(None, True)`` when no other node will answer."""
+        expected = await self.node.remote_count(self)
+        if expected == 0:
+            return None, True
+        data["requestId"] = rid = self._register(expected, timeout)
+        pending = self.pending[rid]
+        try:
+            self._publish(self.public, kind, data)
+            with trio.move_on_after(timeout):
+                await pending.done.wait()
+            return pending, pending.done.is_set()
+        finally:
+            self.pending.pop(rid, None)
+
+    async def fetch_sockets(self, opts: BroadcastOptions) -> list[LocalSocket | RemoteSocket]:
+        found = await super().fetch_sockets(opts)
+        if opts.local:
+            return found
+        timeout = opts.timeout if opts.timeout is not None else self.node.requests_timeout
+        pending, complete = await self._request(
+            MessageType.FETCH_SOCKETS, {"opts": self._opts(opts)}, timeout
+        )
+        if pending is not None:
+            found.extend(pending.responses)
+            if not complete:
+                raise RequestTimeout(
+                    "timeout reached while waiting for fetchSockets response", found
+                )
+        return found
+
+    async def server_side_emit_with_ack(
+        self,
+        event: str,
+        args: Sequence[Any],
+        timeout: float | None = None,  # noqa: ASYNC109
+    ) -> list[Any]:
+        pending, complete = await self._request(
+            MessageType.SERVER_SIDE_EMIT,
+            {"packet": [event, *args]},
+            timeout if timeout is not None else self.node.requests_timeout,
+        )
+        if pending is None:
+            return []
+        if not complete:
+            raise RequestTimeout(
+                f"timeout reached: only {pending.answered} responses received out of "
+                f"{pending.expected}",
+                pending.responses,
+            )
+        return pending.responses
+
+    async def broadcast_with_ack(
+        self, event: str, args: Sequence[Any], opts: BroadcastOptions, sink: AckSink
+    ) -> None:
+        if not opts.local:
+            timeout = opts.timeout if opts.timeout is not None else self.node.requests_timeout
+            expected = await self.node.remote_count(self)
+            sink.expect_nodes(1 + expected)
+            if expected:
+                rid = self._register(expected, timeout, sink)
+                self._publish(self.public, MessageType.BROADCAST, {
+                    "packet": {"type": 2, "data": [event, *args]},
+                    "requestId": rid,
+                    "opts": self._opts(opts, timeout=round(timeout * 1000)),
+                })  # fmt: skip
+        self.local_broadcast_with_ack(event, args, opts, sink.client_count, sink.reply, sink.gone)
+
+    # -- sessions --------------------------------------------------------------------------
+
+    def _changed(self, sid: Sid) -> None:
+        if self.store is None:
+            return
+        socket = self.sockets.get(sid)
+        pid = getattr(socket, "pid", None) if socket is not None else None
+        if isinstance(pid, str):
+            self._pids[sid] = pid
+            self.node.session_changed(self, sid)
+
+    def session_of(self, sid: Sid) -> tuple[str, bytes] | None:
+        """``(pid, encoded session)`` of a connected socket, for saving."""
+        socket = self.sockets.get(sid)
+        pid = self._pids.get(sid)
+        if socket is None or pid is None:
+            return None
+        try:
+            return pid, streams.encode_session(sid, pid, self.rooms_of(sid), socket.data)
+        except TypeError:
+            return pid, streams.encode_session(sid, pid, self.rooms_of(sid), None)
+
+    def save_session(
+        self, sid: Sid, pid: str, rooms: Iterable[str], data: Any, leaving: bool = False
+    ) -> None:
+        try:
+            value = streams.encode_session(sid, pid, rooms, data)
+        except TypeError:
+            value = streams.encode_session(sid, pid, rooms, None)
+        if leaving:
+            self._pids.pop(sid, None)  # saved for the client's return: not deleted
+        self.node.save_session(pid, value)
+
+    async def restore_session(self, pid: str, offset: str) -> RecoveredSession | None:
+        if self.store is None or not streams.valid_offset(offset):
+            return None
+        raw, found = await self.node.take_session(pid, offset)
+        if raw is None or not found:
+            return None
+        session = streams.decode_session(raw)
+        rooms = frozenset(session.rooms)
+        ids: list[tuple[int, int]] = []
+        missed: list[list[str | bytes]] = []
+        upto = streams.offset_key(offset)
+        async for entry_id, message in self.node.entries_after(offset, MAX_REPLAY):
+            upto = streams.offset_key(entry_id)
+            parts = self._kept_packet(message, entry_id, rooms)
+            if parts is not None:
+                ids.append(upto)
+                missed.append(parts)
+        return _Restored(
+            Sid(session.sid),
+            session.pid,
+            rooms,
+            session.data if session.data is not None else {},
+            missed,
+            trio.current_time(),
+            tuple(ids),
+            upto,
+        )
+
+    def _kept_packet(
+        self, message: ClusterMessage, entry_id: str, rooms: frozenset[str]
+    ) -> list[str | bytes] | None:
+        """The encoded packet (its offset added) of a stored broadcast that reached a
+        socket in ``rooms``, or None."""
+        if message.nsp != self.name or message.type != MessageType.BROADCAST:
+            return None
+        data = message.data if isinstance(message.data, dict) else {}
+        got, except_rooms, flags = streams.decode_options(data.get("opts"))
+        if flags.get("volatile") or not streams.should_include(rooms, got, except_rooms):
+            return None
+        return self._encoded(data, entry_id)
+
+    def _encoded(self, data: dict[str, Any], offset: str | None) -> list[str | bytes]:
+        packet = data.get("packet")
+        args = packet.get("data") if isinstance(packet, dict) else None
+        if not isinstance(args, list) or not args or not isinstance(args[0], str):
+            raise CodecError("a broadcast's packet is {type, data: [event, ...]}")
+        args = for_client(args)
+        if offset is not None:
+            args.append(offset)
+        try:
+            return encode_event(self.name, args[0], args[1:])
+        except ProtocolError as exc:
+            raise CodecError(f"broadcast cannot be sent to clients: {exc}") from exc
+
+    def replay(self, restored: RecoveredSession) -> list[list[str | bytes]]:
+        """What a restored socket gets, reconciled with the reader's position now (the
+        socket joins its rooms in this same step): packets the reader has not delivered yet
+        are left to it; those it delivered since the ``XRANGE`` are added."""
+        if not isinstance(restored, _Restored):
+            return restored.missed
+        position = self.node.position
+        missed = [p for p, i in zip(restored.missed, restored.ids, strict=True) if i <= position]
+        if position > restored.upto:
+            for entry_key, entry_id, message in self.node.recent_after(restored.upto):
+                if entry_key > position:
+                    break
+                parts = self._kept_packet(message, entry_id, restored.rooms)
+                if parts is not None:
+                    missed.append(parts)
+        return missed
+
+    # -- what other nodes send -------------------------------------------------------------
+
+    def on_entry(self, message: ClusterMessage, entry_id: str) -> None:
+        """A stream entry of this namespace, in the stream's order."""
+        kind = message.type
+        data = message.data if isinstance(message.data, dict) else {}
+        mine = message.uid == self.uid
+        if kind == MessageType.BROADCAST:
+            rooms, except_rooms, flags = streams.decode_options(data.get("opts"))
+            volatile = bool(flags.get("volatile"))
+            offset = entry_id if self.store is not None and not volatile else None
+            if mine and offset is None:
+                return  # delivered here when it was sent
+            if rooms and not any(self.has_room(r) for r in rooms):
+                return
+            opts = BroadcastOptions(
+                rooms=rooms,
+                except_rooms=except_rooms,
+                volatile=volatile,
+                compress=flags.get("compress") is not False,
+                local=True,
+            )
+            super().broadcast(self._encoded(data, offset), opts)
+        elif mine:
+            return  # applied when it was sent
+        elif kind in (MessageType.SOCKETS_JOIN, MessageType.SOCKETS_LEAVE):
+            opts = self._local(data.get("opts"))
+            names = streams.decode_options({"rooms": data.get("rooms")})[0]
+            if kind == MessageType.SOCKETS_JOIN:
+                super().add_sockets(opts, names)
+            else:
+                super().del_sockets(opts, names)
+        elif kind == MessageType.DISCONNECT_SOCKETS:
+            super().disconnect_sockets(self._local(data.get("opts")), data.get("close") is True)
+
+    @staticmethod
+    def _local(value: Any, timeout: float | None = None) -> BroadcastOptions:
+        rooms, except_rooms, flags = streams.decode_options(value)
+        return BroadcastOptions(
+            rooms=rooms,
+            except_rooms=except_rooms,
+            volatile=bool(flags.get("volatile")),
+            local=True,
+            timeout=timeout,
+        )
+
+    def on_message(self, message: ClusterMessage) -> None:
+        """A pub/sub message (a request, or an answer to one of ours)."""
+        if message.uid == self.uid or message.nsp != self.name:
+            return
+        kind = message.type
+        data = message.data if isinstance(message.data, dict) else {}
+        rid = data.get("requestId")
+        if kind == MessageType.FETCH_SOCKETS:
+            opts = self._local(data.get("opts"))
+            found = [s for sid in self.sids(opts) if (s := self.sockets.get(sid)) is not None]
+            self._answer(message.uid, MessageType.FETCH_SOCKETS_RESPONSE,
+                         {"requestId": rid, "sockets": [describe(s) for s in found]})  # fmt: skip
+        elif kind == MessageType.SERVER_SIDE_EMIT:
+            self._server_side_event(message.uid, data, rid)
+        elif kind == MessageType.BROADCAST and isinstance(rid, str):
+            self._broadcast_with_ack(message.uid, data, rid)
+        elif isinstance(rid, str) and (pending := self.pending.get(rid)) is not None:
+            self._response(kind, data, pending)
+
+    def _answer(self, uid: str, kind: MessageType, data: dict[str, Any]) -> None:
+        self._publish(streams.channel(self.node.channel_prefix, self.name, uid), kind, data)
+
+    def _response(self, kind: int, data: dict[str, Any], pending: _Pending) -> None:
+        sink = pending.sink
+        if kind == MessageType.BROADCAST_CLIENT_COUNT and sink is not None:
+            count = data.get("clientCount")
+            if type(count) is int and count >= 0:
+                pending.answer()
+                sink.client_count(count)
+        elif kind == MessageType.BROADCAST_ACK and sink is not None:
+            sink.reply(for_client(data.get("packet")))
+        elif kind == MessageType.SERVER_SIDE_EMIT_RESPONSE:
+            pending.responses.append(for_client(data.get("packet")))
+            pending.answer()
+        elif kind == MessageType.FETCH_SOCKETS_RESPONSE:
+            described = data.get("sockets")
+            if isinstance(described, list):
+                for s in described:
+                    if isinstance(s, dict) and isinstance(s.get("id"), str):
+                        rooms = streams.decode_options({"rooms": s.get("rooms")})[0]
+                        pending.responses.append(
+                            RemoteSocket(self, Sid(s["id"]), s.get("handshake"), rooms,
+                                         for_client(s.get("data")))
+                        )  # fmt: skip
+                pending.answer()
+
+    def _server_side_event(self, uid: str, data: dict[str, Any], rid: Any) -> None:
+        packet = data.get("packet")
+        if not isinstance(packet, list) or not packet or not isinstance(packet[0], str):
+            raise CodecError("a server-side emit carries [event, ...]")
+        nsp = self.nsp
+        handler = nsp.server_handlers.get(packet[0]) if nsp is not None else None
+        if handler is None or nsp is None:
+            return
+        args = for_client(packet[1:])
+
+        async def run() -> None:
+            try:
+                reply = await call(handler, *args)
+            except Exception:
+                logger.exception("server-side handler for %s failed", shown(packet[0]))
+                reply = dict(ERROR_ACK)
+            if isinstance(rid, str):
+                self._answer(uid, MessageType.SERVER_SIDE_EMIT_RESPONSE,
+                             {"requestId": rid, "packet": reply})  # fmt: skip
+
+        if not self.node.spawn_handler(nsp, run):
+            logger.warning("server-side event %s dropped: too many handlers", shown(packet[0]))
+
+    def _broadcast_with_ack(self, uid: str, data: dict[str, Any], rid: str) -> None:
+        packet = data.get("packet")
+        args = packet.get("data") if isinstance(packet, dict) else None
+        if not isinstance(args, list) or not args or not isinstance(args[0], str):
+            raise CodecError("a broadcast's packet is {type, data: [event, ...]}")
+        args = for_client(args)
+        flags = streams.decode_options(data.get("opts"))[2]
+        timeout = flags.get("timeout")
+        if not isinstance(timeout, int | float) or timeout <= 0:
+            timeout = self.node.requests_timeout * 1000
+        opts = self._local(data.get("opts"), timeout / 1000)
+
+        def on_count(count: int) -> None:
+            self._answer(uid, MessageType.BROADCAST_CLIENT_COUNT,
+                         {"requestId": rid, "clientCount": count})  # fmt: skip
+
+        def on_reply(reply: Any) -> None:
+            first = reply[0] if type(reply) is tuple and reply else reply
+            self._answer(uid, MessageType.BROADCAST_ACK, {"requestId": rid, "packet": first})
+
+        self.local_broadcast_with_ack(args[0], args[1:], opts, on_count, on_reply, _nothing)
+
+
+def _nothing() -> None:
+    pass
