@@ -23,6 +23,7 @@ _EXPORTS: dict[str, str] = {
     "Namespace": "pyserver.trio.socketio.namespace",
     "RedisAdapter": "pyserver.trio.redis.adapter",
     "RedisStreamsAdapter": "pyserver.trio.redis.streams",
+    "Emitter": "pyserver.sync.emitter",
     "RequestTimeout": "pyserver.trio.socketio.adapter",
     "Socket": "pyserver.trio.socketio.socket",
     "StateRecovery": "pyserver.socketio.recovery",
@@ -47,6 +48,7 @@ __all__ = [
     "ConnectionClosed",
     "ConnectionLost",
     "ConnectionRefused",
+    "Emitter",
     "EngineIOServer",
     "FrameError",
     "Headers",
@@ -86,6 +88,7 @@ if TYPE_CHECKING:
     from pyserver.socketio.client import ConnectionLost
     from pyserver.socketio.packets import PacketTooLarge
     from pyserver.socketio.recovery import StateRecovery
+    from pyserver.sync.emitter import Emitter
     from pyserver.trio.client import connect
     from pyserver.trio.engineio import EngineIOServer
     from pyserver.trio.http.app import App

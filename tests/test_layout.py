@@ -33,6 +33,7 @@ SHELL = (
     "pyserver.__main__",
     "pyserver.supervisor",
     "pyserver.demo",
+    "pyserver.sync",  # blocking sockets for plain Python (the Emitter), no Trio
 )
 """Module prefixes that may do I/O; everything else in the package is a core."""
 

@@ -27,8 +27,10 @@ WAIT = 15.0
 class JsonPeer:
     """streams_peer.js in the background: commands on stdin, JSON lines read by a thread."""
 
-    def __init__(self, node: str, redis_url: str, *args: str) -> None:
-        self.argv = [node, str(NODE_DIR / "streams_peer.js"), "--redis", redis_url, *args]
+    def __init__(
+        self, node: str, redis_url: str, *args: str, script: str = "streams_peer.js"
+    ) -> None:
+        self.argv = [node, str(NODE_DIR / script), "--redis", redis_url, *args]
         self.proc = subprocess.Popen(
             self.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             stderr=subprocess.PIPE, text=True, cwd=NODE_DIR,
@@ -125,9 +127,18 @@ def free_port() -> int:
 
 
 class PyNode:
-    """A pyserver node process on the streams adapter, serving ``cluster.streams_app``."""
+    """A pyserver node process serving ``app`` (by default ``cluster.streams_app``, on the
+    streams adapter; ``cluster.conftest:node_app`` is a node on the classic adapter)."""
 
-    def __init__(self, redis_url: str, name: str, stream: str, prefix: str) -> None:
+    def __init__(
+        self,
+        redis_url: str,
+        name: str,
+        stream: str = "socket.io",
+        prefix: str = "socket.io",
+        app: str = "cluster.streams_app:app",
+    ) -> None:
+        self.app = app
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         path = os.pathsep.join(p for p in (str(TESTS_DIR), os.environ.get("PYTHONPATH")) if p)
@@ -142,7 +153,7 @@ class PyNode:
     def start(self) -> None:
         self.log.parent.mkdir(exist_ok=True)
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "pyserver", "run", "cluster.streams_app:app",
+            [sys.executable, "-m", "pyserver", "run", self.app,
              "--port", str(self.port)],
             env=self.env, stdout=self.log.open("ab"), stderr=subprocess.STDOUT,
         )  # fmt: skip

@@ -28,9 +28,9 @@ rooms (:meth:`StreamsNamespaceAdapter.restore_session`).
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import trio
 
@@ -52,10 +52,7 @@ from pyserver.trio.socketio.adapter import (
 )
 from pyserver.trio.socketio.socket import ERROR_ACK, call
 
-if TYPE_CHECKING:
-    from pyserver.trio.redis.streams import RedisStreamsAdapter
-
-__all__ = ["StreamSessions", "StreamsNamespaceAdapter"]
+__all__ = ["StreamSessions", "StreamsNamespaceAdapter", "StreamsNode"]
 
 logger = logging.getLogger("pyserver.redis")
 
@@ -106,6 +103,57 @@ class StreamSessions(RecoveryStore):
         self.adapter.save_session(session.sid, session.pid, session.rooms, session.data)
 
 
+class StreamsNode(Protocol):
+    """What a namespace adapter needs of its node (the
+    :class:`~pyserver.trio.redis.streams.RedisStreamsAdapter`), so this module does not
+    import the one that imports it."""
+
+    @property
+    def uid(self) -> str: ...
+
+    @property
+    def channel_prefix(self) -> str: ...
+
+    @property
+    def requests_timeout(self) -> float: ...
+
+    @property
+    def max_pending_requests(self) -> int: ...
+
+    @property
+    def position(self) -> tuple[int, int]:
+        """The id of the last stream entry the reader handled."""
+        ...
+
+    def append(self, fields: list[bytes]) -> bool: ...
+
+    def publish(self, channel: str, payload: bytes) -> bool: ...
+
+    def save_session(self, pid: str, value: bytes) -> None: ...
+
+    def forget_session(self, pid: str) -> None: ...
+
+    def session_changed(self, adapter: StreamsNamespaceAdapter, sid: Sid) -> None: ...
+
+    async def take_session(self, pid: str, offset: str) -> tuple[bytes | None, bool]: ...
+
+    def entries_after(
+        self, offset: str, limit: int
+    ) -> AsyncIterator[tuple[str, ClusterMessage]]: ...
+
+    def recent_after(
+        self, upto: tuple[int, int]
+    ) -> Iterator[tuple[tuple[int, int], str, ClusterMessage]]: ...
+
+    async def remote_count(self, adapter: StreamsNamespaceAdapter) -> int: ...
+
+    def new_id(self) -> str: ...
+
+    def spawn_handler(self, nsp: AdapterNamespace, fn: Callable[[], Any], *args: Any) -> bool: ...
+
+    def forget(self, adapter: StreamsNamespaceAdapter) -> None: ...
+
+
 class _Pending:
     """A request waiting for the other nodes' answers."""
 
@@ -131,7 +179,7 @@ class StreamsNamespaceAdapter(InMemoryAdapter):
     supports_recovery = True
     recovers_across_nodes = True
 
-    def __init__(self, node: RedisStreamsAdapter, nsp: AdapterNamespace) -> None:
+    def __init__(self, node: StreamsNode, nsp: AdapterNamespace) -> None:
         super().__init__(nsp)
         self.node = node
         self.uid = node.uid
