@@ -37,9 +37,14 @@ def _load(target: str) -> Any:
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="pyserver", description=__doc__)
     parser.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
+    parser.add_argument(
+        "--version",
+        action=_Version,
+        help="print the versions of pyserver and of the socket.io client it serves, and exit",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    demo = sub.add_parser("demo", help="serve the example apps in web/")
+    demo = sub.add_parser("demo", help="serve the example apps (their pages: web/)")
     demo.add_argument("--host", default="127.0.0.1")
     demo.add_argument("--port", type=int, default=3000)
     demo.add_argument("--web-dir", type=Path, default=None)
@@ -154,7 +159,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.command == "demo":
         from pyserver.demo import build_server
 
-        app: Any = build_server(args.web_dir, redis_url=args.redis_url, host=args.host)
+        pages = _demo_pages(args.web_dir)
+        app: Any = build_server(pages, redis_url=args.redis_url, host=args.host)
     else:
         app = _load(args.target)
     _apply_caps(app, args)
@@ -165,6 +171,45 @@ def main(argv: Sequence[str] | None = None) -> None:
         trio.run(_serve_until_signalled, app, args.host, args.port, context)
     except* KeyboardInterrupt:  # a second Ctrl-C while shutting down
         pass
+
+
+class _Version(argparse.Action):
+    """``--version``: the package's version and the socket.io-client version it serves (the
+    one the ETag of ``/socket.io/socket.io.js`` names), read only when asked."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any, **kwargs: Any) -> None:
+        print(version_text())
+        parser.exit()
+
+
+def version_text() -> str:
+    """``pyserver 0.1.0 (socket.io-client 4.8.1)``; ``none`` where no client bundle is found."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from pyserver.trio.http.static import client_version, find_client_dist
+
+    try:
+        own = version("pyserver")
+    except PackageNotFoundError:  # a checkout on sys.path, never installed
+        own = "unknown"
+    dist = find_client_dist(None)
+    client = client_version(dist) if dist is not None else None
+    return f"pyserver {own} (socket.io-client {client or 'none'})"
+
+
+def _demo_pages(option: Path | None) -> Path | None:
+    """The demo's pages: ``--web-dir``, else the checkout's ``web/`` (edited in place), else
+    the copy an installed package carries (``_static/web``); None leaves it to the demo."""
+    from pyserver.demo import DEFAULT_WEB_DIR
+    from pyserver.trio.http.static import PACKAGED_DIR
+
+    if option is not None or (DEFAULT_WEB_DIR / "index.html").is_file():
+        return option
+    packaged = PACKAGED_DIR / "web"
+    return packaged if (packaged / "index.html").is_file() else None
 
 
 _NO_CAP = object()

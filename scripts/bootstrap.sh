@@ -2,8 +2,10 @@
 # Set up everything the project needs on a fresh machine, idempotently:
 #   - system packages (only with --system: chromium for the browser tests, redis-server),
 #   - the virtual environment at .venv with the Python dependencies,
-#   - the Rust extension pyserver._frames, built by maturin into .venv (release profile),
-#   - the npm packages of web/ (the official socket.io-client bundle) and of tests/interop/.
+#   - the npm packages of web/ (the official socket.io-client bundle) and of tests/interop/,
+#   - pyserver/_static (scripts/pack_static.py: the client bundles and the demo's pages that the
+#     package carries), then the Rust extension pyserver._frames, built by maturin into .venv
+#     (release profile).
 # Usage: scripts/bootstrap.sh [--system] [--bench]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -32,6 +34,16 @@ if [ "$want_system" = 1 ]; then
   [ -x /usr/bin/chromium ] || missing+=(chromium)
   command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
   [ -x /usr/sbin/nginx ] || command -v nginx >/dev/null 2>&1 || missing+=(nginx)
+  # A second CPython (3.12+) for the abi3 wheel's test (tests/test_packaging_wheel.py):
+  # Debian's when it has one (bookworm has not: then pyenv's, if the machine has it).
+  if ! scripts/second_python.sh >/dev/null 2>&1; then
+    for version in 3.13 3.12; do
+      if apt-cache policy "python$version" 2>/dev/null | grep -q 'Candidate: [0-9]'; then
+        missing+=("python$version" "python$version-venv")
+        break
+      fi
+    done
+  fi
   if [ "${#missing[@]}" -gt 0 ]; then
     if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
     log "installing system packages: ${missing[*]}"
@@ -74,9 +86,6 @@ PY
   echo "$deps_key" > "$stamp"
 fi
 
-log "building the Rust extension (maturin develop --release)"
-(. .venv/bin/activate && maturin develop --release --quiet)
-
 for dir in web tests/interop tests/cluster/node; do
   if [ -f "$dir/package.json" ]; then
     if [ ! -d "$dir/node_modules" ] || [ "$dir/package-lock.json" -nt "$dir/node_modules/.package-lock.json" ]; then
@@ -88,4 +97,10 @@ done
 if [ "$want_bench" = 1 ] && [ -f bench/package.json ]; then
   (cd bench && npm ci --no-audit --no-fund --loglevel=error)
 fi
+
+# The client bundles and the demo's pages go into the package (pyserver/_static, from the npm
+# packages above): the Rust build (rust_frames/build.rs) refuses to build without them.
+$py scripts/pack_static.py
+log "building the Rust extension (maturin develop --release)"
+(. .venv/bin/activate && maturin develop --release --quiet)
 log "ready ($root)"

@@ -33,5 +33,10 @@ step "ruff"
 .venv/bin/ruff check --no-cache .
 .venv/bin/ruff format --no-cache --check .
 
+step "wheels and sdist (scripts/build_wheel.sh)"
+# tests/test_packaging_wheel.py installs these (it builds them itself when run without it)
+scripts/build_wheel.sh
+export PYSERVER_DIST="$PWD/target/dist"
+
 step "pytest"
 $py -m pytest -q "$@"

@@ -33,7 +33,9 @@ from pyserver.http import Headers, Response
 __all__ = [
     "CLIENT_FILE_RE",
     "DEFAULT_SECURITY_HEADERS",
+    "PACKAGED_DIR",
     "client_file_response",
+    "client_version",
     "content_type",
     "find_client_dist",
     "static_file_response",
@@ -201,9 +203,17 @@ def _static_answer(
         return None
 
 
+#: What the wheel carries besides the code (``scripts/pack_static.py`` writes it at build
+#: time from the npm packages; absent from a checkout until ``scripts/bootstrap.sh`` runs):
+#: ``socket.io-client/`` (its ``package.json`` and ``dist/``) and ``web/`` (the demo's pages).
+PACKAGED_DIR = Path(__file__).resolve().parents[2] / "_static"
+
+
 def find_client_dist(option: str | os.PathLike[str] | None) -> Path | None:
     """Where the socket.io-client ``dist/`` is: the option, else ``$PYSERVER_CLIENT_DIST``,
-    else ``./node_modules/socket.io-client/dist``, else ``<repo>/web/node_modules/...``."""
+    else ``./node_modules/socket.io-client/dist``, else the copy the package carries
+    (:data:`PACKAGED_DIR`: an installed wheel needs no Node), else
+    ``<repo>/web/node_modules/...`` (a checkout before its first build)."""
     if option is not None:
         return Path(option)
     env = os.environ.get("PYSERVER_CLIENT_DIST")
@@ -211,11 +221,22 @@ def find_client_dist(option: str | os.PathLike[str] | None) -> Path | None:
         return Path(env)
     for candidate in (
         Path.cwd() / "node_modules" / "socket.io-client" / "dist",
+        PACKAGED_DIR / "socket.io-client" / "dist",
         Path(__file__).resolve().parents[3] / "web" / "node_modules" / "socket.io-client" / "dist",
     ):
         if candidate.is_dir():
             return candidate
     return None
+
+
+def client_version(dist: Path) -> str | None:
+    """The socket.io-client version of a ``dist/`` (its package's ``package.json``), or None
+    when it cannot be read."""
+    try:
+        version = json.loads((dist.parent / "package.json").read_text("utf-8"))["version"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return version if isinstance(version, str) else None
 
 
 def client_file_response(dist: Path, name: str, method: str, headers: Headers) -> Response:
@@ -224,12 +245,8 @@ def client_file_response(dist: Path, name: str, method: str, headers: Headers) -
     file = dist / name
     if not file.is_file():
         return _text(404, "Not Found\n")
-    etag: str | None = None
-    try:
-        version = json.loads((dist.parent / "package.json").read_text("utf-8"))["version"]
-        etag = f'"{version}"'
-    except (OSError, ValueError, KeyError, TypeError):
-        pass
+    version = client_version(dist)
+    etag = None if version is None else f'"{version}"'
     ctype = (
         "application/json; charset=utf-8"
         if name.endswith(".map")

@@ -1,0 +1,114 @@
+#!/usr/bin/env python3
+"""Copy what the server serves into the package, so that a wheel carries it (run before
+every build; ``scripts/bootstrap.sh`` and ``scripts/build_wheel.sh`` do).
+
+Writes ``pyserver/_static/`` (generated, ignored by git, shipped in the wheel and the sdist):
+
+* ``socket.io-client/dist/``: the socket.io-client bundles and their maps, byte for byte as
+  the npm package ships them (``web/node_modules/socket.io-client/dist``), and
+  ``socket.io-client/package.json``, the package's own (its ``version`` is the bundles' ETag).
+  The version is pinned in one place, ``web/package.json``; the installed package must be it.
+* ``web/``: the demo's pages, scripts and styles, as ``web/`` has them, less what the static
+  handler never serves (``node_modules/``, ``package*.json``, dot-files).
+* ``MANIFEST``: the client's name and version on the first line, then the path of every file
+  (paths only, so that editing a page does not rebuild the Rust crate).
+  ``rust_frames/build.rs`` refuses to build the extension for Python when the manifest or a
+  file it lists is missing, so no wheel goes out without them.
+
+Fails (exit 1) when the npm packages are not installed or are not the pinned version. The
+copy is idempotent: a file whose bytes are already there is not rewritten (its mtime, the
+static ETag, stays), and files no longer in the source are removed.
+
+Standard library only: it runs before the virtual environment exists.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+WEB = ROOT / "web"
+OUT = ROOT / "pyserver" / "_static"
+CLIENT = "socket.io-client"
+#: The files of the client's ``dist/`` that the server serves (``static.CLIENT_FILE_RE``).
+CLIENT_FILES = tuple(
+    f"socket.io{kind}.js{suffix}"
+    for kind in ("", ".min", ".msgpack.min", ".esm.min")
+    for suffix in ("", ".map")
+)
+_NEVER_SERVED = {"node_modules", "package.json", "package-lock.json"}
+
+
+def fail(message: str) -> None:
+    raise SystemExit(f"pack_static: {message}")
+
+
+def pinned_version() -> str:
+    """The client version ``web/package.json`` pins (an exact version, never a range)."""
+    pin = json.loads((WEB / "package.json").read_text("utf-8"))["dependencies"][CLIENT]
+    if not pin[:1].isdigit():
+        fail(f"web/package.json must pin {CLIENT} to an exact version, not {pin!r}")
+    return str(pin)
+
+
+def sources() -> dict[str, Path]:
+    """Relative path under ``_static`` -> the file it is copied from."""
+    package = WEB / "node_modules" / CLIENT
+    version = pinned_version()
+    try:
+        installed = json.loads((package / "package.json").read_text("utf-8"))["version"]
+    except FileNotFoundError:
+        fail(f"{package} is missing: run scripts/bootstrap.sh (npm ci in web/)")
+    if installed != version:
+        fail(f"{CLIENT} {installed} is installed but web/package.json pins {version}: npm ci")
+    files = {f"{CLIENT}/package.json": package / "package.json"}
+    for name in CLIENT_FILES:
+        path = package / "dist" / name
+        if not path.is_file():
+            fail(f"{path} is missing from the npm package")
+        files[f"{CLIENT}/dist/{name}"] = path
+    for path in sorted(WEB.rglob("*")):
+        parts = path.relative_to(WEB).parts
+        if not path.is_file() or any(p in _NEVER_SERVED or p.startswith(".") for p in parts):
+            continue
+        files["web/" + "/".join(parts)] = path
+    if "web/index.html" not in files:
+        fail("web/index.html is missing")
+    return files
+
+
+def pack() -> list[str]:
+    files = sources()
+    lines = [f"{CLIENT} {pinned_version()}"]
+    for rel, src in files.items():
+        data = src.read_bytes()
+        dest = OUT / rel
+        if not dest.is_file() or dest.read_bytes() != data:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            dest.write_bytes(data)
+        lines.append(rel)
+    for path in sorted(OUT.rglob("*"), reverse=True):  # what the sources no longer have
+        rel = path.relative_to(OUT).as_posix()
+        if path.is_file() and rel not in files and rel != "MANIFEST":
+            path.unlink()
+        elif path.is_dir() and not any(path.iterdir()):
+            path.rmdir()
+    manifest = "\n".join(lines) + "\n"
+    target = OUT / "MANIFEST"
+    if not target.is_file() or target.read_text("utf-8") != manifest:
+        target.write_text(manifest, "utf-8")
+    return lines
+
+
+def main() -> None:
+    if OUT.exists() and not OUT.is_dir():
+        shutil.rmtree(OUT)
+    lines = pack()
+    print(f"pack_static: {lines[0]}, {len(lines) - 1} files in {OUT.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
