@@ -54,8 +54,10 @@ class RespReader:
     The complete replies before a bad one are returned first: ``replies()`` then keeps the
     error in :attr:`error` (and raises it from then on)."""
 
-    def __init__(self, max_bulk: int) -> None:
+    def __init__(self, max_bulk: int, max_depth: int = 2) -> None:
         self.max_bulk = max_bulk
+        #: Arrays nested deeper than this are refused (pub/sub needs 2; ``XREAD`` 5).
+        self.max_depth = max_depth
         self._buf = bytearray()
         self._need = 1
         #: The protocol error met after the replies last returned (the stream is unusable).
@@ -133,8 +135,8 @@ class RespReader:
             n = self._length(line, MAX_ARRAY, "array")
             if n < 0:
                 return None, after
-            if depth >= 2:
-                raise RespProtocolError("RESP arrays nested too deep for pub/sub")
+            if depth >= self.max_depth:
+                raise RespProtocolError("RESP arrays nested too deep")
             items: list[Reply] = []
             for _ in range(n):
                 item, after = self._parse(after, depth + 1)

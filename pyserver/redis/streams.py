@@ -81,8 +81,8 @@ _MAY_HOLD_BINARY: Final = frozenset(
     }
 )
 
-_OFFSET: Final = re.compile(r"[0-9]+-[0-9]+")
-_MAX_OFFSET_CHARS: Final = 41  # two 20-digit integers and the dash
+_OFFSET: Final = re.compile(r"[0-9]{1,20}-[0-9]{1,20}")
+_MAX_OFFSET_CHARS: Final = 41  # two 64-bit integers (20 digits at most) and the dash
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,7 +244,8 @@ def decode_session(raw: bytes) -> Session:
 
 
 def valid_offset(offset: str) -> bool:
-    """Whether ``offset`` is a stream entry id (``<ms>-<seq>``), as Node checks it."""
+    """Whether ``offset`` is a stream entry id (``<ms>-<seq>``), as Node checks it (and each
+    part no longer than a 64-bit integer's 20 digits, as Redis takes it)."""
     return len(offset) <= _MAX_OFFSET_CHARS and _OFFSET.fullmatch(offset) is not None
 
 

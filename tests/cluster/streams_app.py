@@ -4,7 +4,7 @@ server: a socket that connects (not recovered) gets ``data["node"]`` and joins
 ``auth["room"]``; ``whoami`` acks ``{node, sid, data, rooms, recovered}``; ``shout {room,
 event, data}`` broadcasts to the room (acks "ok"); ``fetch`` acks the sorted ids of every
 socket of the cluster. Configured by ``$PYSERVER_REDIS_URL``, ``$PYSERVER_NODE``,
-``$PYSERVER_STREAM`` and ``$PYSERVER_PREFIX``."""
+``$PYSERVER_STREAM``, ``$PYSERVER_PREFIX`` and ``$PYSERVER_MAX_LEN``."""
 
 from __future__ import annotations
 
@@ -12,11 +12,13 @@ import os
 from typing import Any
 
 
-def build(redis_url: str, node: str, stream: str, prefix: str) -> Any:
+def build(redis_url: str, node: str, stream: str, prefix: str, max_len: int = 10_000) -> Any:
     from pyserver import RedisStreamsAdapter, Server, StateRecovery
 
     sio = Server(
-        adapter=RedisStreamsAdapter(redis_url, stream_name=stream, channel_prefix=prefix),
+        adapter=RedisStreamsAdapter(
+            redis_url, stream_name=stream, channel_prefix=prefix, max_len=max_len
+        ),
         connection_state_recovery=StateRecovery(max_disconnection_duration=60),
         cors_allowed_origins="*",
         ping_interval=5.0,
@@ -61,6 +63,7 @@ class App:
             env.get("PYSERVER_NODE", "0"),
             env.get("PYSERVER_STREAM", "socket.io"),
             env.get("PYSERVER_PREFIX", "socket.io"),
+            int(env.get("PYSERVER_MAX_LEN", "10000")),
         )
         await sio.serve(host, port, **kw)
 

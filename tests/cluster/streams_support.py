@@ -137,6 +137,7 @@ class PyNode:
         stream: str = "socket.io",
         prefix: str = "socket.io",
         app: str = "cluster.streams_app:app",
+        **env: str,
     ) -> None:
         self.app = app
         self.port = free_port()
@@ -145,6 +146,7 @@ class PyNode:
         self.env = dict(
             os.environ, PYTHONUNBUFFERED="1", PYSERVER_REDIS_URL=redis_url,
             PYSERVER_NODE=name, PYSERVER_STREAM=stream, PYSERVER_PREFIX=prefix, PYTHONPATH=path,
+            **env,
         )  # fmt: skip
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = TESTS_DIR.parent / ".pytest_cache" / f"streams-node-{name}-{self.port}.log"

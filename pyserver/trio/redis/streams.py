@@ -44,6 +44,7 @@ import secrets
 from collections import deque
 from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import coredis
 import trio
@@ -51,11 +52,12 @@ from coredis.tokens import PureToken
 
 from pyserver.redis import streams
 from pyserver.redis.codec import CodecError
+from pyserver.redis.resp import Reply, RespError, RespReader, command
 from pyserver.redis.streams import ClusterMessage, MessageType
 from pyserver.socketio.packets import Sid
 from pyserver.trio.redis.adapter import _cancelled, _why
 from pyserver.trio.redis.streams_namespace import StreamsNamespaceAdapter
-from pyserver.trio.redis.subscriber import Subscriber
+from pyserver.trio.redis.subscriber import Subscriber, open_stream
 
 if TYPE_CHECKING:
     from pyserver.trio.socketio.adapter import AdapterNamespace
@@ -119,10 +121,6 @@ class RedisStreamsAdapter:
             url, decode_responses=False, stream_timeout=requests_timeout,
             connect_timeout=requests_timeout,
         )  # fmt: skip
-        self.reader: coredis.Redis[bytes] = coredis.Redis.from_url(
-            url, decode_responses=False, stream_timeout=block_time + requests_timeout,
-            connect_timeout=requests_timeout, max_connections=1,
-        )  # fmt: skip
         self._send, self._receive = trio.open_memory_channel[_Item](publish_queue_size)
         self._dropped = 0
         #: The id of the last entry the reader handled, as a pair (see ``replay``).
@@ -176,7 +174,7 @@ class RedisStreamsAdapter:
         if server.state_recovery is not None:
             self._ttl_ms = round(server.state_recovery.max_disconnection_duration * 1000)
         try:
-            async with self.client, self.reader, trio.open_nursery() as nursery:
+            async with self.client, trio.open_nursery() as nursery:
                 nursery.start_soon(self._reader, name="redis stream reader")
                 nursery.start_soon(self._subscriber, name="redis subscriber")
                 nursery.start_soon(self._publisher, name="redis publisher")
@@ -212,26 +210,35 @@ class RedisStreamsAdapter:
 
     async def _reader(self) -> None:
         backoff = 0.1
-        started = False
         while True:
             try:
-                if not started:
-                    last = await self.reader.xrevrange(self.stream_name, "+", "-", count=1)
-                    if last:
-                        self._moved(_text(last[0].identifier))
-                    started = True
-                    self.reading.set()
-                read = await self.reader.xread(
-                    {self.stream_name: self._last_id},
-                    count=self.read_count,
-                    block=round(self.block_time * 1000),
-                )
-                self._state("reading the stream", up=True)
-                backoff = 0.1
-                if read:
-                    for entries in read.values():
-                        for entry in entries:
-                            self._entry(_text(entry.identifier), entry.field_values)
+                conn = await _Connection.open(self.url, self.requests_timeout)
+                try:
+                    if not self.reading.is_set():
+                        last = await conn.call(
+                            [b"XREVRANGE", self.stream_name.encode(), b"+", b"-", b"COUNT", b"1"],
+                            self.requests_timeout,
+                        )
+                        if isinstance(last, list) and last:
+                            self._moved(_text(_entries(last)[0][0]))
+                        self.reading.set()
+                    block = str(round(self.block_time * 1000)).encode()
+                    count = str(self.read_count).encode()
+                    while True:
+                        reply = await conn.call(
+                            [b"XREAD", b"COUNT", count, b"BLOCK", block, b"STREAMS",
+                             self.stream_name.encode(), self._last_id.encode()],
+                            self.block_time + self.requests_timeout,
+                        )  # fmt: skip
+                        self._state("reading the stream", up=True)
+                        backoff = 0.1
+                        if isinstance(reply, list):
+                            for stream in reply:
+                                if isinstance(stream, list) and len(stream) == 2:
+                                    for entry_id, fields in _entries(stream[1]):
+                                        self._entry(entry_id, fields)
+                finally:
+                    await conn.aclose()
             except Exception as exc:
                 if _cancelled():
                     raise
@@ -336,7 +343,9 @@ class RedisStreamsAdapter:
         backoff = 0.1
         while True:
             try:
-                async with self.client.pipeline(transaction=False) as pipe:
+                # one transaction: a batch cut by a lost connection was applied whole or not
+                # at all, so its retry adds no entry twice (only a reply lost after EXEC can)
+                async with self.client.pipeline(transaction=True) as pipe:
                     for kind, a, b in batch:
                         if kind == "x":
                             pipe.xadd(
@@ -465,6 +474,61 @@ class RedisStreamsAdapter:
 
     def __repr__(self) -> str:
         return f"<RedisStreamsAdapter {self.url} stream={self.stream_name!r} uid={self.uid}>"
+
+
+class _Connection:
+    """The reader's own connection: one blocking ``XREAD`` at a time, read with the sans-IO
+    :class:`~pyserver.redis.resp.RespReader` (a Redis client's pool would hold the blocked
+    call on a connection it may not notice is gone)."""
+
+    def __init__(self, stream: trio.abc.Stream, max_bulk: int) -> None:
+        self.stream = stream
+        self.reader = RespReader(max_bulk, max_depth=5)
+
+    @classmethod
+    async def open(cls, url: str, timeout: float) -> _Connection:  # noqa: ASYNC109
+        with trio.fail_after(timeout):
+            stream, auth = await open_stream(url)
+            conn = cls(stream, 64 * 1024 * 1024)
+            try:
+                if auth:
+                    await conn.call(auth, timeout)
+                db = urlsplit(url).path.strip("/")
+                if db.isdigit() and db != "0":
+                    await conn.call([b"SELECT", db.encode()], timeout)
+            except BaseException:
+                await conn.aclose()
+                raise
+        return conn
+
+    async def call(self, words: list[bytes], timeout: float) -> Reply:  # noqa: ASYNC109
+        """Send one command and return its reply (a Redis error raises)."""
+        with trio.fail_after(timeout):
+            await self.stream.send_all(command(*words))
+            while True:
+                replies = self.reader.replies()
+                if replies:
+                    reply = replies[0]
+                    if isinstance(reply, RespError):
+                        raise ConnectionError(f"Redis: {reply.message}")
+                    return reply
+                data = await self.stream.receive_some(256 * 1024)
+                if not data:
+                    raise ConnectionError("Redis closed the connection")
+                self.reader.feed(data)
+
+    async def aclose(self) -> None:
+        await trio.aclose_forcefully(self.stream)
+
+
+def _entries(value: Reply) -> list[tuple[str, dict[bytes, bytes]]]:
+    """``[[id, [field, value, ...]], ...]`` as ``(id, {field: value})`` pairs."""
+    out = []
+    for entry in value if isinstance(value, list) else ():
+        if isinstance(entry, list) and len(entry) == 2 and isinstance(entry[1], list):
+            words = [w for w in entry[1] if isinstance(w, bytes)]
+            out.append((_text(entry[0]), dict(zip(words[::2], words[1::2], strict=False))))
+    return out
 
 
 def _text(value: Any) -> str:
