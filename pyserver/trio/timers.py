@@ -11,7 +11,10 @@ wakes the task only when the new deadline is earlier than the one it sleeps unti
 ``unschedule(item)`` forgets an item (a connection that closed): its heap entry is then stale,
 as a superseded one is; stale entries are skipped when they come up, and the heap is rebuilt
 without them once they are more than half of it (asyncio's rule for cancelled timer handles),
-so an item that is gone is not kept for long, and the heap stays within twice the live items.
+so the heap stays within twice the live items. A stale entry holds no reference to its item:
+``unschedule`` (and a superseding ``schedule``) clears the item out of the entry at once, so a
+connection that closed is not kept alive by the timer until its old deadline comes up (a
+Socket.IO client's 45 s connect deadline kept every closed connection's objects that long).
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import heapq
 import itertools
 import math
 from collections.abc import Callable, Hashable
-from typing import Generic, NoReturn, TypeVar
+from typing import Any, Generic, NoReturn, TypeVar
 
 import trio
 
@@ -41,39 +44,44 @@ class DeadlineTimer(Generic[T]):
 
     def __init__(self, on_due: Callable[[T, float], None]) -> None:
         self._on_due = on_due
-        self._heap: list[tuple[float, int, T]] = []
+        # entries are [deadline, seq, item]; a stale entry's item is None (no reference kept)
+        self._heap: list[list[Any]] = []
         self._seq = itertools.count()  # ties never compare the items themselves
-        self._due: dict[T, float] = {}
+        self._due: dict[T, list[Any]] = {}  # item -> its live heap entry
         self._wakeup = trio.Event()
         self._sleeping_until = math.inf
         self._stale = 0  # heap entries that will not fire (superseded or unscheduled)
+
+    def __len__(self) -> int:
+        """The items scheduled (live entries)."""
+        return len(self._due)
 
     def schedule(self, item: T, deadline: float | None) -> None:
         if deadline is None:
             return
         current = self._due.get(item)
         if current is not None:
-            if current <= deadline:
+            if current[0] <= deadline:
                 return
-            self._stale += 1  # the later entry no longer fires
-        self._due[item] = deadline
-        heapq.heappush(self._heap, (deadline, next(self._seq), item))
+            current[2] = None  # the later entry no longer fires, nor keeps the item
+            self._stale += 1
+        entry: list[Any] = [deadline, next(self._seq), item]
+        self._due[item] = entry
+        heapq.heappush(self._heap, entry)
         if deadline < self._sleeping_until:
             self._wakeup.set()
 
     def unschedule(self, item: T) -> None:
-        """Forget ``item``'s deadline, if it has one: ``on_due`` is not called for it."""
-        if self._due.pop(item, None) is None:
+        """Forget ``item``'s deadline, if it has one: ``on_due`` is not called for it, and
+        the timer keeps no reference to it."""
+        entry = self._due.pop(item, None)
+        if entry is None:
             return
+        entry[2] = None
         self._stale += 1
         heap = self._heap
         if self._stale > _COMPACT_AT and self._stale * 2 > len(heap):
-            due = self._due
-            live: dict[T, tuple[float, int, T]] = {}  # (one entry per item, however many)
-            for entry in heap:
-                if due.get(entry[2]) == entry[0]:
-                    live.setdefault(entry[2], entry)
-            heap[:] = live.values()
+            heap[:] = [e for e in heap if e[2] is not None]
             heapq.heapify(heap)
             self._stale = 0
 
@@ -83,12 +91,15 @@ class DeadlineTimer(Generic[T]):
         while True:
             now = trio.current_time()
             while heap and heap[0][0] <= now:
-                deadline, _, item = heapq.heappop(heap)
-                if due.get(item) != deadline:
+                entry = heapq.heappop(heap)
+                item: T | None = entry[2]
+                if item is None:
                     self._stale -= self._stale > 0
-                    continue  # superseded by an earlier entry that already fired
+                    continue  # superseded or unscheduled
                 del due[item]
                 self._on_due(item, now)
+            entry = []  # this frame keeps no item while it sleeps
+            item = None
             self._sleeping_until = heap[0][0] if heap else math.inf
             self._wakeup = trio.Event()
             with trio.move_on_at(self._sleeping_until):

@@ -245,6 +245,7 @@ class SessionTable:
             ws.close_nowait(session._ws_close_code)
         if session._probe_scope is not None:
             session._probe_scope.cancel()
+        self._timer.unschedule(session)  # the timer keeps no closed session
         if session._closed_event is not None:
             session._closed_event.set()
         if self.on_disconnect is not None:

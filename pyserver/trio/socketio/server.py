@@ -447,6 +447,7 @@ class Server:
             return
         self.clients.pop(session.sid, None)
         client.connection_lost(str(reason))
+        self._timer.unschedule(client)  # its deadlines go with it (and the timer's reference)
 
     # -- the Socket.IO timer (connect timeouts, ack deadlines) -----------------------------
 
