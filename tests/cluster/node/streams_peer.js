@@ -11,7 +11,8 @@
 // Lines printed: listening {port, uid} | reply {id, ...} | got {client, name, args}
 //   connected {client, sid, recovered} | client-disconnect {client, reason} | error {message}
 // Commands ({id, cmd, ...}):
-//   connect {name, url, room?}        -> reply {sid, recovered}; reconnects (forever, 100 ms)
+//   connect {name, url, room?, source?} -> reply {sid, recovered}; reconnects (forever, 100 ms);
+//                                     source: the local address to connect from
 //   retarget {client, url}            the client's next reconnection goes to url
 //   drop {client}                     closes the client's transport (a recoverable loss)
 //   call {client, ev, args}           -> reply {args}
@@ -77,6 +78,7 @@ async function main() {
         const socket = connect(cmd.url, {
           transports: ['websocket'], forceNew: true, reconnectionDelay: 100,
           reconnectionDelayMax: 200, auth: cmd.room ? { room: cmd.room } : {},
+          localAddress: cmd.source,
         });
         clients.set(cmd.name, socket);
         socket.onAny((name, ...args) => print({ event: 'got', client: cmd.name, name, args }));
