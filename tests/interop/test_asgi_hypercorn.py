@@ -1,0 +1,329 @@
+"""pyserver as an ASGI app under a real Hypercorn process (``hypercorn -k trio``), beside a
+Starlette app: ``ASGIApp(sio, other_asgi_app=starlette_app)``.
+
+Peers: the official ``socket.io-client`` under Node (``sio_client.js``'s basic scenario over
+polling, WebSocket and the upgrade), python-socketio's client, plain HTTP for the Starlette
+route and for bad input. The lifespan is checked through a log the served module writes:
+Starlette's startup and shutdown, and a room task started and cancelled when Hypercorn stops.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import requests
+
+from .conftest import NodeRun, run_sio_client
+
+pytestmark = pytest.mark.interop
+
+HYPERCORN = Path(sys.executable).with_name("hypercorn")
+
+#: The module Hypercorn serves: the interop test protocol's handlers (init, echo, echo-ack,
+#: join) on pyserver, a Starlette app with REST routes sharing the Server, and lifespan
+#: traces written to $ASGI_TEST_LOG.
+APP_MODULE = textwrap.dedent(
+    """
+    import contextlib, os, trio
+    from starlette.applications import Starlette
+    from starlette.responses import JSONResponse, PlainTextResponse, StreamingResponse
+    from starlette.routing import Route
+    from pyserver import ASGIApp, Server
+
+    LOG = os.environ["ASGI_TEST_LOG"]
+
+    def trace(line):
+        with open(LOG, "a") as f:
+            f.write(line + "\\n")
+
+    sio = Server(cors_allowed_origins="*", max_http_buffer_size=100_000)
+
+    @sio.on("connection")
+    async def connection(socket):
+        socket.emit("init", {"id": socket.id, "nsp": "/", "auth": socket.handshake.auth})
+
+    @sio.on("echo")
+    async def echo(socket, *args):
+        socket.emit("echo", *args)
+
+    @sio.on("echo-ack")
+    async def echo_ack(socket, *args):
+        return args
+
+    @sio.on("join")
+    async def join(socket, room):
+        socket.join(room)
+        return sorted(socket.rooms)
+
+    async def ticker():
+        trace("room task started")
+        try:
+            await trio.sleep_forever()
+        finally:
+            trace("room task cancelled")
+
+    async def stats(request):
+        return JSONResponse(sio.statistics())
+
+    async def start_task(request):
+        sio.room("lobby", grace=3600).start_soon(ticker)
+        return PlainTextResponse("started")
+
+    async def shout(request):
+        body = await request.json()
+        return JSONResponse({"sent_to": sio.emit("shout", body)})
+
+    async def stream(request):
+        async def parts():
+            for i in range(3):
+                yield f"part {i}\\n".encode()
+        return StreamingResponse(parts(), media_type="text/plain")
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        trace("starlette startup")
+        yield
+        trace("starlette shutdown")
+
+    web = Starlette(
+        routes=[
+            Route("/api/stats", stats),
+            Route("/api/task", start_task, methods=["POST"]),
+            Route("/api/shout", shout, methods=["POST"]),
+            Route("/api/stream", stream),
+        ],
+        lifespan=lifespan,
+    )
+    app = ASGIApp(sio, other_asgi_app=web)
+    """
+)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"hypercorn exited: {proc.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError("hypercorn did not listen")
+
+
+@dataclass
+class Hypercorn:
+    proc: subprocess.Popen[bytes]
+    url: str
+    log: Path
+    output: Path
+
+    def trace(self) -> list[str]:
+        return self.log.read_text().splitlines() if self.log.exists() else []
+
+    def stop(self) -> int:
+        """SIGINT (Hypercorn's graceful stop: lifespan shutdown) and wait."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+
+def start_hypercorn(
+    tmp: Path, *, worker: str = "trio", env: dict[str, str] | None = None
+) -> Hypercorn:
+    if not HYPERCORN.exists():
+        pytest.fail(f"{HYPERCORN} is missing: scripts/bootstrap.sh installs the dev extra")
+    (tmp / "asgi_test_app.py").write_text(APP_MODULE)
+    port = free_port()
+    log = tmp / "trace.log"
+    output = tmp / "hypercorn.out"
+    full_env = {**os.environ, "ASGI_TEST_LOG": str(log), "PYTHONPATH": str(tmp)}
+    with output.open("wb") as out:
+        proc = subprocess.Popen(
+            [str(HYPERCORN), "-k", "trio", "--bind", f"127.0.0.1:{port}", "asgi_test_app:app"],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=full_env,
+            cwd=tmp,
+        )
+    server = Hypercorn(proc, f"http://127.0.0.1:{port}", log, output)
+    try:
+        wait_port(port, proc)
+    except RuntimeError:
+        server.stop()
+        pytest.fail(f"hypercorn did not start:\n{output.read_text()}")
+    return server
+
+
+@pytest.fixture(scope="module")
+def hypercorn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hypercorn]:
+    server = start_hypercorn(tmp_path_factory.mktemp("hypercorn"))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def assert_completed(run: NodeRun) -> None:
+    problems = [e for e in run.events if e["event"] in ("timeout", "exception", "unparsed")]
+    assert run.returncode == 0 and not problems, f"the client did not complete:\n{run}"
+    assert run.of("done"), f"no 'done' line:\n{run}"
+
+
+@pytest.mark.parametrize("transports", ["polling", "websocket", "both"])
+def test_node_client_basic(hypercorn: Hypercorn, node_sio: str, transports: str) -> None:
+    run = run_sio_client(
+        node_sio, hypercorn.url, "basic", transports=transports, auth={"token": "t"}
+    )
+    assert_completed(run)
+    init = run.one("init")["data"]
+    assert init["auth"] == {"token": "t"}
+    echoes = run.of("echo")
+    assert echoes and all(e["got"] == e["sent"] for e in echoes)
+    final = {"polling": "polling", "websocket": "websocket", "both": "websocket"}[transports]
+    assert run.one("done")["transport"] == final
+    if transports == "both":
+        assert run.one("upgrade")["transport"] == "websocket"  # polling first, then upgraded
+        assert echoes[-1]["transport"] == "websocket"
+
+
+def test_python_socketio_client(hypercorn: Hypercorn) -> None:
+    import socketio
+
+    for transports in (["polling"], ["websocket"], None):
+        with socketio.SimpleClient() as client:
+            client.connect(hypercorn.url, transports=transports, wait_timeout=10)
+            event, data = client.receive(timeout=10)
+            assert event == "init" and data["id"] == client.sid
+            client.emit("echo", ({"n": 1}, b"\x00\x01"))
+            assert client.receive(timeout=10) == ["echo", {"n": 1}, b"\x00\x01"]
+            assert client.call("echo-ack", "x", timeout=10) == "x"
+
+
+def test_starlette_routes_beside_socketio(hypercorn: Hypercorn) -> None:
+    """Starlette answers its paths (a streamed response too) and sees the Server's state;
+    its REST route emits to a connected Socket.IO client; unknown paths are Starlette's."""
+    import socketio
+
+    with socketio.SimpleClient() as client:
+        client.connect(hypercorn.url, transports=["websocket"], wait_timeout=10)
+        client.receive(timeout=10)  # init
+        stats = requests.get(hypercorn.url + "/api/stats", timeout=10).json()
+        assert stats["transports"]["websocket"] >= 1, stats
+        sent = requests.post(hypercorn.url + "/api/shout", json={"hi": 1}, timeout=10).json()
+        assert sent["sent_to"] >= 1
+        assert client.receive(timeout=10) == ["shout", {"hi": 1}]
+    streamed = requests.get(hypercorn.url + "/api/stream", timeout=10)
+    assert streamed.text == "part 0\npart 1\npart 2\n"
+    assert requests.get(hypercorn.url + "/nope", timeout=10).status_code == 404
+    bundle = requests.get(hypercorn.url + "/socket.io/socket.io.min.js", timeout=10)
+    assert bundle.status_code == 200 and b"io" in bundle.content[:4096]
+
+
+def test_bad_input_same_answers_as_native(hypercorn: Hypercorn) -> None:
+    base = hypercorn.url + "/socket.io/"
+    unknown_transport = requests.get(base, params={"EIO": "4", "transport": "nope"}, timeout=10)
+    assert unknown_transport.status_code == 400
+    assert unknown_transport.json() == {"code": 0, "message": "Transport unknown"}
+    unsupported = requests.get(base, params={"EIO": "3", "transport": "polling"}, timeout=10)
+    assert unsupported.status_code == 400
+    assert unsupported.json()["code"] == 5
+    unknown_sid = requests.get(
+        base, params={"EIO": "4", "transport": "polling", "sid": "nope"}, timeout=10
+    )
+    assert unknown_sid.status_code == 400 and unknown_sid.json()["code"] == 1
+    handshake = requests.get(base, params={"EIO": "4", "transport": "polling"}, timeout=10)
+    sid = json.loads(handshake.text[1:])["sid"]
+    too_big = requests.post(
+        base,
+        params={"EIO": "4", "transport": "polling", "sid": sid},
+        data="4" + "x" * 200_000,
+        timeout=10,
+    )
+    assert too_big.status_code == 413
+    preflight = requests.options(base, headers={"Origin": "http://elsewhere.example"}, timeout=10)
+    assert preflight.status_code == 204
+    assert preflight.headers["Access-Control-Allow-Origin"] in ("*", "http://elsewhere.example")
+
+
+def test_websocket_refusals_and_close_codes(hypercorn: Hypercorn) -> None:
+    """An upgrade for an unknown sid is refused 400 with the Engine.IO error body (the
+    native answer); a WebSocket message over maxPayload closes 1009."""
+    import websocket  # websocket-client
+
+    ws_url = hypercorn.url.replace("http", "ws") + "/socket.io/?EIO=4&transport=websocket"
+    with pytest.raises(websocket.WebSocketBadStatusException) as refused:
+        websocket.create_connection(ws_url + "&sid=nope", timeout=10)
+    assert refused.value.status_code == 400
+    conn = websocket.create_connection(ws_url, timeout=10)
+    try:
+        assert conn.recv().startswith("0{")
+        conn.send("4" + "x" * 200_000)
+        opcode, data = conn.recv_data(control_frame=True)
+        while opcode != websocket.ABNF.OPCODE_CLOSE:
+            opcode, data = conn.recv_data(control_frame=True)
+        assert int.from_bytes(data[:2], "big") == 1009
+    finally:
+        conn.close()
+
+
+def test_lifespan_starts_and_stops_the_server(tmp_path: Path) -> None:
+    """Starlette's lifespan is forwarded; a room task runs in the Server's nursery, started
+    on lifespan startup, and is cancelled on shutdown (Hypercorn stopped with SIGINT)."""
+    server = start_hypercorn(tmp_path)
+    try:
+        assert requests.post(server.url + "/api/task", timeout=10).text == "started"
+        deadline = time.monotonic() + 10
+        while "room task started" not in server.trace() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert server.trace() == ["starlette startup", "room task started"]
+    finally:
+        code = server.stop()
+    assert server.trace() == [
+        "starlette startup",
+        "room task started",
+        "room task cancelled",
+        "starlette shutdown",
+    ], server.output.read_text()
+    assert code == 0, server.output.read_text()
+
+
+def test_refused_under_asyncio(tmp_path: Path) -> None:
+    """Under an asyncio worker the app refuses at startup with one line, and the server
+    does not start serving."""
+    (tmp_path / "asgi_test_app.py").write_text(APP_MODULE)
+    port = free_port()
+    proc = subprocess.run(
+        [str(HYPERCORN), "-k", "asyncio", "--bind", f"127.0.0.1:{port}", "asgi_test_app:app"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={**os.environ, "ASGI_TEST_LOG": str(tmp_path / "log"), "PYTHONPATH": str(tmp_path)},
+        cwd=tmp_path,
+        check=False,
+    )
+    output = proc.stdout + proc.stderr  # (it exited: the worker stopped at startup)
+    assert "pyserver runs on Trio, not asyncio" in output and "hypercorn -k trio" in output
