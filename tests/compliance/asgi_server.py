@@ -22,10 +22,10 @@ from hypercorn.trio import serve
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from engineio_server import make_server  # noqa: E402
-from socketio_server import build_server  # noqa: E402
+from engineio_server import make_server
+from socketio_server import build_server
 
-from pyserver import App, ASGIApp  # noqa: E402
+from pyserver import App, ASGIApp
 
 
 def build_app(suite: str) -> ASGIApp:
