@@ -23,6 +23,7 @@ _EXPORTS: dict[str, str] = {
     "Namespace": "pyserver.trio.socketio.namespace",
     "RedisAdapter": "pyserver.trio.redis.adapter",
     "RedisStreamsAdapter": "pyserver.trio.redis.streams",
+    "RedisShardedAdapter": "pyserver.trio.redis.sharded",
     "Emitter": "pyserver.sync.emitter",
     "RequestTimeout": "pyserver.trio.socketio.adapter",
     "Socket": "pyserver.trio.socketio.socket",
@@ -59,6 +60,7 @@ __all__ = [
     "ProtocolError",
     "PyserverError",
     "RedisAdapter",
+    "RedisShardedAdapter",
     "RedisStreamsAdapter",
     "RemoteProtocolError",
     "Request",
@@ -94,6 +96,7 @@ if TYPE_CHECKING:
     from pyserver.trio.http.app import App
     from pyserver.trio.http.static import DEFAULT_SECURITY_HEADERS
     from pyserver.trio.redis.adapter import RedisAdapter
+    from pyserver.trio.redis.sharded import RedisShardedAdapter
     from pyserver.trio.redis.streams import RedisStreamsAdapter
     from pyserver.trio.socketio.adapter import RequestTimeout
     from pyserver.trio.socketio.namespace import Namespace

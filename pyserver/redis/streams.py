@@ -14,6 +14,10 @@ speak), sans-IO: values in, bytes out, and back. No Redis, no trio, no clock.
   ``<prefix>#<nsp>#`` (public) and ``<prefix>#<nsp>#<uid>#`` (responses to node ``uid``).
 * **Sessions** of connection state recovery: ``SET <sessionKeyPrefix><pid>`` to base64 of
   msgpack ``{sid, pid, rooms, data}`` (:func:`encode_session`, :func:`decode_session`).
+* **Sharded pub/sub** (Node's ``createShardedAdapter``): every message on ``SPUBLISH``, as
+  JSON ``{type, data, uid, nsp}`` unless it holds binary (then msgpack) (:func:`encode_sharded`,
+  :func:`decode_sharded`); a broadcast to one room that is no socket id goes to
+  ``<prefix>#<nsp>#<room>#``.
 * :func:`valid_offset`, :func:`next_offset` (the exclusive start of ``XRANGE``, as Node
   computes it) and :func:`should_include` (which stored broadcasts a session missed).
 
@@ -42,11 +46,15 @@ __all__ = [
     "decode_message",
     "decode_options",
     "decode_session",
+    "decode_sharded",
     "encode_message",
     "encode_options",
     "encode_session",
+    "encode_sharded",
     "entry_fields",
     "has_binary",
+    "is_room_operation",
+    "looks_like_sid",
     "next_offset",
     "should_include",
     "valid_offset",
@@ -208,6 +216,59 @@ def decode_message(payload: bytes) -> ClusterMessage:
         value["type"],
         value.get("data"),
     )
+
+
+# -- sharded pub/sub (createShardedAdapter) ---------------------------------------------
+
+
+def encode_sharded(message: ClusterMessage) -> bytes:
+    """A message as Node's sharded adapter publishes it: ``JSON.stringify({type, data, uid,
+    nsp})``, or the same map in msgpack when the type may carry binary and the data does."""
+    value: dict[str, Any] = {"type": int(message.type)}
+    if message.data is not None:
+        value["data"] = message.data
+    value["uid"] = message.uid
+    value["nsp"] = message.nsp
+    if message.type in _MAY_HOLD_BINARY and has_binary(message.data):
+        return encode_msgpack(value)
+    return encode_json(value)
+
+
+def decode_sharded(payload: bytes) -> ClusterMessage:
+    """A sharded adapter's message: JSON when it starts with ``{``, msgpack otherwise."""
+    if payload[:1] != b"{":
+        return decode_message(payload)
+    try:
+        value = _buffers(json.loads(payload))
+    except (ValueError, RecursionError) as exc:
+        raise CodecError(f"undecodable cluster message ({len(payload)} bytes): {exc}") from exc
+    if not isinstance(value, dict) or type(value.get("type")) is not int:
+        raise CodecError("a cluster message is a map {type, data, uid, nsp}")
+    uid, nsp = value.get("uid"), value.get("nsp")
+    return ClusterMessage(
+        uid if isinstance(uid, str) else "",
+        nsp if isinstance(nsp, str) else "/",
+        value["type"],
+        value.get("data"),
+    )
+
+
+def is_room_operation(message: ClusterMessage) -> bool:
+    """A broadcast without acks or a room operation (what the streams adapter appends to its
+    stream; the rest are requests and answers)."""
+    kind = message.type
+    if kind == MessageType.BROADCAST:
+        return not (isinstance(message.data, dict) and "requestId" in message.data)
+    return kind in (
+        MessageType.SOCKETS_JOIN,
+        MessageType.SOCKETS_LEAVE,
+        MessageType.DISCONNECT_SOCKETS,
+    )
+
+
+def looks_like_sid(room: str) -> bool:
+    """Node's sharded adapter's test for a socket's own room (a base64id: 20 characters)."""
+    return len(room) == 20
 
 
 # -- sessions and offsets ----------------------------------------------------------------

@@ -1,6 +1,7 @@
 """Cluster adapters: :class:`RedisAdapter` (several server processes as one, over Redis
 pub/sub) and :class:`RedisStreamsAdapter` (over a Redis stream, with connection state recovery
-across nodes: :mod:`.streams`, :mod:`.streams_namespace`).
+across nodes: :mod:`.streams`, :mod:`.streams_namespace`) and :class:`RedisShardedAdapter`
+(Redis 7's sharded pub/sub: :mod:`.sharded`).
 
 * :mod:`.adapter`: the :class:`RedisAdapter` (one per server: the node) and its namespace
   adapters; byte-compatible with Node's ``@socket.io/redis-adapter``.
@@ -18,10 +19,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__all__ = ["RedisAdapter", "RedisStreamsAdapter"]
+__all__ = ["RedisAdapter", "RedisShardedAdapter", "RedisStreamsAdapter"]
 
 if TYPE_CHECKING:
     from pyserver.trio.redis.adapter import RedisAdapter
+    from pyserver.trio.redis.sharded import RedisShardedAdapter
     from pyserver.trio.redis.streams import RedisStreamsAdapter
 
 
@@ -30,6 +32,10 @@ def __getattr__(name: str) -> Any:
         from pyserver.trio.redis.adapter import RedisAdapter
 
         return RedisAdapter
+    if name == "RedisShardedAdapter":
+        from pyserver.trio.redis.sharded import RedisShardedAdapter
+
+        return RedisShardedAdapter
     if name == "RedisStreamsAdapter":
         from pyserver.trio.redis.streams import RedisStreamsAdapter
 

@@ -100,6 +100,7 @@ class RedisStreamsAdapter:
         max_handler_tasks: int = 256,
         start_timeout: float = 5.0,
         max_message_bytes: int = 64 * 1024 * 1024,
+        sharded_pubsub: bool = False,
     ) -> None:
         if requests_timeout <= 0 or block_time <= 0 or max_len < 1 or read_count < 1:
             raise ValueError("requests_timeout, block_time, max_len, read_count must be > 0")
@@ -115,6 +116,8 @@ class RedisStreamsAdapter:
         self.max_handler_tasks = max_handler_tasks
         self.start_timeout = start_timeout
         self.max_message_bytes = max_message_bytes
+        #: SSUBSCRIBE/SPUBLISH/SHARDNUMSUB (Redis 7) instead (Node's ``useShardedPubSub``).
+        self.sharded_pubsub = sharded_pubsub
         self.uid = secrets.token_hex(8)
         self.adapters: dict[str, StreamsNamespaceAdapter] = {}
         self.client: coredis.Redis[bytes] = coredis.Redis.from_url(
@@ -319,6 +322,14 @@ class RedisStreamsAdapter:
     def publish(self, channel: str, payload: bytes) -> bool:
         return self._queue(("p", channel, payload))
 
+    def send(self, message: ClusterMessage, room: str | None) -> None:
+        """A broadcast or a room operation: a stream entry (``room``: its only room)."""
+        self.append(streams.entry_fields(message))
+
+    def publish_message(self, channel: str, message: ClusterMessage) -> None:
+        """A request or an answer: a msgpack map on ``channel``."""
+        self.publish(channel, streams.encode_message(message))
+
     def save_session(self, pid: str, value: bytes) -> None:
         self._queue(("s", self.session_key_prefix + pid, value))
 
@@ -355,6 +366,8 @@ class RedisStreamsAdapter:
                                 trim_operator=PureToken.APPROXIMATELY,
                                 threshold=self.max_len,
                             )
+                        elif kind == "p" and self.sharded_pubsub:
+                            pipe.spublish(a, b)
                         elif kind == "p":
                             pipe.publish(a, b)
                         elif kind == "s":
@@ -407,7 +420,7 @@ class RedisStreamsAdapter:
                 try:
                     async with trio.open_nursery() as nursery:
                         nursery.start_soon(conn.run, self._dispatch, name="redis subscriber read")
-                        await conn.subscribe(channels, ())
+                        await self._subscribe(conn, channels)
                         self._state("subscribing", up=True)
                         backoff = 0.1
                         self.subscribed.set()
@@ -415,9 +428,11 @@ class RedisStreamsAdapter:
                             await self._changed.wait()
                             self._changed = trio.Event()
                             wanted = set(self._channels)
-                            await conn.subscribe(wanted - channels, ())
+                            await self._subscribe(conn, wanted - channels)
                             gone = channels - wanted
-                            if gone:
+                            if gone and self.sharded_pubsub:
+                                await conn.sunsubscribe(gone)
+                            elif gone:
                                 await conn.unsubscribe(gone, ())
                             channels = wanted
                 finally:
@@ -428,6 +443,12 @@ class RedisStreamsAdapter:
                 self.subscribed = trio.Event()
                 self._state("subscribing", up=False, why=exc)
             backoff = await self._retrying("subscriber", backoff)
+
+    async def _subscribe(self, conn: Subscriber, channels: set[bytes]) -> None:
+        if self.sharded_pubsub:
+            await conn.ssubscribe(channels)
+        else:
+            await conn.subscribe(channels, ())
 
     def _dispatch(self, pattern: bytes | None, channel: bytes, data: bytes) -> None:
         adapter = self._channels.get(channel)
@@ -449,7 +470,10 @@ class RedisStreamsAdapter:
         """Other nodes subscribed to the namespace's public channel (0 if Redis is down)."""
         try:
             with trio.fail_after(self.requests_timeout):
-                counts = await self.client.pubsub_numsub(adapter.public)
+                if self.sharded_pubsub:
+                    counts = await self.client.pubsub_shardnumsub(adapter.public)
+                else:
+                    counts = await self.client.pubsub_numsub(adapter.public)
         except Exception as exc:
             logger.warning("Redis %s: cannot count the nodes (%s)", self.url, _why(exc))
             return 0

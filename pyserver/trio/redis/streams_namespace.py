@@ -125,9 +125,9 @@ class StreamsNode(Protocol):
         """The id of the last stream entry the reader handled."""
         ...
 
-    def append(self, fields: list[bytes]) -> bool: ...
+    def send(self, message: ClusterMessage, room: str | None) -> None: ...
 
-    def publish(self, channel: str, payload: bytes) -> bool: ...
+    def publish_message(self, channel: str, message: ClusterMessage) -> None: ...
 
     def save_session(self, pid: str, value: bytes) -> None: ...
 
@@ -202,15 +202,17 @@ class StreamsNamespaceAdapter(InMemoryAdapter):
     def _message(self, kind: MessageType, data: Any) -> ClusterMessage:
         return ClusterMessage(self.uid, self.name, kind, data)
 
-    def _append(self, kind: MessageType, data: Any) -> None:
+    def _append(self, kind: MessageType, data: Any, room: str | None = None) -> None:
+        """A broadcast or a room operation: a stream entry (the sharded adapter: a message
+        on the namespace's channel, or on ``room``'s)."""
         try:
-            self.node.append(streams.entry_fields(self._message(kind, data)))
+            self.node.send(self._message(kind, data), room)
         except TypeError as exc:
             logger.warning("not sent to the other nodes: %s", shown(str(exc)))
 
     def _publish(self, channel: str, kind: MessageType, data: Any) -> None:
         try:
-            self.node.publish(channel, streams.encode_message(self._message(kind, data)))
+            self.node.publish_message(channel, self._message(kind, data))
         except TypeError as exc:
             logger.warning("not sent to the other nodes: %s", shown(str(exc)))
 
@@ -235,6 +237,7 @@ class StreamsNamespaceAdapter(InMemoryAdapter):
         self._append(
             MessageType.BROADCAST,
             {"packet": {"type": 2, "data": list(packet)}, "opts": self._opts(opts)},
+            next(iter(opts.rooms)) if len(opts.rooms) == 1 else None,
         )
         if self.store is not None and not opts.volatile:
             # delivered as read back, with its offset: the count is the selected sockets now

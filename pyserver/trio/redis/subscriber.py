@@ -141,6 +141,27 @@ class Subscriber:
             while awaited:
                 await self._acked.wait()
 
+    async def ssubscribe(self, channels: Iterable[bytes]) -> None:
+        """SSUBSCRIBE (sharded pub/sub, Redis 7), one command per channel (on a Redis Cluster
+        the channels of one command must share a slot), waiting for every acknowledgement."""
+        channels = list(channels)
+        if not channels:
+            return
+        awaited = self._awaited
+        for name in channels:
+            awaited[b"ssubscribe", name] = awaited.get((b"ssubscribe", name), 0) + 1
+        self._acked = trio.Event()
+        with trio.fail_after(self.timeout):
+            await self._send(b"".join(command(b"SSUBSCRIBE", name) for name in channels))
+            while awaited:
+                await self._acked.wait()
+
+    async def sunsubscribe(self, channels: Iterable[bytes]) -> None:
+        """SUNSUBSCRIBE, one command per channel (acknowledgements not waited for)."""
+        out = b"".join(command(b"SUNSUBSCRIBE", name) for name in channels)
+        if out:
+            await self._send(out)
+
     async def unsubscribe(self, channels: Iterable[bytes], patterns: Iterable[bytes]) -> None:
         """UNSUBSCRIBE and PUNSUBSCRIBE (Redis's acknowledgements are not waited for)."""
         channels, patterns = list(channels), list(patterns)
@@ -199,7 +220,7 @@ class Subscriber:
         if not isinstance(reply, list) or not reply or not isinstance(reply[0], bytes):
             raise SubscriberError("not a pub/sub reply")
         kind = reply[0]
-        if kind == b"message" and len(reply) == 3:
+        if kind in (b"message", b"smessage") and len(reply) == 3:
             _, channel, data = reply
             if isinstance(channel, bytes) and isinstance(data, bytes):
                 dispatch(None, channel, data)
@@ -210,12 +231,12 @@ class Subscriber:
                 if isinstance(data, bytes):
                     dispatch(pattern, channel, data)
                     return
-        elif kind in (b"subscribe", b"psubscribe") and len(reply) == 3:
+        elif kind in (b"subscribe", b"psubscribe", b"ssubscribe") and len(reply) == 3:
             name = reply[1]
             if isinstance(name, bytes):
                 self._ack(kind, name)
                 return
-        elif kind in (b"pong", b"unsubscribe", b"punsubscribe"):
+        elif kind in (b"pong", b"unsubscribe", b"punsubscribe", b"sunsubscribe"):
             return
         raise SubscriberError(f"unexpected pub/sub reply {kind[:20]!r}")
 

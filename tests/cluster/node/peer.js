@@ -6,7 +6,8 @@
 // as JSON lines on stdout. This script only acts and observes; the test asserts.
 //
 // Usage: node peer.js --redis redis://127.0.0.1:PORT/0 [--port 0] [--key socket.io]
-//                     [--timeout-ms 60000]
+//                     [--timeout-ms 60000] [--sharded 1]
+// (--sharded 1: createShardedAdapter, Redis 7's sharded pub/sub, with --key as channelPrefix)
 //
 // Lines printed (field "event"):
 //   listening {port, uid}                       once the server listens and the adapter is up
@@ -38,11 +39,11 @@ const readline = require('readline');
 const mod = (name) => require(path.join(__dirname, 'node_modules', name));
 const { Server } = mod('socket.io');
 const { io: connect } = mod('socket.io-client');
-const { createAdapter } = mod('@socket.io/redis-adapter');
+const { createAdapter, createShardedAdapter } = mod('@socket.io/redis-adapter');
 const { createClient } = mod('redis');
 
 function parseArgs(argv) {
-  const out = { redis: null, port: 0, key: 'socket.io', 'timeout-ms': 60000 };
+  const out = { redis: null, port: 0, key: 'socket.io', 'timeout-ms': 60000, sharded: 0 };
   for (let i = 2; i < argv.length; i += 2) {
     const name = argv[i].replace(/^--/, '');
     if (!(name in out) || argv[i + 1] === undefined) throw new Error(`bad argument ${argv[i]}`);
@@ -71,7 +72,9 @@ async function main() {
 
   const httpServer = http.createServer();
   const io = new Server(httpServer, {
-    adapter: createAdapter(pub, sub, { key: opts.key, requestsTimeout: 5000 }),
+    adapter: opts.sharded
+      ? createShardedAdapter(pub, sub, { channelPrefix: opts.key })
+      : createAdapter(pub, sub, { key: opts.key, requestsTimeout: 5000 }),
     cors: { origin: '*' },
     serveClient: false,
   });

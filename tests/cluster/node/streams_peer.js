@@ -7,6 +7,7 @@
 //
 // Usage: node streams_peer.js --redis URL [--port 0] [--stream socket.io]
 //                             [--prefix socket.io] [--server 1] [--timeout-ms 120000]
+//                             [--sharded 1]   (useShardedPubSub: true)
 //
 // Lines printed: listening {port, uid} | reply {id, ...} | got {client, name, args}
 //   connected {client, sid, recovered} | client-disconnect {client, reason} | error {message}
@@ -31,7 +32,7 @@ const { createAdapter } = mod('@socket.io/redis-streams-adapter');
 const { createClient } = mod('redis');
 
 const opts = { redis: null, port: 0, stream: 'socket.io', prefix: 'socket.io', server: 1,
-  'timeout-ms': 120000 };
+  'timeout-ms': 120000, sharded: 0 };
 for (let i = 2; i < process.argv.length; i += 2) {
   const name = process.argv[i].replace(/^--/, '');
   if (!(name in opts)) throw new Error(`bad argument ${process.argv[i]}`);
@@ -51,7 +52,8 @@ async function main() {
     await redis.connect();
     const httpServer = http.createServer();
     io = new Server(httpServer, {
-      adapter: createAdapter(redis, { streamName: opts.stream, channelPrefix: opts.prefix }),
+      adapter: createAdapter(redis, { streamName: opts.stream, channelPrefix: opts.prefix,
+        useShardedPubSub: Boolean(opts.sharded) }),
       connectionStateRecovery: { maxDisconnectionDuration: 60000 },
       cors: { origin: '*' },
       serveClient: false,
