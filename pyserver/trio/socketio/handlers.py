@@ -192,6 +192,16 @@ class HandlerQueue:
                 else:
                     await self._lifecycle("disconnecting", self, item)
                     await self._lifecycle("disconnect", self, item)
+        except trio.Cancelled:
+            # the shutdown cancelled a handler: a disconnect queued behind it still runs
+            # (shielded and bounded in _lifecycle while stopping); the events are dropped
+            for kind, item in list(self._queue):
+                if kind == DISCONNECT and self.nsp.server.stopping:
+                    self._queue.clear()
+                    await self._lifecycle("disconnecting", self, item)
+                    await self._lifecycle("disconnect", self, item)
+                    break
+            raise
         finally:
             self._running = False
             if not self._queue:
