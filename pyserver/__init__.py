@@ -13,6 +13,7 @@ __version__ = "0.1.0"
 
 _EXPORTS: dict[str, str] = {
     "App": "pyserver.trio.http.app",
+    "ASGIApp": "pyserver.trio.asgi",
     "DEFAULT_SECURITY_HEADERS": "pyserver.trio.http.static",
     "WebSocket": "pyserver.trio.websocket",
     "broadcast": "pyserver.ws",
@@ -45,6 +46,7 @@ _EXPORTS: dict[str, str] = {
 
 __all__ = [
     "DEFAULT_SECURITY_HEADERS",
+    "ASGIApp",
     "App",
     "ConnectionClosed",
     "ConnectionLost",
@@ -91,6 +93,7 @@ if TYPE_CHECKING:
     from pyserver.socketio.packets import PacketTooLarge
     from pyserver.socketio.recovery import StateRecovery
     from pyserver.sync.emitter import Emitter
+    from pyserver.trio.asgi import ASGIApp
     from pyserver.trio.client import connect
     from pyserver.trio.engineio import EngineIOServer
     from pyserver.trio.http.app import App

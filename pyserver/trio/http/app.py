@@ -14,9 +14,10 @@ import logging
 import os
 import ssl
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from contextlib import AsyncExitStack
 from functools import partial
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import trio
 
@@ -35,6 +36,9 @@ from pyserver.trio.websocket.connection import WebSocket as TrioWebSocket
 from pyserver.trio.websocket.reactive import serving_reactor
 from pyserver.ws.connection import WebSocketConnection
 from pyserver.ws.handshake import HandshakeAccepted, HostAllowList
+
+if TYPE_CHECKING:
+    from pyserver.trio.asgi.hosted import HostedASGI
 
 __all__ = ["App"]
 
@@ -99,6 +103,7 @@ class App:
         health_path: str | None = "/healthz",
         allowed_hosts: Sequence[str] | None = None,
         security_headers: Mapping[str, str] | None = static.DEFAULT_SECURITY_HEADERS,
+        asgi: Any = None,
     ) -> None:
         """``allowed_hosts``: the Host names answered (DNS-rebinding protection, as Django's
         ``ALLOWED_HOSTS``): ``["localhost", "127.0.0.1", "[::1]"]``, ``*.example.com``
@@ -106,7 +111,10 @@ class App:
         log line. None (the default): any Host.
         ``security_headers``: added to every static-file answer (default: ``nosniff``,
         ``X-Frame-Options: SAMEORIGIN``, ``Referrer-Policy: same-origin``); add a
-        ``Content-Security-Policy`` here; None or ``{}``: none."""
+        ``Content-Security-Policy`` here; None or ``{}``: none.
+        ``asgi``: an ASGI 3 app (Starlette, FastAPI...) that gets every request the App does
+        not answer itself, its lifespan run around the serving
+        (:mod:`pyserver.trio.asgi.hosted`)."""
         self.static_dir = Path(static_dir) if static_dir is not None else None
         self.static_cache_control = static_cache_control
         self.compression = compression
@@ -144,6 +152,11 @@ class App:
         self._connections = 0
         self._connections_per_ip: dict[str, int] = {}
         self._refusals = BurstLog()
+        self.asgi: HostedASGI | None = None
+        if asgi is not None:
+            from pyserver.trio.asgi.hosted import HostedASGI
+
+            self.asgi = HostedASGI(asgi)
 
     # -- registration ------------------------------------------------------------------
 
@@ -215,7 +228,7 @@ class App:
                 mount.check_websocket,
                 getattr(mount, "websocket_origin_allowed", None),
             )
-        return None
+        return self.asgi.websocket_endpoint(request) if self.asgi is not None else None
 
     def open_websocket(
         self,
@@ -296,6 +309,8 @@ class App:
             )
             if answer is not None:
                 return answer
+        if self.asgi is not None:
+            return await self.asgi.handle_http(request)
         return error_response(404)
 
     def _client_file(self, name: str, request: Request) -> Response | None:
@@ -347,7 +362,10 @@ class App:
         (Engine.IO's) are read by one reactor whose tasks are children of this call
         (:mod:`pyserver.trio.websocket.reactor`): cancelling it cancels them, and the
         handlers they run, like any other task of the server."""
-        async with serving_reactor():
+        async with AsyncExitStack() as stack:
+            await stack.enter_async_context(serving_reactor())
+            if self.asgi is not None:  # its lifespan: started before the first connection
+                await stack.enter_async_context(self.asgi.lifespan())
             await trio.serve_listeners(
                 self.serve_stream,
                 listeners,
