@@ -24,6 +24,10 @@ rm -rf "$out"
 mkdir -p "$out"
 log "abi3 wheel"
 CARGO_TARGET_DIR=target/abi3 "$maturin" build --release --quiet --features abi3 -i "$py" -o "$out"
-log "version-specific wheel and sdist"
-"$maturin" build --release --quiet --sdist -i "$py" -o "$out"
+log "version-specific wheel"
+"$maturin" build --release --quiet -i "$py" -o "$out"
+# apart: `build --sdist` would build the wheel from the unpacked sdist, recompiling each time
+# (tests/test_packaging_wheel.py builds a wheel from this sdist)
+log "sdist"
+"$maturin" sdist -o "$out"
 ls -1 "$out"
