@@ -6,6 +6,7 @@ These are plain data and protocols: the HTTP server (``pyserver.trio.http.server
 
 from __future__ import annotations
 
+import contextvars
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
@@ -96,12 +97,15 @@ class WebSocket(Protocol):
         self,
         on_message: Callable[[str | bytes], Callable[[], Coroutine[Any, Any, Any]] | None],
         on_end: Callable[[], None] | None = None,
+        *,
+        context: contextvars.Context | None = None,
     ) -> None:
         """Hand every message to the synchronous ``on_message`` as it is read, until the
         connection is closed (instead of ``async for``); what it returns (an async
         function without arguments, or None) runs in the reading task right after the
         batch; ``on_end()`` is called as soon as the reading ends (this may return later:
-        see ``pyserver.trio.websocket.inline``)."""
+        see ``pyserver.trio.websocket.inline``). Both, and that work, run in ``context``
+        (default: the calling task's)."""
 
     def close_nowait(self, code: int = 1000, reason: str = "") -> None:
         """Start the close handshake without waiting for its end."""

@@ -252,7 +252,10 @@ async def test_join_input_and_sync() -> None:
             assert snapshot["type"] == "snapshot"
             assert snapshot["state"]["players"][reply["you"]]["name"] == "Ada"
             room = sio.namespaces["/game"].room("match:m1")
-            assert room.task_count == 1 and "m1" in game.matches
+            assert "m1" in game.matches
+            # the tick loop was started by the join; it counts once it runs (the reply may
+            # reach the client first)
+            await eventually(lambda: room.task_count == 1)
 
             assert await a.call("input", {"seq": 1, "dx": 1, "dy": 0}, "/game") == {"ok": True}
             assert await a.call("input", {"seq": 1, "dx": 0, "dy": 0}, "/game") == {"ok": False}

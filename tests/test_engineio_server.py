@@ -513,9 +513,13 @@ class LateWriterWebSocket:
         except trio.EndOfChannel:
             raise StopAsyncIteration from None
 
-    async def serve_messages(self, on_message: Any, on_end: Any = None) -> None:
+    async def serve_messages(
+        self, on_message: Any, on_end: Any = None, *, context: Any = None
+    ) -> None:
         async for message in self:
-            on_message(message)
+            work = on_message(message)  # (the work a message returns runs after it)
+            if work is not None:
+                await work()
         if on_end is not None:
             on_end()
 

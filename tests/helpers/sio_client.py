@@ -71,10 +71,11 @@ class PyClient:
         return handler
 
     async def connect(self, url: str, transport: str = "websocket", **kw: Any) -> None:
+        """Connect over ``transport`` ("polling,websocket": polling, then the upgrade)."""
         await in_thread(
             lambda: self.client.connect(
                 url,
-                transports=[transport],
+                transports=transport.split(","),
                 namespaces=list(self.namespaces),
                 wait_timeout=WAIT,
                 **kw,

@@ -34,6 +34,7 @@ switch); it stays a plain method here, calling the server's ``on_message`` direc
 
 from __future__ import annotations
 
+import contextvars
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Protocol
 
@@ -144,6 +145,7 @@ class EngineSession:
         "_upgrade_waiter",
         "_ws",
         "_ws_close_code",
+        "context",
         "core",
         "data",
         "request",
@@ -158,6 +160,11 @@ class EngineSession:
         self.request = request
         #: Free for the next layer (Socket.IO keeps its per-connection state here).
         self.data: dict[str, Any] = {}
+        #: The session's ``contextvars`` context, a copy of the opening request's: every
+        #: message callback and the work it returns run in it, over either transport and
+        #: across the upgrade, so a ``ContextVar`` that a handler sets is seen by the later
+        #: handlers of this session only (and one the serving code set, by all of them).
+        self.context = contextvars.copy_context()
         self._ws: WebSocket | None = None  # set while the session runs on WebSocket
         self._ws_close_code = 1000  # what the WebSocket closes with when the session ends
         self._poll_wakeup: trio.Event | None = None

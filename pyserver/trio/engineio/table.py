@@ -44,7 +44,7 @@ from pyserver.trio.engineio.session import (
 )
 from pyserver.trio.http.server import BurstLog, client_key
 from pyserver.trio.timers import DeadlineTimer
-from pyserver.trio.websocket.inline import Work
+from pyserver.trio.websocket.inline import Work, run_in
 
 __all__ = ["RequestRefused", "SessionTable"]
 
@@ -184,8 +184,10 @@ class SessionTable:
         the state machine saw): a task of its own in the server's nursery. Without one
         (``serve`` is not running) it is dropped, with the warning ``_new_session`` gave."""
         nursery = self._nursery
-        if nursery is not None:
-            nursery.start_soon(work, name=f"Engine.IO message work ({session.sid})")
+        if nursery is not None:  # (every step in the session's context: inline.run_in)
+            nursery.start_soon(
+                run_in, session.context, work, name=f"Engine.IO message work ({session.sid})"
+            )
 
     def _callback_failed(self, session: EngineSession, name: str) -> None:
         logger.exception("Engine.IO %s callback failed (session %s)", name, session.sid)

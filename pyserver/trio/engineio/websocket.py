@@ -127,7 +127,9 @@ class WebSocketTransport(SessionTable):
         """One WebSocket message is one packet: the WebSocket's reader hands each to the
         session as it is read (no task switch per message), until the WebSocket is closed.
         A session that ends first closes the WebSocket (``_closed``)."""
-        await ws.serve_messages(session._receive_ws, partial(self._ws_ended, session, ws))
+        await ws.serve_messages(
+            session._receive_ws, partial(self._ws_ended, session, ws), context=session.context
+        )
 
     def _ws_ended(self, session: EngineSession, ws: WebSocket) -> None:
         """The WebSocket's reading ended (called by its reader: a handler that the reading

@@ -19,9 +19,11 @@ after ``flood_windows``, and the outbox bounds what it does not read).
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import secrets
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -45,7 +47,7 @@ from pyserver.socketio.session import (
     SessionEvent,
 )
 from pyserver.trio.socketio.socket import AckCallback, Socket
-from pyserver.trio.websocket.inline import Work
+from pyserver.trio.websocket.inline import Work, run_in
 
 if TYPE_CHECKING:
     from pyserver.trio.engineio import EngineSession
@@ -122,6 +124,11 @@ class Client:
     @property
     def transport(self) -> Transport:
         return self.session.transport
+
+    @property
+    def context(self) -> contextvars.Context:
+        """The connection's context (its Engine.IO session's): every handler runs in it."""
+        return self.session.context
 
     # -- incoming --------------------------------------------------------------------------
 
@@ -284,7 +291,8 @@ class Client:
         """Run ``fn(*args)``, the admission of a namespace connection, in a task, counted
         against ``max_namespaces_per_client`` while it runs."""
         self._joining += 1
-        if self.server.spawn(self._joining_task, "connect to a namespace", fn, *args):
+        work = partial(self._joining_task, fn, *args)  # (middleware: the session's context)
+        if self.server.spawn(run_in, "connect to a namespace", self.session.context, work):
             return True
         self._joining -= 1
         return False

@@ -37,6 +37,7 @@ It reaches the socket's namespace and client only through :class:`HandlerNamespa
 
 from __future__ import annotations
 
+import contextvars
 import inspect
 import logging
 from collections import deque
@@ -49,7 +50,7 @@ import trio
 from pyserver.logtext import shown
 from pyserver.socketio.packets import Sid
 from pyserver.trio.socketio.host import Host
-from pyserver.trio.websocket.inline import Work
+from pyserver.trio.websocket.inline import Work, run_in
 
 __all__ = [
     "ERROR_ACK",
@@ -119,7 +120,11 @@ class HandlerNamespace(Protocol):
 
 
 class AckSender(Protocol):
-    """What the handler queue needs of the socket's client: to answer an ack."""
+    """What the handler queue needs of the socket's client: to answer an ack, and the
+    connection's context (where every handler of the connection runs)."""
+
+    @property
+    def context(self) -> contextvars.Context: ...
 
     def send_ack(self, namespace: str, ack_id: int, args: list[Any]) -> None: ...
 
@@ -176,8 +181,10 @@ class HandlerQueue:
 
     def _start(self, work: Work | None) -> None:
         """Run ``work`` (from ``_push``) in a task of the server's (not on a reader's path)."""
-        if work is not None:
-            self._running = self.nsp.server.spawn(work, f"socket {self.id}")
+        if work is not None:  # (in the connection's context, as the reader runs it)
+            self._running = self.nsp.server.spawn(
+                run_in, f"socket {self.id}", self.client.context, work
+            )
 
     async def _run(self) -> None:
         try:

@@ -27,7 +27,7 @@ import types
 from collections.abc import Callable, Coroutine, Generator
 from typing import Any
 
-__all__ = ["FINISHED", "Work", "resume", "run_first_step"]
+__all__ = ["FINISHED", "Work", "resume", "run_first_step", "run_in"]
 
 Work = Callable[[], Coroutine[Any, Any, Any]]
 """A coroutine function without arguments (a bound method, typically)."""
@@ -72,3 +72,20 @@ def resume(
                 yielded = coro.send(sent) if context is None else context.run(coro.send, sent)
             except StopIteration as stop:
                 return stop.value
+
+
+async def run_in(context: contextvars.Context, work: Work) -> None:
+    """``await work()`` with every step of it run in ``context`` (the connection's), in
+    whatever task awaits this: how work started in a task of its own (long-polling, a
+    server-side disconnect, an admission) shares its connection's context with the work the
+    reader runs inline. ``context`` must not be the current task's own (whose steps are
+    already run in it)."""
+    coro = context.run(work)
+    try:
+        yielded = context.run(coro.send, None)
+    except StopIteration:
+        return
+    except BaseException:
+        coro.close()
+        raise
+    await resume(coro, yielded, context)

@@ -36,6 +36,7 @@ another connection's.
 
 from __future__ import annotations
 
+import contextvars
 import enum
 import os
 from collections.abc import Callable
@@ -186,7 +187,11 @@ class Reader(Worker):
             raise self._closed_error() from None
 
     async def serve_messages(
-        self, on_message: MessageCallback, on_end: Callable[[], None] | None = None
+        self,
+        on_message: MessageCallback,
+        on_end: Callable[[], None] | None = None,
+        *,
+        context: contextvars.Context | None = None,
     ) -> None:
         """Hand every message to ``on_message(message)`` as it is read, until the connection
         is closed; then call ``on_end()`` (if given) and return. Messages already received
@@ -210,18 +215,20 @@ class Reader(Worker):
         ends. Work kept by a reactor task is cancelled if this connection is cancelled (the
         server is stopping); it is not waited for.
 
-        Contexts: every callback, and every step of the work they return, runs in the
-        calling task's ``contextvars`` context, whichever task reads: a ``ContextVar`` that
-        work sets (also after it blocked) is seen by this connection's later work, and
-        never by another connection's."""
+        Contexts: every callback, and every step of the work they return, runs in
+        ``context`` (by default the calling task's ``contextvars`` context), whichever task
+        reads: a ``ContextVar`` that work sets (also after it blocked) is seen by this
+        connection's later work, and never by another connection's. ``context`` must not be
+        another task's own context while that task runs."""
         if self._on_message is not None or self._consumer is not None:
             raise trio.BusyResourceError("another task is already receiving")
         self._on_message = on_message
         self._on_end = on_end
         self._delivery = _CALLBACK
-        # the connection's context from now on: this task's own (so this task, as the
-        # reader, runs handlers with no Context.run; the tasks after it enter this one)
-        self._context = _current_task().context
+        # the connection's context from now on: ``context`` (Engine.IO gives its session's,
+        # the same over both transports), or this task's own (so this task, as the reader,
+        # runs handlers with no Context.run; the tasks after it enter this one)
+        self._context = _current_task().context if context is None else context
         early: list[inline.Work] | None = None
         if self._head < len(self._inbox):
             inbox, head = self._inbox, self._head

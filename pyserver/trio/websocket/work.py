@@ -99,13 +99,18 @@ class Worker(Sender):
             self.close_nowait(1011, "internal error")
 
     def _spawn_work(self, works: list[inline.Work]) -> None:
-        """Inline work this reader cannot run after all: each in a task of its own."""
+        """Inline work this reader cannot run after all: each in a task of its own, every
+        step in the connection's context (as if the reader ran it)."""
         nursery = self._nursery
+        context = self._context
         for work in works:
             if nursery is None:
                 logger.error("inline work dropped: the connection's tasks have ended")
                 return
             try:
-                nursery.start_soon(work)
+                if context is NO_CONTEXT:
+                    nursery.start_soon(work)
+                else:
+                    nursery.start_soon(inline.run_in, context, work)
             except RuntimeError:
                 nursery = None
