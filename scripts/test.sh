@@ -38,5 +38,12 @@ step "wheels and sdist (scripts/build_wheel.sh)"
 scripts/build_wheel.sh
 export PYSERVER_DIST="$PWD/target/dist"
 
+step "cargo fuzz (rust_frames/fuzz: every target 10 s, a bounded run)"
+# the Python fuzz targets (tests/test_fuzz_decoders.py) run in pytest with their own budget
+if ! cargo +nightly fuzz --version >/dev/null 2>&1 && rustup toolchain list | grep -q nightly; then
+  cargo install cargo-fuzz --locked --quiet
+fi
+rust_frames/fuzz/run.sh 10
+
 step "pytest"
 $py -m pytest -q "$@"
