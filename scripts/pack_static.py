@@ -25,9 +25,9 @@ Standard library only: it runs before the virtual environment exists.
 from __future__ import annotations
 
 import json
-import shutil
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 ROOT = Path(__file__).resolve().parent.parent
 WEB = ROOT / "web"
@@ -42,22 +42,22 @@ CLIENT_FILES = tuple(
 _NEVER_SERVED = {"node_modules", "package.json", "package-lock.json"}
 
 
-def fail(message: str) -> None:
+def fail(message: str) -> NoReturn:
     raise SystemExit(f"pack_static: {message}")
 
 
-def pinned_version() -> str:
+def pinned_version(web: Path = WEB) -> str:
     """The client version ``web/package.json`` pins (an exact version, never a range)."""
-    pin = json.loads((WEB / "package.json").read_text("utf-8"))["dependencies"][CLIENT]
+    pin = json.loads((web / "package.json").read_text("utf-8"))["dependencies"][CLIENT]
     if not pin[:1].isdigit():
         fail(f"web/package.json must pin {CLIENT} to an exact version, not {pin!r}")
     return str(pin)
 
 
-def sources() -> dict[str, Path]:
+def sources(web: Path = WEB) -> dict[str, Path]:
     """Relative path under ``_static`` -> the file it is copied from."""
-    package = WEB / "node_modules" / CLIENT
-    version = pinned_version()
+    package = web / "node_modules" / CLIENT
+    version = pinned_version(web)
     try:
         installed = json.loads((package / "package.json").read_text("utf-8"))["version"]
     except FileNotFoundError:
@@ -70,8 +70,8 @@ def sources() -> dict[str, Path]:
         if not path.is_file():
             fail(f"{path} is missing from the npm package")
         files[f"{CLIENT}/dist/{name}"] = path
-    for path in sorted(WEB.rglob("*")):
-        parts = path.relative_to(WEB).parts
+    for path in sorted(web.rglob("*")):
+        parts = path.relative_to(web).parts
         if not path.is_file() or any(p in _NEVER_SERVED or p.startswith(".") for p in parts):
             continue
         files["web/" + "/".join(parts)] = path
@@ -80,32 +80,33 @@ def sources() -> dict[str, Path]:
     return files
 
 
-def pack() -> list[str]:
-    files = sources()
-    lines = [f"{CLIENT} {pinned_version()}"]
+def pack(web: Path = WEB, out: Path = OUT) -> list[str]:
+    """Copy ``web``'s client bundles and pages into ``out``; the manifest's lines."""
+    files = sources(web)
+    lines = [f"{CLIENT} {pinned_version(web)}"]
+    if out.exists() and not out.is_dir():
+        out.unlink()
     for rel, src in files.items():
         data = src.read_bytes()
-        dest = OUT / rel
+        dest = out / rel
         if not dest.is_file() or dest.read_bytes() != data:
             dest.parent.mkdir(parents=True, exist_ok=True)
             dest.write_bytes(data)
         lines.append(rel)
-    for path in sorted(OUT.rglob("*"), reverse=True):  # what the sources no longer have
-        rel = path.relative_to(OUT).as_posix()
+    for path in sorted(out.rglob("*"), reverse=True):  # what the sources no longer have
+        rel = path.relative_to(out).as_posix()
         if path.is_file() and rel not in files and rel != "MANIFEST":
             path.unlink()
         elif path.is_dir() and not any(path.iterdir()):
             path.rmdir()
     manifest = "\n".join(lines) + "\n"
-    target = OUT / "MANIFEST"
+    target = out / "MANIFEST"
     if not target.is_file() or target.read_text("utf-8") != manifest:
         target.write_text(manifest, "utf-8")
     return lines
 
 
 def main() -> None:
-    if OUT.exists() and not OUT.is_dir():
-        shutil.rmtree(OUT)
     lines = pack()
     print(f"pack_static: {lines[0]}, {len(lines) - 1} files in {OUT.relative_to(ROOT)}")
 

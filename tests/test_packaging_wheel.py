@@ -243,6 +243,9 @@ def test_demo_from_an_empty_directory(
             assert client.get_sid("/drawing") is not None
         finally:
             client.disconnect()
+        pages = [str(p.relative_to(ROOT / "web")) for p in (ROOT / "web").rglob("*.html")]
+        pages = ["/" + p.removesuffix("index.html") for p in pages if "node_modules" not in p]
+        assert sorted(pages) == sorted(path for path, _ in DEMO_PAGES)  # every page, checked
         for path, ready in DEMO_PAGES:
             open_checked(chromium_browser, base + path, ready)
     assert list(empty.iterdir()) == []
