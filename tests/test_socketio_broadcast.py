@@ -5,14 +5,15 @@ disconnect_sockets."""
 
 from __future__ import annotations
 
+from contextlib import AsyncExitStack
 from typing import Any
 
 import pytest
 import trio
-from helpers.sio_client import PyClient, RawClient, eventually, serving
+from helpers.sio_client import RawClient, eventually, serving
 
 import pyserver.trio.socketio.adapter as adapter_module
-from pyserver import Server
+from pyserver import Server, testing
 from pyserver.errors import SocketDisconnected
 from pyserver.trio.socketio import Socket
 
@@ -216,11 +217,14 @@ async def test_volatile_drops_for_a_busy_outbox() -> None:
 async def test_room_emit_with_ack_replies_and_timeout() -> None:
     sio = room_server()
     with trio.fail_after(15):
-        async with serving(sio) as url:
-            clients = [PyClient(), PyClient()]
-            for client in clients:
-                await client.connect(url)
-                assert await client.call("join", "game") == sorted([client.sid, "game"])
+        async with serving(sio) as url, AsyncExitStack() as clients:
+            for _ in range(2):
+                client = await clients.enter_async_context(
+                    testing.connect(url, transports=["websocket"])
+                )
+                client.on("ask", lambda *args: args[0] if len(args) == 1 else args)
+                client.on("ask-many", lambda *args: ("one", 2, b"\x03"))
+                assert await client.emit_with_ack("join", "game") == sorted([client.id, "game"])
             replies = await sio.to("game").timeout(5).emit_with_ack("ask", "v")
             assert replies == ["v", "v"]
             replies = await sio.to("game").emit_with_ack("ask-many")
@@ -248,8 +252,6 @@ async def test_room_emit_with_ack_replies_and_timeout() -> None:
                 nursery.start_soon(ask_and_fail)
                 await trio.sleep(0.05)
                 waiting.disconnect()
-            for client in clients:
-                await client.disconnect()
             await raw.close()
 
 
