@@ -10,7 +10,12 @@ Setups (``--setups``, default all, run in this order):
 * ``node-3``: ``bench/servers/cluster_node.js`` with ``@socket.io/redis-adapter``, three processes;
 * ``node-1``: the same, one process, no Redis (for reference);
 * ``pyserver-1r``, ``node-1r`` (not run by default): one process with the Redis adapter, to
-  tell the adapter's own cost from that of running three processes on the machine.
+  tell the adapter's own cost from that of running three processes on the machine;
+* ``pyserver-3s``, ``node-3s`` (not run by default): three nodes on sharded pub/sub
+  (``RedisShardedAdapter``, Node's ``createShardedAdapter``; Redis 7);
+* ``pyserver-3x``, ``node-3x`` (not run by default): three nodes on a Redis stream
+  (``RedisStreamsAdapter``, ``@socket.io/redis-streams-adapter``), connection state recovery
+  off on both (a broadcast is delivered locally once appended, read back by the others).
 
 Load (``bench/sio_loadgen.js``, mode ``bcast``, the official ``socket.io-client``): three
 receiver processes of 500 clients each (``--receivers-per-node``), process *i* connected to
@@ -75,7 +80,21 @@ SETUPS: dict[str, tuple[str, str, int, bool]] = {
     # one node with the Redis adapter (not run by default): what the adapter costs by itself
     "pyserver-1r": ("python", "cluster_pyserver.py", 1, True),
     "node-1r": ("node", "cluster_node.js", 1, True),
+    # the two other adapters, three nodes each (issue 18), beside Node's with the same adapter
+    "pyserver-3s": ("python", "cluster_pyserver.py", 3, True),
+    "node-3s": ("node", "cluster_node.js", 3, True),
+    "pyserver-3x": ("python", "cluster_pyserver.py", 3, True),
+    "node-3x": ("node", "cluster_node.js", 3, True),
 }
+ADAPTERS = {"pyserver-3s": "sharded", "node-3s": "sharded",
+            "pyserver-3x": "streams", "node-3x": "streams"}  # fmt: skip
+"""Setups on another adapter than the classic one (``$BENCH_ADAPTER`` for the servers)."""
+SUBSCRIBED = {
+    "classic": ("NUMSUB", "socket.io-request#/#"),
+    "sharded": ("SHARDNUMSUB", "socket.io#/#"),
+    "streams": ("NUMSUB", "socket.io#/#"),
+}
+"""How the driver sees that a node joined: each adapter's node count."""
 DEFAULT_SETUPS = "pyserver-1,pyserver-3,node-3,node-1"
 OURS, OURS_SINGLE, NODE = "pyserver-3", "pyserver-1", "node-3"
 
@@ -153,9 +172,10 @@ class Redis:
     def ping(self) -> bool:
         return self.command("PING") == ["+PONG"]
 
-    def numsub(self, channel: str) -> int:
-        """Subscribers of ``channel``: the reply is *2, $len, channel, :count."""
-        reply = self.command("PUBSUB", "NUMSUB", channel, reply_lines=4)
+    def numsub(self, channel: str, kind: str = "NUMSUB") -> int:
+        """Subscribers of ``channel`` (``kind`` SHARDNUMSUB: sharded ones): the reply is *2,
+        $len, channel, :count."""
+        reply = self.command("PUBSUB", kind, channel, reply_lines=4)
         try:
             return int(reply[3][1:]) if reply else -1
         except ValueError:
@@ -182,6 +202,8 @@ def start_nodes(setup: str, redis: Redis, opts: argparse.Namespace) -> list[harn
         p for p in (str(BENCH.parent), os.environ.get("PYTHONPATH", "")) if p
     )
     env.pop("BENCH_REDIS_URL", None)
+    adapter = ADAPTERS.get(setup, "classic")
+    env["BENCH_ADAPTER"] = adapter
     if uses_redis:
         env["BENCH_REDIS_URL"] = redis.url
     nodes = []
@@ -197,7 +219,8 @@ def start_nodes(setup: str, redis: Redis, opts: argparse.Namespace) -> list[harn
             node.wait_ready()
         if uses_redis:
             deadline = time.monotonic() + 15
-            while (subs := redis.numsub("socket.io-request#/#")) != count:
+            kind, channel = SUBSCRIBED[adapter]
+            while (subs := redis.numsub(channel, kind)) != count:
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"{subs} of {count} nodes subscribed to Redis")
                 time.sleep(0.05)
@@ -405,6 +428,10 @@ def print_report(results: list[Result], opts: argparse.Namespace, out: Any = sys
         (OURS, OURS_SINGLE, "pyserver, 3 nodes / 1 node"),
         (OURS, NODE, "pyserver / Node socket.io, 3 nodes each"),
         (NODE, "node-1", "Node socket.io, 3 nodes / 1 node (reference)"),
+        ("pyserver-3s", "node-3s", "sharded: pyserver / Node, 3 nodes each"),
+        ("pyserver-3x", "node-3x", "streams: pyserver / Node, 3 nodes each"),
+        ("pyserver-3s", OURS, "pyserver, sharded / classic"),
+        ("pyserver-3x", OURS, "pyserver, streams / classic"),
     ]
     lines = []
     for a, b, label in pairs:

@@ -2,7 +2,8 @@
 // A Node socket.io node for bench/cluster_bench.py: the handlers of sio_node.js ("bcast"
 // broadcasts to the room "b", which a client joins with auth {room: "b"}), with
 // @socket.io/redis-adapter 8 (classic pub/sub, node-redis 4) on $BENCH_REDIS_URL when it is
-// set, the in-memory adapter otherwise. The packages come from tests/cluster/node (npm ci there).
+// set ($BENCH_ADAPTER sharded: createShardedAdapter; streams: @socket.io/redis-streams-adapter),
+// the in-memory adapter otherwise. The packages come from tests/cluster/node (npm ci there).
 // Usage: node cluster_node.js --port N
 'use strict';
 
@@ -31,7 +32,14 @@ async function main() {
     pub.on('error', (err) => console.error(`redis: ${err.message}`));
     sub.on('error', (err) => console.error(`redis: ${err.message}`));
     await Promise.all([pub.connect(), sub.connect()]);
-    options.adapter = createAdapter(pub, sub);
+    const kind = process.env.BENCH_ADAPTER || 'classic';
+    if (kind === 'sharded') {
+      options.adapter = mod('@socket.io/redis-adapter').createShardedAdapter(pub, sub);
+    } else if (kind === 'streams') {
+      options.adapter = mod('@socket.io/redis-streams-adapter').createAdapter(pub);
+    } else {
+      options.adapter = createAdapter(pub, sub);
+    }
   }
   const httpServer = http.createServer();
   const io = new Server(httpServer, options);

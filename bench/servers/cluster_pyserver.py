@@ -1,7 +1,8 @@
 """A pyserver node for bench/cluster_bench.py: the handlers of ``sio_pyserver.py`` ("bcast"
 broadcasts to the room "b", which a client joins with auth ``{"room": "b"}``), with the
-RedisAdapter on ``$BENCH_REDIS_URL`` when it is set (a cluster node), in memory otherwise (the
-single-node figure).
+RedisAdapter on ``$BENCH_REDIS_URL`` when it is set (a cluster node; ``$BENCH_ADAPTER`` sharded
+or streams: RedisShardedAdapter or RedisStreamsAdapter), in memory otherwise (the single-node
+figure).
 
 Usage: python cluster_pyserver.py --port N   (BENCH_REDIS_URL=redis://127.0.0.1:P/0)
 """
@@ -18,7 +19,16 @@ import trio
 from pyserver import Server
 
 redis_url = os.environ.get("BENCH_REDIS_URL")
-if redis_url:
+adapter_kind = os.environ.get("BENCH_ADAPTER", "classic")
+if redis_url and adapter_kind == "sharded":
+    from pyserver import RedisShardedAdapter
+
+    sio = Server(adapter=RedisShardedAdapter(redis_url))
+elif redis_url and adapter_kind == "streams":
+    from pyserver import RedisStreamsAdapter
+
+    sio = Server(adapter=RedisStreamsAdapter(redis_url))
+elif redis_url:
     from pyserver import RedisAdapter
 
     sio = Server(adapter=RedisAdapter(redis_url))

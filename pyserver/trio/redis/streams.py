@@ -44,7 +44,6 @@ import secrets
 from collections import deque
 from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 import coredis
 import trio
@@ -52,12 +51,13 @@ from coredis.tokens import PureToken
 
 from pyserver.redis import streams
 from pyserver.redis.codec import CodecError
-from pyserver.redis.resp import Reply, RespError, RespReader, command
 from pyserver.redis.streams import ClusterMessage, MessageType
 from pyserver.socketio.packets import Sid
 from pyserver.trio.redis.adapter import _cancelled, _why
 from pyserver.trio.redis.streams_namespace import StreamsNamespaceAdapter
-from pyserver.trio.redis.subscriber import Subscriber, open_stream
+from pyserver.trio.redis.streams_parts import NamespaceRef
+from pyserver.trio.redis.streams_reader import ReaderConnection, entries, text
+from pyserver.trio.redis.subscriber import Subscriber
 
 if TYPE_CHECKING:
     from pyserver.trio.socketio.adapter import AdapterNamespace
@@ -119,6 +119,9 @@ class RedisStreamsAdapter:
         #: SSUBSCRIBE/SPUBLISH/SHARDNUMSUB (Redis 7) instead (Node's ``useShardedPubSub``).
         self.sharded_pubsub = sharded_pubsub
         self.uid = secrets.token_hex(8)
+        self._uid_bytes = self.uid.encode()
+        #: Without recovery our own entries were applied when sent: not even decoded.
+        self._own_delivered = True
         self.adapters: dict[str, StreamsNamespaceAdapter] = {}
         self.client: coredis.Redis[bytes] = coredis.Redis.from_url(
             url, decode_responses=False, stream_timeout=requests_timeout,
@@ -132,7 +135,7 @@ class RedisStreamsAdapter:
         self._recent: deque[tuple[tuple[int, int], str, ClusterMessage]] = deque(maxlen=RECENT)
         self._channels: dict[bytes, StreamsNamespaceAdapter] = {}
         self._changed = trio.Event()
-        self._dirty: dict[tuple[str, Sid], StreamsNamespaceAdapter] = {}
+        self._dirty: dict[tuple[str, Sid], NamespaceRef] = {}
         self._dirty_event = trio.Event()
         self._ttl_ms = 120_000
         self.subscribed = trio.Event()
@@ -152,7 +155,7 @@ class RedisStreamsAdapter:
         self._changed.set()
         return adapter
 
-    def forget(self, adapter: StreamsNamespaceAdapter) -> None:
+    def forget(self, adapter: NamespaceRef) -> None:
         if self.adapters.get(adapter.name) is adapter:
             del self.adapters[adapter.name]
         for name in (adapter.public.encode(), adapter.private.encode()):
@@ -176,6 +179,7 @@ class RedisStreamsAdapter:
         self._running = True
         if server.state_recovery is not None:
             self._ttl_ms = round(server.state_recovery.max_disconnection_duration * 1000)
+        self._own_delivered = server.state_recovery is None
         try:
             async with self.client, trio.open_nursery() as nursery:
                 nursery.start_soon(self._reader, name="redis stream reader")
@@ -215,7 +219,7 @@ class RedisStreamsAdapter:
         backoff = 0.1
         while True:
             try:
-                conn = await _Connection.open(self.url, self.requests_timeout)
+                conn = await ReaderConnection.open(self.url, self.requests_timeout)
                 try:
                     if not self.reading.is_set():
                         last = await conn.call(
@@ -223,7 +227,7 @@ class RedisStreamsAdapter:
                             self.requests_timeout,
                         )
                         if isinstance(last, list) and last:
-                            self._moved(_text(_entries(last)[0][0]))
+                            self._moved(text(entries(last)[0][0]))
                         self.reading.set()
                     block = str(round(self.block_time * 1000)).encode()
                     count = str(self.read_count).encode()
@@ -238,7 +242,7 @@ class RedisStreamsAdapter:
                         if isinstance(reply, list):
                             for stream in reply:
                                 if isinstance(stream, list) and len(stream) == 2:
-                                    for entry_id, fields in _entries(stream[1]):
+                                    for entry_id, fields in entries(stream[1]):
                                         self._entry(entry_id, fields)
                 finally:
                     await conn.aclose()
@@ -256,6 +260,8 @@ class RedisStreamsAdapter:
         """One stream entry, handled at once (no checkpoint between the entries of a read:
         a recovering socket sees the position it is reconciled with)."""
         self._moved(entry_id)
+        if self._own_delivered and fields.get(b"uid") == self._uid_bytes:
+            return  # ours, applied here when sent (with recovery on, broadcasts are not)
         try:
             message = streams.decode_entry(fields)
             if message is None:
@@ -297,7 +303,7 @@ class RedisStreamsAdapter:
             if not batch:
                 return
             for entry in batch:
-                offset = _text(entry.identifier)
+                offset = text(entry.identifier)
                 read += 1
                 message = streams.decode_entry(entry.field_values)  # type: ignore[arg-type]
                 if message is not None:
@@ -382,7 +388,7 @@ class RedisStreamsAdapter:
 
     # -- sessions --------------------------------------------------------------------------
 
-    def session_changed(self, adapter: StreamsNamespaceAdapter, sid: Sid) -> None:
+    def session_changed(self, adapter: NamespaceRef, sid: Sid) -> None:
         self._dirty[(adapter.name, sid)] = adapter
         self._dirty_event.set()
 
@@ -399,8 +405,8 @@ class RedisStreamsAdapter:
                     for sid in list(adapter.sockets):
                         self._dirty[(adapter.name, sid)] = adapter
             dirty, self._dirty = self._dirty, {}
-            for (_, sid), adapter in dirty.items():
-                found = adapter.session_of(Sid(sid))
+            for (_, sid), changed in dirty.items():
+                found = changed.session_of(sid)
                 if found is not None:
                     self.save_session(*found)
             await trio.sleep(0.01)  # changes of one burst saved together
@@ -466,7 +472,7 @@ class RedisStreamsAdapter:
         if self._malformed % 1000 == 1:
             logger.warning("dropped a malformed message (%d so far): %s", self._malformed, exc)
 
-    async def remote_count(self, adapter: StreamsNamespaceAdapter) -> int:
+    async def remote_count(self, adapter: NamespaceRef) -> int:
         """Other nodes subscribed to the namespace's public channel (0 if Redis is down)."""
         try:
             with trio.fail_after(self.requests_timeout):
@@ -498,62 +504,3 @@ class RedisStreamsAdapter:
 
     def __repr__(self) -> str:
         return f"<RedisStreamsAdapter {self.url} stream={self.stream_name!r} uid={self.uid}>"
-
-
-class _Connection:
-    """The reader's own connection: one blocking ``XREAD`` at a time, read with the sans-IO
-    :class:`~pyserver.redis.resp.RespReader` (a Redis client's pool would hold the blocked
-    call on a connection it may not notice is gone)."""
-
-    def __init__(self, stream: trio.abc.Stream, max_bulk: int) -> None:
-        self.stream = stream
-        self.reader = RespReader(max_bulk, max_depth=5)
-
-    @classmethod
-    async def open(cls, url: str, timeout: float) -> _Connection:  # noqa: ASYNC109
-        with trio.fail_after(timeout):
-            stream, auth = await open_stream(url)
-            conn = cls(stream, 64 * 1024 * 1024)
-            try:
-                if auth:
-                    await conn.call(auth, timeout)
-                db = urlsplit(url).path.strip("/")
-                if db.isdigit() and db != "0":
-                    await conn.call([b"SELECT", db.encode()], timeout)
-            except BaseException:
-                await conn.aclose()
-                raise
-        return conn
-
-    async def call(self, words: list[bytes], timeout: float) -> Reply:  # noqa: ASYNC109
-        """Send one command and return its reply (a Redis error raises)."""
-        with trio.fail_after(timeout):
-            await self.stream.send_all(command(*words))
-            while True:
-                replies = self.reader.replies()
-                if replies:
-                    reply = replies[0]
-                    if isinstance(reply, RespError):
-                        raise ConnectionError(f"Redis: {reply.message}")
-                    return reply
-                data = await self.stream.receive_some(256 * 1024)
-                if not data:
-                    raise ConnectionError("Redis closed the connection")
-                self.reader.feed(data)
-
-    async def aclose(self) -> None:
-        await trio.aclose_forcefully(self.stream)
-
-
-def _entries(value: Reply) -> list[tuple[str, dict[bytes, bytes]]]:
-    """``[[id, [field, value, ...]], ...]`` as ``(id, {field: value})`` pairs."""
-    out = []
-    for entry in value if isinstance(value, list) else ():
-        if isinstance(entry, list) and len(entry) == 2 and isinstance(entry[1], list):
-            words = [w for w in entry[1] if isinstance(w, bytes)]
-            out.append((_text(entry[0]), dict(zip(words[::2], words[1::2], strict=False))))
-    return out
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)

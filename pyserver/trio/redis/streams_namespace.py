@@ -28,9 +28,8 @@ rooms (:meth:`StreamsNamespaceAdapter.restore_session`).
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
-from typing import Any, Protocol
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 import trio
 
@@ -41,6 +40,7 @@ from pyserver.redis.streams import ClusterMessage, MessageType
 from pyserver.socketio.packets import ProtocolError, Sid, encode_event
 from pyserver.socketio.recovery import RecoveredSession, RecoveryStore, StateRecovery
 from pyserver.trio.redis.answers import describe
+from pyserver.trio.redis.streams_parts import Pending, Restored, StreamSessions, StreamsNode
 from pyserver.trio.socketio.adapter import (
     AckSink,
     AdapterNamespace,
@@ -60,119 +60,6 @@ MAX_REPLAY = 100_000
 """Entries read from the stream at most to restore one session (past it: not recovered)."""
 
 
-@dataclass(frozen=True, slots=True)
-class _Restored(RecoveredSession):
-    """A session restored from the stream: ``ids`` are the entry ids of ``missed``, ``upto``
-    the last entry ``XRANGE`` read (what was in the stream then)."""
-
-    ids: tuple[tuple[int, int], ...] = ()
-    upto: tuple[int, int] = (0, 0)
-
-
-class StreamSessions(RecoveryStore):
-    """The namespace's recovery store when the stream keeps the packets and Redis the
-    sessions: offsets are given on delivery (``stamp`` adds none, ``keep`` keeps nothing),
-    ``persist`` and ``put_back`` save the session to Redis, ``restore`` finds nothing here
-    (the adapter's ``restore_session`` does it, on any node)."""
-
-    __slots__ = ("adapter",)
-
-    def __init__(self, config: StateRecovery, adapter: StreamsNamespaceAdapter) -> None:
-        super().__init__(config, "")
-        self.adapter = adapter
-
-    def stamp(self, args: Sequence[Any]) -> list[Any]:
-        return list(args)
-
-    def keep(
-        self,
-        parts: list[str | bytes],
-        rooms: frozenset[str],
-        except_rooms: frozenset[str],
-        now: float,
-    ) -> None:
-        pass
-
-    def persist(self, sid: Sid, pid: str, rooms: frozenset[str], data: Any, now: float) -> None:
-        self.adapter.save_session(sid, pid, rooms, data, leaving=True)
-
-    def restore(self, pid: str, offset: str, now: float) -> RecoveredSession | None:
-        return None
-
-    def put_back(self, session: RecoveredSession) -> None:
-        self.adapter.save_session(session.sid, session.pid, session.rooms, session.data)
-
-
-class StreamsNode(Protocol):
-    """What a namespace adapter needs of its node (the
-    :class:`~pyserver.trio.redis.streams.RedisStreamsAdapter`), so this module does not
-    import the one that imports it."""
-
-    @property
-    def uid(self) -> str: ...
-
-    @property
-    def channel_prefix(self) -> str: ...
-
-    @property
-    def requests_timeout(self) -> float: ...
-
-    @property
-    def max_pending_requests(self) -> int: ...
-
-    @property
-    def position(self) -> tuple[int, int]:
-        """The id of the last stream entry the reader handled."""
-        ...
-
-    def send(self, message: ClusterMessage, room: str | None) -> None: ...
-
-    def publish_message(self, channel: str, message: ClusterMessage) -> None: ...
-
-    def save_session(self, pid: str, value: bytes) -> None: ...
-
-    def forget_session(self, pid: str) -> None: ...
-
-    def session_changed(self, adapter: StreamsNamespaceAdapter, sid: Sid) -> None: ...
-
-    async def take_session(self, pid: str, offset: str) -> tuple[bytes | None, bool]: ...
-
-    def entries_after(
-        self, offset: str, limit: int
-    ) -> AsyncIterator[tuple[str, ClusterMessage]]: ...
-
-    def recent_after(
-        self, upto: tuple[int, int]
-    ) -> Iterator[tuple[tuple[int, int], str, ClusterMessage]]: ...
-
-    async def remote_count(self, adapter: StreamsNamespaceAdapter) -> int: ...
-
-    def new_id(self) -> str: ...
-
-    def spawn_handler(self, nsp: AdapterNamespace, fn: Callable[[], Any], *args: Any) -> bool: ...
-
-    def forget(self, adapter: StreamsNamespaceAdapter) -> None: ...
-
-
-class _Pending:
-    """A request waiting for the other nodes' answers."""
-
-    __slots__ = ("answered", "done", "expected", "expires", "responses", "sink")
-
-    def __init__(self, expected: int, expires: float, sink: AckSink | None = None) -> None:
-        self.expected = expected
-        self.expires = expires
-        self.answered = 0
-        self.responses: list[Any] = []
-        self.done = trio.Event()
-        self.sink = sink
-
-    def answer(self) -> None:
-        self.answered += 1
-        if self.answered >= self.expected:
-            self.done.set()
-
-
 class StreamsNamespaceAdapter(InMemoryAdapter):
     """The adapter of one namespace on one node of a Redis streams cluster."""
 
@@ -186,7 +73,7 @@ class StreamsNamespaceAdapter(InMemoryAdapter):
         self.public = streams.channel(node.channel_prefix, self.name)
         self.private = streams.channel(node.channel_prefix, self.name, node.uid)
         self.default_ack_timeout = node.requests_timeout
-        self.pending: dict[str, _Pending] = {}
+        self.pending: dict[str, Pending] = {}
         self.store: StreamSessions | None = None
         self._pids: dict[Sid, str] = {}
 
@@ -286,7 +173,7 @@ class StreamsNamespaceAdapter(InMemoryAdapter):
             if len(self.pending) >= self.node.max_pending_requests:
                 raise RuntimeError(f"too many requests to other nodes in flight in {self.name}")
         rid = self.node.new_id()
-        self.pending[rid] = _Pending(expected, now + timeout, sink)
+        self.pending[rid] = Pending(expected, now + timeout, sink)
         return rid
 
     async def _request(
@@ -294,7 +181,7 @@ class StreamsNamespaceAdapter(InMemoryAdapter):
         kind: MessageType,
         data: dict[str, Any],
         timeout: float,  # noqa: ASYNC109
-    ) -> tuple[_Pending | None, bool]:
+    ) -> tuple[Pending | None, bool]:
         """Publish a request and wait for the other nodes: ``(pending, complete)``;
         ``(None, True)`` when no other node will answer."""
         expected = await self.node.remote_count(self)
@@ -413,7 +300,7 @@ class StreamsNamespaceAdapter(InMemoryAdapter):
             if parts is not None:
                 ids.append(upto)
                 missed.append(parts)
-        return _Restored(
+        return Restored(
             Sid(session.sid),
             session.pid,
             rooms,
@@ -454,7 +341,7 @@ class StreamsNamespaceAdapter(InMemoryAdapter):
         """What a restored socket gets, reconciled with the reader's position now (the
         socket joins its rooms in this same step): packets the reader has not delivered yet
         are left to it; those it delivered since the ``XRANGE`` are added."""
-        if not isinstance(restored, _Restored):
+        if not isinstance(restored, Restored):
             return restored.missed
         position = self.node.position
         missed = [p for p, i in zip(restored.missed, restored.ids, strict=True) if i <= position]
@@ -535,7 +422,7 @@ class StreamsNamespaceAdapter(InMemoryAdapter):
     def _answer(self, uid: str, kind: MessageType, data: dict[str, Any]) -> None:
         self._publish(streams.channel(self.node.channel_prefix, self.name, uid), kind, data)
 
-    def _response(self, kind: int, data: dict[str, Any], pending: _Pending) -> None:
+    def _response(self, kind: int, data: dict[str, Any], pending: Pending) -> None:
         sink = pending.sink
         if kind == MessageType.BROADCAST_CLIENT_COUNT and sink is not None:
             count = data.get("clientCount")

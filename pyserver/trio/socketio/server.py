@@ -52,7 +52,8 @@ Connection state recovery: ``Server(connection_state_recovery=True)`` (or a
 :class:`~pyserver.socketio.recovery.StateRecovery` with its bounds) gives a client whose
 connection dropped its socket back (same id, rooms and ``data``, ``socket.recovered`` true)
 with the packets it missed, as the Node server's ``connectionStateRecovery`` does for the
-official clients; see :mod:`pyserver.socketio.recovery`. It needs the in-memory adapter.
+official clients; see :mod:`pyserver.socketio.recovery`. It needs the in-memory adapter, or
+:class:`~pyserver.trio.redis.streams.RedisStreamsAdapter` (recovery on any node of a cluster).
 
 Logging (``pyserver.socketio``): a line per socket connected and per socket gone with its
 reason, per refused namespace, per refused or malformed input.
