@@ -25,9 +25,11 @@ Tasks:
 * the **subscriber** (:class:`~pyserver.trio.redis.subscriber.Subscriber`): the public and
   the private channel of every namespace, for requests and answers.
 * the **publisher**: everything to send (``XADD ... MAXLEN ~ <max_len>``, ``PUBLISH``,
-  session ``SET``/``DEL``) goes through one bounded queue, in order, in pipelines; while
+  session ``SET``/``DEL``) goes through one bounded queue, in order, in transactions; while
   Redis is unreachable the head batch is retried with backoff, and once the queue is full new
-  messages are dropped (one log line per outage).
+  messages are dropped (one log line per outage). With recovery on, this node's own clients
+  get a broadcast only once it is read back from the stream: while Redis is away they get it
+  late (queued), and not at all when the queue dropped it.
 * the **session keeper** (with recovery on): saves the sessions of sockets that connected or
   changed rooms, and all of them every third of ``max_disconnection_duration``.
 
