@@ -1,5 +1,5 @@
 """The drawing board's server side: validation, the board's bounds, the board registry, and
-the namespace's handlers driven by python-socketio's client (a peer nobody here wrote)."""
+the namespace's handlers driven by pyserver's Trio client (pyserver.testing)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 import trio
-from helpers.sio_client import PyClient, eventually, serving
+from helpers.sio_client import eventually, next_event, serving
 
-from pyserver import Server
+from pyserver import Server, testing
 from pyserver.demo import drawing
 from pyserver.demo.drawing import (
     MAX_BATCH_SEGMENTS,
@@ -171,54 +171,58 @@ def test_boards_refuse_a_new_board_when_all_are_in_use() -> None:
 # -- the namespace, with a real client ----------------------------------------------------------
 
 
+def board_client(url: str, board: str, transport: str = "websocket") -> Any:
+    """pyserver's Trio client on the drawing namespace of ``board``."""
+    return testing.connect(url + "/drawing", auth={"board": board}, transports=[transport])
+
+
 async def test_strokes_are_broadcast_on_the_board_and_sync_catches_up() -> None:
     sio = Server()
     boards = drawing.register(sio, max_segments=8)
     with trio.fail_after(30):
-        async with serving(sio) as url:
-            alice, bob, other = (PyClient(("/drawing",)) for _ in range(3))
-            await alice.connect(url, auth={"board": "b1"})
-            await bob.connect(url, transport="polling", auth={"board": "b1"})
-            await other.connect(url, auth={"board": "b2"})
-            _, _, (init,) = await alice.event("init")
+        async with (
+            serving(sio) as url,
+            board_client(url, "b1") as alice,
+            board_client(url, "b1", "polling") as bob,
+            board_client(url, "b2") as other,
+        ):
+            (init,) = await next_event(alice, "init")
             assert init["board"] == "b1" and init["color"] in PALETTE
-            _, _, (count,) = await bob.event("user count")
+            (count,) = await next_event(bob, "user count")
             assert count == 2
 
-            ack = await alice.call("strokes", batch(3, batch_id="a-1"), namespace="/drawing")
+            ack = await alice.emit_with_ack("strokes", batch(3, batch_id="a-1"))
             assert ack == {"ok": True, "seq": 1}
             for client in (alice, bob):  # the sender too: one consecutive sequence for all
-                _, _, (delta,) = await client.event("delta")
+                (delta,) = await next_event(client, "delta")
                 assert delta["seq"] == 1
                 assert delta["delta"]["c"] == init["color"]  # the server's colour, not the client's
                 assert delta["delta"]["p"] == [10.0, 20.2, 30.0, 40.0] * 3
 
             epoch = boards.get("b1").sync.epoch  # type: ignore[union-attr]
-            assert await bob.call("sync", {"epoch": epoch, "version": 1}, "/drawing") == {
+            assert await bob.emit_with_ack("sync", {"epoch": epoch, "version": 1}) == {
                 "type": "deltas",
                 "epoch": epoch,
                 "from": 1,
                 "version": 1,
                 "deltas": [],
             }
-            snap = await other.call("sync", None, namespace="/drawing")
+            snap = await other.emit_with_ack("sync")
             assert snap["type"] == "snapshot" and snap["state"] == []  # board b2 is untouched
 
-            bad = await bob.call("strokes", {"id": "x", "w": 4, "p": [1, 2, 3]}, "/drawing")
+            bad = await bob.emit_with_ack("strokes", {"id": "x", "w": 4, "p": [1, 2, 3]})
             assert "error" in bad
-            full = await bob.call("strokes", batch(6, batch_id="b-1"), namespace="/drawing")
+            full = await bob.emit_with_ack("strokes", batch(6, batch_id="b-1"))
             assert full == {"error": "board full", "max": 8}
             assert boards.get("b1").segments == 3  # type: ignore[union-attr]
 
-            assert await bob.call("clear", None, namespace="/drawing") == {"ok": True}
-            _, _, (cleared,) = await alice.event("snapshot")
+            assert await bob.emit_with_ack("clear") == {"ok": True}
+            (cleared,) = await next_event(alice, "snapshot")
             assert cleared["state"] == [] and cleared["epoch"] != epoch
 
-            await bob.disconnect()
-            _, _, (count,) = await alice.event("user count")
+            bob.disconnect()
+            (count,) = await next_event(alice, "user count")
             assert count == 1
-            for client in (alice, other):
-                await client.disconnect()
 
 
 async def test_a_bad_board_name_is_refused_at_connect() -> None:
@@ -226,12 +230,10 @@ async def test_a_bad_board_name_is_refused_at_connect() -> None:
     drawing.register(sio)
     with trio.fail_after(20):
         async with serving(sio) as url:
-            client = PyClient(("/drawing",))
-            with pytest.raises(Exception):  # noqa: B017 - python-socketio's ConnectionError
-                await client.connect(url, auth={"board": "no spaces"})
-            ns, data = client.errors.get_nowait()
-            assert ns == "/drawing"
-            assert data["message"] == "invalid board name"
+            with pytest.raises(ConnectionRefused) as info:
+                async with board_client(url, "no spaces"):
+                    pass
+            assert info.value.message == "invalid board name"
 
 
 # -- snapshots on disk (the room task) ----------------------------------------------------------
@@ -243,15 +245,13 @@ async def test_the_snapshotter_saves_a_board_and_a_new_server_restores_it(tmp_pa
         sio = Server()
         drawing.register(sio, snapshot_dir=tmp_path, snapshot_interval=0.05)
         async with serving(sio) as url:
-            alice = PyClient(("/drawing",))
-            await alice.connect(url, auth={"board": "b1"})
-            await alice.event("init")
-            assert sio.of("/drawing").room("b1").active  # type: ignore[union-attr]
-            ack = await alice.call("strokes", batch(2, batch_id="a-1"), namespace="/drawing")
-            assert ack["ok"]
-            await eventually(path.exists)  # saved while the room is alive
-            ack = await alice.call("strokes", batch(1, batch_id="a-2"), namespace="/drawing")
-            await alice.disconnect()
+            async with board_client(url, "b1") as alice:
+                await next_event(alice, "init")
+                assert sio.of("/drawing").room("b1").active  # type: ignore[union-attr]
+                ack = await alice.emit_with_ack("strokes", batch(2, batch_id="a-1"))
+                assert ack["ok"]
+                await eventually(path.exists)  # saved while the room is alive
+                ack = await alice.emit_with_ack("strokes", batch(1, batch_id="a-2"))
             # the room empties: its task ends, saving the last change
             await eventually(lambda: not sio.of("/drawing").room("b1").active)  # type: ignore[union-attr]
             await eventually(lambda: len(json.loads(path.read_bytes())) == 2)
@@ -259,13 +259,11 @@ async def test_the_snapshotter_saves_a_board_and_a_new_server_restores_it(tmp_pa
         sio = Server()  # a restart
         drawing.register(sio, snapshot_dir=tmp_path, snapshot_interval=0.05)
         async with serving(sio) as url:
-            bob = PyClient(("/drawing",))
-            await bob.connect(url, auth={"board": "b1"})
-            snap = await bob.call("sync", None, namespace="/drawing")
-            assert snap["type"] == "snapshot"
-            assert [s["id"] for s in snap["state"]] == ["a-1", "a-2"]
-            assert await bob.call("clear", None, namespace="/drawing") == {"ok": True}
-            await bob.disconnect()
+            async with board_client(url, "b1") as bob:
+                snap = await bob.emit_with_ack("sync")
+                assert snap["type"] == "snapshot"
+                assert [s["id"] for s in snap["state"]] == ["a-1", "a-2"]
+                assert await bob.emit_with_ack("clear") == {"ok": True}
             await eventually(lambda: not path.exists())  # an empty board keeps no file
 
 

@@ -4,6 +4,8 @@
   ``trio.to_thread`` (every blocking call is bounded by the test's ``fail_after``).
 * :class:`RawClient`: Engine.IO over WebSocket with the ``websockets`` sync client, for
   protocol-level checks of exact packets (pings answered transparently).
+* :func:`next_event`: :meth:`PyClient.event` for pyserver's own Trio client
+  (:mod:`pyserver.testing`), which tests of the server's behaviour use instead of PyClient.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
 from pyserver import Server
+from pyserver.trio.client.socket import ClientSocket
 
 T = TypeVar("T")
 WAIT = 5.0
@@ -105,6 +108,18 @@ class PyClient:
 
     async def disconnect(self) -> None:
         await in_thread(self.client.disconnect)
+
+
+async def next_event(socket: ClientSocket, name: str | None = None) -> list[Any]:
+    """The arguments of the next event ``socket`` receives (of that name, skipping and
+    dropping the others in between), as :meth:`PyClient.event` does; events received since
+    the socket connected and not consumed yet come first. ``trio.TooSlowError`` after
+    ``WAIT`` seconds."""
+    with trio.fail_after(WAIT):
+        async for event in socket:
+            if name is None or event.name == name:
+                return event.args
+    raise AssertionError(f"the socket ended before a {name or 'next'} event")
 
 
 class RawClient:
