@@ -26,6 +26,7 @@ _EXPORTS: dict[str, str] = {
     "RedisStreamsAdapter": "pyserver.trio.redis.streams",
     "RedisShardedAdapter": "pyserver.trio.redis.sharded",
     "Emitter": "pyserver.sync.emitter",
+    "AsyncEmitter": "pyserver.sync.aio",
     "RequestTimeout": "pyserver.trio.socketio.adapter",
     "Socket": "pyserver.trio.socketio.socket",
     "StateRecovery": "pyserver.socketio.recovery",
@@ -48,6 +49,7 @@ __all__ = [
     "DEFAULT_SECURITY_HEADERS",
     "ASGIApp",
     "App",
+    "AsyncEmitter",
     "ConnectionClosed",
     "ConnectionLost",
     "ConnectionRefused",
@@ -92,6 +94,7 @@ if TYPE_CHECKING:
     from pyserver.socketio.client import ConnectionLost
     from pyserver.socketio.packets import PacketTooLarge
     from pyserver.socketio.recovery import StateRecovery
+    from pyserver.sync.aio import AsyncEmitter
     from pyserver.sync.emitter import Emitter
     from pyserver.trio.asgi import ASGIApp
     from pyserver.trio.client import connect

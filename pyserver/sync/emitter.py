@@ -20,30 +20,83 @@ blocking round trip to Redis on one connection per emitter (shared by the emitte
 ``to``, ``of`` and the other chaining methods make from it; thread-safe), and raises
 :class:`~pyserver.sync.redis.RedisError` when Redis cannot be reached (a command whose reply
 was lost with its connection is sent once more, so it may then arrive twice). There are no
-acknowledgements: an emitter is no member of the cluster and gets no answers.
+acknowledgements: an emitter is no member of the cluster and gets no answers. For asyncio
+programs, :class:`~pyserver.sync.aio.AsyncEmitter` is the same with ``await``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import replace
-from typing import Any
+from typing import Any, Self
 
 from pyserver.redis.emitter import Classic, Streams, Target
 from pyserver.sync.redis import RedisConnection, RedisError
 
-__all__ = ["Emitter", "RedisError"]
+__all__ = ["Chain", "Emitter", "RedisError", "wire"]
 
 
 def _names(rooms: str | Iterable[str]) -> tuple[str, ...]:
     return (rooms,) if isinstance(rooms, str) else tuple(rooms)
 
 
-class Emitter:
+class Chain:
+    """The chaining half of an emitter (rooms, exceptions, flags, namespace), shared by
+    :class:`Emitter` and :class:`~pyserver.sync.aio.AsyncEmitter`: each method returns a new
+    emitter on the same connection."""
+
+    __slots__ = ("_conn", "_target", "_wire")
+
+    _conn: Any
+    _target: Target
+    _wire: Classic | Streams
+
+    def _with(self, target: Target) -> Self:
+        other = object.__new__(type(self))
+        other._conn = self._conn
+        other._wire = self._wire
+        other._target = target
+        return other
+
+    def of(self, nsp: str) -> Self:
+        """The namespace ``nsp`` ("/" is added in front when missing, as Node does)."""
+        return self._with(Target(nsp if nsp.startswith("/") else "/" + nsp))
+
+    def to(self, room: str | Iterable[str]) -> Self:
+        """Also to ``room`` (one name or several): the union of the rooms."""
+        t = self._target
+        return self._with(replace(t, rooms=tuple(dict.fromkeys(t.rooms + _names(room)))))
+
+    in_ = to
+
+    def except_(self, room: str | Iterable[str]) -> Self:
+        """Leave out the sockets in ``room``."""
+        t = self._target
+        names = tuple(dict.fromkeys(t.except_rooms + _names(room)))
+        return self._with(replace(t, except_rooms=names))
+
+    @property
+    def volatile(self) -> Self:
+        """Dropped for clients that are not ready for it (see ``Server.volatile``)."""
+        return self._with(replace(self._target, flags={**self._target.flags, "volatile": True}))
+
+    def compress(self, compress: bool) -> Self:
+        return self._with(replace(self._target, flags={**self._target.flags, "compress": compress}))
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self._conn.url} {self._target}>"
+
+
+def wire(key: str, stream: str | None, max_len: int, channel_prefix: str) -> Classic | Streams:
+    """The commands' builder for these options."""
+    return Classic(key) if stream is None else Streams(stream, max_len, channel_prefix)
+
+
+class Emitter(Chain):
     """See the module docstring. ``key``: the classic adapter's channel prefix; ``stream``
     (with ``max_len`` and ``channel_prefix``): write for the streams adapter instead."""
 
-    __slots__ = ("_conn", "_target", "_wire")
+    __slots__ = ()
 
     def __init__(
         self,
@@ -56,44 +109,8 @@ class Emitter:
         timeout: float = 5.0,
     ) -> None:
         self._conn = RedisConnection(url, timeout=timeout)
-        self._wire: Classic | Streams = (
-            Classic(key) if stream is None else Streams(stream, max_len, channel_prefix)
-        )
+        self._wire = wire(key, stream, max_len, channel_prefix)
         self._target = Target()
-
-    def _with(self, target: Target) -> Emitter:
-        other = object.__new__(Emitter)
-        other._conn = self._conn
-        other._wire = self._wire
-        other._target = target
-        return other
-
-    # -- chaining (each returns a new emitter on the same connection) ------------------------
-
-    def of(self, nsp: str) -> Emitter:
-        """The namespace ``nsp`` ("/" is added in front when missing, as Node does)."""
-        return self._with(Target(nsp if nsp.startswith("/") else "/" + nsp))
-
-    def to(self, room: str | Iterable[str]) -> Emitter:
-        """Also to ``room`` (one name or several): the union of the rooms."""
-        t = self._target
-        return self._with(replace(t, rooms=tuple(dict.fromkeys(t.rooms + _names(room)))))
-
-    in_ = to
-
-    def except_(self, room: str | Iterable[str]) -> Emitter:
-        """Leave out the sockets in ``room``."""
-        t = self._target
-        names = tuple(dict.fromkeys(t.except_rooms + _names(room)))
-        return self._with(replace(t, except_rooms=names))
-
-    @property
-    def volatile(self) -> Emitter:
-        """Dropped for clients that are not ready for it (see ``Server.volatile``)."""
-        return self._with(replace(self._target, flags={**self._target.flags, "volatile": True}))
-
-    def compress(self, compress: bool) -> Emitter:
-        return self._with(replace(self._target, flags={**self._target.flags, "compress": compress}))
 
     # -- acting ------------------------------------------------------------------------------
 
@@ -128,6 +145,3 @@ class Emitter:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-    def __repr__(self) -> str:
-        return f"<Emitter {self._conn.url} {self._target}>"

@@ -13,7 +13,7 @@ from urllib.parse import unquote, urlsplit
 
 from pyserver.redis.resp import Reply, RespError, RespReader, command
 
-__all__ = ["RedisConnection", "RedisError"]
+__all__ = ["RedisConnection", "RedisError", "Word", "word"]
 
 Word = bytes | str | int
 
@@ -22,10 +22,11 @@ class RedisError(Exception):
     """Redis answered with an error, or could not be reached."""
 
 
-def _word(word: Word) -> bytes:
-    if isinstance(word, bytes):
-        return word
-    return str(word).encode()
+def word(value: Word) -> bytes:
+    """One word of a command as bytes (str as UTF-8, int in decimal)."""
+    if isinstance(value, bytes):
+        return value
+    return str(value).encode()
 
 
 class RedisConnection:
@@ -72,7 +73,7 @@ class RedisConnection:
     def _exchange(self, commands: Sequence[Sequence[Word]]) -> list[Reply]:
         sock = self._sock
         assert sock is not None
-        sock.sendall(b"".join(command(*(_word(w) for w in c)) for c in commands))
+        sock.sendall(b"".join(command(*(word(w) for w in c)) for c in commands))
         replies: list[Reply] = []
         while len(replies) < len(commands):
             replies.extend(self._reader.replies())

@@ -102,9 +102,26 @@ print("ok")
 """
 
 
-def run_worker(redis_url: str, **options: Any) -> None:
+ASYNC_WORKER = """
+import asyncio, sys
+from pyserver import AsyncEmitter
+
+async def main():
+    async with AsyncEmitter(sys.argv[1], **eval(sys.argv[2])) as emitter:
+        await emitter.to("r").emit("job", {"done": 1}, b"\\x00\\xff")
+        await emitter.except_("r").emit("others", 2)
+        await emitter.sockets_join("joined")
+        await emitter.to("joined").emit("via-joined", 3)
+
+asyncio.run(main())
+assert "trio" not in sys.modules, "trio was loaded"
+print("ok")
+"""
+
+
+def run_worker(redis_url: str, *, code: str = WORKER, **options: Any) -> None:
     done = subprocess.run(
-        [sys.executable, "-c", WORKER, redis_url, repr(options)],
+        [sys.executable, "-c", code, redis_url, repr(options)],
         capture_output=True, text=True, timeout=30,
     )  # fmt: skip
     assert done.stdout.strip() == "ok", done.stderr
@@ -147,6 +164,23 @@ def test_a_plain_python_worker_reaches_pyserver_and_node_clients_classic(
                             ("n1", node.url, "r"), ("n2", node.url, None)]:  # fmt: skip
         node.command("connect", name=name, url=url, **({"room": room} if room else {}))
     run_worker(redis_server.url)
+    check_worker_events(node, ["p1", "n1"], ["p2", "n2"])
+
+
+def test_an_asyncio_worker_reaches_pyserver_and_node_clients(
+    node_bin: str, redis_server: RedisProcess, stoppers: list[Any]
+) -> None:
+    tag = uuid.uuid4().hex[:8]
+    stream, prefix = f"stream-{tag}", f"prefix-{tag}"
+    ours = PyNode(redis_server.url, "py", stream, prefix)
+    stoppers.append(ours)
+    node = JsonPeer(node_bin, redis_server.url, "--stream", stream, "--prefix", prefix)
+    stoppers.append(node)
+    wait_numsub(redis_server, f"{prefix}#/#", 2)
+    for name, url, room in [("p1", ours.url, "r"), ("p2", ours.url, None),
+                            ("n1", node.url, "r"), ("n2", node.url, None)]:  # fmt: skip
+        node.command("connect", name=name, url=url, **({"room": room} if room else {}))
+    run_worker(redis_server.url, code=ASYNC_WORKER, stream=stream, channel_prefix=prefix)
     check_worker_events(node, ["p1", "n1"], ["p2", "n2"])
 
 
