@@ -1,20 +1,23 @@
 """Orb Rush (pyserver.demo.game): the simulation and the wire checks as plain functions, then
-the ``/game`` namespace end to end with python-socketio's client against a real server.
+the ``/game`` namespace end to end with pyserver's Trio client against a real server.
 """
 
 from __future__ import annotations
 
 import math
 import random
+from contextlib import AsyncExitStack
 from typing import Any
 
 import pytest
 import trio
-from helpers.sio_client import PyClient, eventually, serving
+from helpers.sio_client import eventually, next_event, serving
 
+from pyserver import testing
 from pyserver.demo import game as g
 from pyserver.demo.game import BadInput, Game, Player, World
 from pyserver.extras.statesync import SyncedState
+from pyserver.trio.client.socket import ClientSocket
 from pyserver.trio.socketio.server import Server
 
 # -- the simulation ------------------------------------------------------------------------
@@ -230,9 +233,13 @@ def test_parse_join() -> None:
 # -- the namespace, end to end -------------------------------------------------------------
 
 
-async def _join(client: PyClient, url: str, **payload: Any) -> dict[str, Any]:
-    await client.connect(url)
-    reply: dict[str, Any] = await client.call("join", {"match": "m1", **payload}, "/game")
+def _client(url: str) -> Any:
+    """pyserver's Trio client on the game's namespace."""
+    return testing.connect(url + "/game", transports=["websocket"])
+
+
+async def _join(client: ClientSocket, **payload: Any) -> dict[str, Any]:
+    reply: dict[str, Any] = await client.emit_with_ack("join", {"match": "m1", **payload})
     return reply
 
 
@@ -245,67 +252,64 @@ async def test_join_input_and_sync() -> None:
     sio, game = _server()
     with trio.fail_after(30):
         async with serving(sio) as url:
-            a = PyClient(("/game",))
-            reply = await _join(a, url, name="Ada")
-            assert reply["ok"] and reply["match"] == "m1"
-            snapshot = reply["sync"]
-            assert snapshot["type"] == "snapshot"
-            assert snapshot["state"]["players"][reply["you"]]["name"] == "Ada"
-            room = sio.namespaces["/game"].room("match:m1")
-            assert "m1" in game.matches
-            # the tick loop was started by the join; it counts once it runs (the reply may
-            # reach the client first)
-            await eventually(lambda: room.task_count == 1)
+            async with _client(url) as a:
+                reply = await _join(a, name="Ada")
+                assert reply["ok"] and reply["match"] == "m1"
+                snapshot = reply["sync"]
+                assert snapshot["type"] == "snapshot"
+                assert snapshot["state"]["players"][reply["you"]]["name"] == "Ada"
+                room = sio.namespaces["/game"].room("match:m1")
+                assert "m1" in game.matches
+                # the tick loop was started by the join; it counts once it runs (the reply may
+                # reach the client first)
+                await eventually(lambda: room.task_count == 1)
 
-            assert await a.call("input", {"seq": 1, "dx": 1, "dy": 0}, "/game") == {"ok": True}
-            assert await a.call("input", {"seq": 1, "dx": 0, "dy": 0}, "/game") == {"ok": False}
-            # the tick loop moves the player and sends numbered deltas
-            x0 = snapshot["state"]["players"][reply["you"]]["x"]
-            while True:
-                _, _, (message,) = await a.event("delta")
-                assert message["epoch"] == snapshot["epoch"]
-                moved = message["delta"].get("players", {}).get(reply["you"], {})
-                if moved.get("x", x0) > x0:
-                    break
-            # a client that missed deltas gets exactly those
-            known = {"epoch": snapshot["epoch"], "version": snapshot["version"]}
-            answer = await a.call("sync", known, "/game")
-            missed = answer["sync"]
-            assert missed["type"] == "deltas" and missed["from"] == snapshot["version"]
-            seqs = [seq for seq, _ in missed["deltas"]]
-            assert seqs == list(range(snapshot["version"] + 1, missed["version"] + 1))
-            state = snapshot["state"]
-            for _, delta in missed["deltas"]:
-                g.apply_delta(state, delta)
-            assert state["players"][reply["you"]]["x"] > x0
-            # another epoch, or far behind: a snapshot
-            other = await a.call("sync", {"epoch": "other", "version": 1}, "/game")
-            assert other["sync"]["type"] == "snapshot"
-            await a.disconnect()
+                assert await a.emit_with_ack("input", {"seq": 1, "dx": 1, "dy": 0}) == {"ok": True}
+                assert await a.emit_with_ack("input", {"seq": 1, "dx": 0, "dy": 0}) == {"ok": False}
+                # the tick loop moves the player and sends numbered deltas
+                x0 = snapshot["state"]["players"][reply["you"]]["x"]
+                while True:
+                    (message,) = await next_event(a, "delta")
+                    assert message["epoch"] == snapshot["epoch"]
+                    moved = message["delta"].get("players", {}).get(reply["you"], {})
+                    if moved.get("x", x0) > x0:
+                        break
+                # a client that missed deltas gets exactly those
+                known = {"epoch": snapshot["epoch"], "version": snapshot["version"]}
+                answer = await a.emit_with_ack("sync", known)
+                missed = answer["sync"]
+                assert missed["type"] == "deltas" and missed["from"] == snapshot["version"]
+                seqs = [seq for seq, _ in missed["deltas"]]
+                assert seqs == list(range(snapshot["version"] + 1, missed["version"] + 1))
+                state = snapshot["state"]
+                for _, delta in missed["deltas"]:
+                    g.apply_delta(state, delta)
+                assert state["players"][reply["you"]]["x"] > x0
+                # another epoch, or far behind: a snapshot
+                other = await a.emit_with_ack("sync", {"epoch": "other", "version": 1})
+                assert other["sync"]["type"] == "snapshot"
             await eventually(lambda: room.task_count == 0 and "m1" not in game.matches)
 
 
 async def test_bad_input_is_refused_and_the_server_lives_on() -> None:
     sio, game = _server()
     with trio.fail_after(30):
-        async with serving(sio) as url:
-            a = PyClient(("/game",))
-            await a.connect(url)
+        async with serving(sio) as url, _client(url) as a:
             assert (
                 "join a match first"
-                in (await a.call("input", {"seq": 1, "dx": 1, "dy": 0}, "/game"))["error"]
+                in (await a.emit_with_ack("input", {"seq": 1, "dx": 1, "dy": 0}))["error"]
             )
-            assert "join a match first" in (await a.call("sync", None, "/game"))["error"]
-            for bad in (None, "m1", {"match": "no spaces"}, {"match": "m1", "token": "?"}):
-                assert "error" in await a.call("join", bad, "/game")
+            assert "join a match first" in (await a.emit_with_ack("sync"))["error"]
+            # no argument, then bad ones
+            for bad in ((), ("m1",), ({"match": "no spaces"},), ({"match": "m1", "token": "?"},)):
+                assert "error" in await a.emit_with_ack("join", *bad)
             assert game.matches == {}
-            reply = await a.call("join", {"match": "m1"}, "/game")
+            reply = await a.emit_with_ack("join", {"match": "m1"})
             assert reply["ok"]
             for bad_input in ({"seq": "1", "dx": 1, "dy": 0}, [1], {"seq": 2, "dx": 9, "dy": 0}):
-                assert "error" in await a.call("input", bad_input, "/game")
-            assert (await a.call("sync", "junk", "/game"))["sync"]["type"] == "snapshot"
-            assert (await a.call("input", {"seq": 3, "dx": 0, "dy": 1}, "/game")) == {"ok": True}
-            await a.disconnect()
+                assert "error" in await a.emit_with_ack("input", bad_input)
+            assert (await a.emit_with_ack("sync", "junk"))["sync"]["type"] == "snapshot"
+            assert (await a.emit_with_ack("input", {"seq": 3, "dx": 0, "dy": 1})) == {"ok": True}
 
 
 async def test_a_full_match_and_too_many_matches_are_refused(
@@ -316,16 +320,15 @@ async def test_a_full_match_and_too_many_matches_are_refused(
     sio, game = _server()
     with trio.fail_after(30):
         async with serving(sio) as url:
-            clients = [PyClient(("/game",)) for _ in range(3)]
-            assert (await _join(clients[0], url))["ok"]
-            assert (await _join(clients[1], url))["ok"]
-            refused = await _join(clients[2], url)
-            assert "full" in refused["error"]
-            other = await clients[2].call("join", {"match": "m2"}, "/game")
-            assert "too many matches" in other["error"]
-            assert list(game.matches) == ["m1"] and len(game.matches["m1"].world.players) == 2
-            for client in clients:
-                await client.disconnect()
+            async with AsyncExitStack() as stack:
+                clients = [await stack.enter_async_context(_client(url)) for _ in range(3)]
+                assert (await _join(clients[0]))["ok"]
+                assert (await _join(clients[1]))["ok"]
+                refused = await _join(clients[2])
+                assert "full" in refused["error"]
+                other = await clients[2].emit_with_ack("join", {"match": "m2"})
+                assert "too many matches" in other["error"]
+                assert list(game.matches) == ["m1"] and len(game.matches["m1"].world.players) == 2
             await eventually(lambda: game.matches == {})
 
 
@@ -334,26 +337,27 @@ async def test_a_page_with_its_token_takes_its_player_back() -> None:
     token = "tab-token-0123456789"
     with trio.fail_after(30):
         async with serving(sio) as url:
-            old = PyClient(("/game",))
-            first = await _join(old, url, name="Ada", token=token)
-            game.matches["m1"].world.players[first["you"]].score = 7
-            new = PyClient(("/game",))  # the same page, reconnected on a new connection
-            known = {"epoch": first["sync"]["epoch"], "version": first["sync"]["version"]}
-            second = await _join(new, url, name="Ada", token=token, known=known)
-            assert second["you"] == first["you"]
-            assert second["sync"]["type"] == "deltas"  # only what it missed
-            assert len(game.matches["m1"].world.players) == 1
-            _, _, args = await old.event("replaced")
-            assert args[0]["message"]
-            # the old socket no longer controls the player; its leaving removes nothing
-            assert (
-                "join a match first"
-                in (await old.call("input", {"seq": 1, "dx": 1, "dy": 0}, "/game"))["error"]
-            )
-            await old.disconnect()
-            assert (await new.call("input", {"seq": 1, "dx": 1, "dy": 0}, "/game")) == {"ok": True}
-            assert game.matches["m1"].world.players[first["you"]].score == 7
-            await new.disconnect()
+            async with _client(url) as old, _client(url) as new:
+                first = await _join(old, name="Ada", token=token)
+                game.matches["m1"].world.players[first["you"]].score = 7
+                # new: the same page, reconnected on a new connection
+                known = {"epoch": first["sync"]["epoch"], "version": first["sync"]["version"]}
+                second = await _join(new, name="Ada", token=token, known=known)
+                assert second["you"] == first["you"]
+                assert second["sync"]["type"] == "deltas"  # only what it missed
+                assert len(game.matches["m1"].world.players) == 1
+                args = await next_event(old, "replaced")
+                assert args[0]["message"]
+                # the old socket no longer controls the player; its leaving removes nothing
+                assert (
+                    "join a match first"
+                    in (await old.emit_with_ack("input", {"seq": 1, "dx": 1, "dy": 0}))["error"]
+                )
+                old.disconnect()
+                assert (await new.emit_with_ack("input", {"seq": 1, "dx": 1, "dy": 0})) == {
+                    "ok": True
+                }
+                assert game.matches["m1"].world.players[first["you"]].score == 7
             await eventually(lambda: game.matches == {})
 
 
@@ -361,15 +365,13 @@ async def test_inputs_are_rate_limited() -> None:
     sio = Server()
     g.register(sio, rate_limit=(5, 60.0))
     with trio.fail_after(30):
-        async with serving(sio) as url:
-            a = PyClient(("/game",))
-            assert (await _join(a, url))["ok"]
+        async with serving(sio) as url, _client(url) as a:
+            assert (await _join(a))["ok"]
             answers = [
-                await a.call("input", {"seq": i, "dx": 1, "dy": 0}, "/game") for i in range(6)
+                await a.emit_with_ack("input", {"seq": i, "dx": 1, "dy": 0}) for i in range(6)
             ]
             assert answers[:4] == [{"ok": True}] * 4
             assert answers[4] == {"error": "rate limited"}
-            await a.disconnect()
 
 
 async def test_a_match_made_again_during_the_grace_period_ticks() -> None:
@@ -377,20 +379,20 @@ async def test_a_match_made_again_during_the_grace_period_ticks() -> None:
     game = g.register(sio)
     with trio.fail_after(30):
         async with serving(sio) as url:
-            a = PyClient(("/game",))
-            assert (await _join(a, url))["ok"]
-            room = sio.namespaces["/game"].room("match:m1")
-            first = game.matches["m1"]
-            await a.disconnect()
+            async with _client(url) as a:
+                assert (await _join(a))["ok"]
+                room = sio.namespaces["/game"].room("match:m1")
+                first = game.matches["m1"]
             await eventually(lambda: "m1" not in game.matches)
             assert room.active and room.task_count == 1  # the loop waits out the grace period
-            b = PyClient(("/game",))
-            reply = await _join(b, url)
-            assert game.matches["m1"] is not first and room.task_count == 1
-            x0 = reply["sync"]["state"]["players"][reply["you"]]["x"]
-            sign = 1 if x0 < g.ARENA_W / 2 else -1
-            assert await b.call("input", {"seq": 1, "dx": sign, "dy": 0}, "/game") == {"ok": True}
-            await eventually(
-                lambda: sign * (game.matches["m1"].world.players[reply["you"]].x - x0) > 20
-            )
-            await b.disconnect()
+            async with _client(url) as b:
+                reply = await _join(b)
+                assert game.matches["m1"] is not first and room.task_count == 1
+                x0 = reply["sync"]["state"]["players"][reply["you"]]["x"]
+                sign = 1 if x0 < g.ARENA_W / 2 else -1
+                assert await b.emit_with_ack("input", {"seq": 1, "dx": sign, "dy": 0}) == {
+                    "ok": True
+                }
+                await eventually(
+                    lambda: sign * (game.matches["m1"].world.players[reply["you"]].x - x0) > 20
+                )
