@@ -85,9 +85,15 @@ SETUPS: dict[str, tuple[str, str, int, bool]] = {
     "node-3s": ("node", "cluster_node.js", 3, True),
     "pyserver-3x": ("python", "cluster_pyserver.py", 3, True),
     "node-3x": ("node", "cluster_node.js", 3, True),
+    "pyserver-3xr": ("python", "cluster_pyserver.py", 3, True),
+    "node-3xr": ("node", "cluster_node.js", 3, True),
 }
 ADAPTERS = {"pyserver-3s": "sharded", "node-3s": "sharded",
-            "pyserver-3x": "streams", "node-3x": "streams"}  # fmt: skip
+            "pyserver-3x": "streams", "node-3x": "streams",
+            "pyserver-3xr": "streams", "node-3xr": "streams"}  # fmt: skip
+RECOVERY_SETUPS = ("pyserver-3xr", "node-3xr")
+"""Three streams nodes with connection state recovery on (``--recovery``)."""
+RECOVERY_LOAD = BENCH.parent / "tests" / "cluster" / "node" / "recovery_load.js"
 """Setups on another adapter than the classic one (``$BENCH_ADAPTER`` for the servers)."""
 SUBSCRIBED = {
     "classic": ("NUMSUB", "socket.io-request#/#"),
@@ -204,6 +210,9 @@ def start_nodes(setup: str, redis: Redis, opts: argparse.Namespace) -> list[harn
     env.pop("BENCH_REDIS_URL", None)
     adapter = ADAPTERS.get(setup, "classic")
     env["BENCH_ADAPTER"] = adapter
+    env.pop("BENCH_RECOVERY", None)
+    if setup in RECOVERY_SETUPS:
+        env["BENCH_RECOVERY"] = "1"
     if uses_redis:
         env["BENCH_REDIS_URL"] = redis.url
     nodes = []
@@ -393,6 +402,48 @@ def run_setup(setup: str, redis: Redis, opts: argparse.Namespace) -> Result:
 # ---- report -----------------------------------------------------------------------------
 
 
+def run_recovery(setup: str, redis: Redis, opts: argparse.Namespace) -> dict[str, Any]:
+    """A mass reconnection on three streams nodes with recovery: ``--recovery`` clients, each
+    away while ``--missed`` packets are broadcast, come back on the next node; how fast the
+    missed packets are replayed (``tests/cluster/node/recovery_load.js``)."""
+    nodes = start_nodes(setup, redis, opts)
+    try:
+        urls = ",".join(f"http://{HOST}:{node.port}" for node in nodes)
+        cpu_before = cpu_of([node.proc.pid for node in nodes])
+        done = subprocess.run(
+            [opts.node, str(RECOVERY_LOAD), "--urls", urls, "--clients", str(opts.recovery),
+             "--missed", str(opts.missed)],
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        cpu = cpu_of([node.proc.pid for node in nodes]) - cpu_before
+        lines = done.stdout.strip().splitlines()
+        found: dict[str, Any] = json.loads(lines[-1]) if lines else {"error": done.stderr[-300:]}
+        found["server_cpu_s"] = cpu
+        return found
+    finally:
+        for node in nodes:
+            node.stop()
+
+
+def print_recovery(found: dict[str, dict[str, Any]], out: Any = sys.stdout) -> None:
+    print("mass reconnection with recovery, 3 streams nodes, each client back on the next node:",
+          file=out)  # fmt: skip
+    for setup, r in found.items():
+        if "error" in r:
+            print(f"  {setup:<13} ERROR {r['error']}", file=out)
+            continue
+        print(
+            f"  {setup:<13} {r['recovered']}/{r['clients']} recovered, {r['packets']} missed "
+            f"packets replayed in {fmt(r['seconds'], '.2f')} s = {fmt(r['per_s'], ',.0f')} /s "
+            f"(server CPU {fmt(r['server_cpu_s'], '.2f')} s for the whole run)",
+            file=out,
+        )
+    a, b = found.get("pyserver-3xr"), found.get("node-3xr")
+    if a and b and "error" not in a and "error" not in b:
+        print(f"  ratio pyserver / Node: replayed/s {ratio(a['per_s'], b['per_s'])}", file=out)
+    print(file=out)
+
+
 def print_report(results: list[Result], opts: argparse.Namespace, out: Any = sys.stdout) -> None:
     header = (
         f"{'setup':<11} {'nodes':>5} {'per s':>9} {'deliv %':>7} {'p50 ms':>8} {'p99 ms':>8} "
@@ -477,6 +528,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--duration", type=float, help="measured seconds (default 8, quick 2)")
     p.add_argument("--json", type=Path, help="also write every figure to this JSON file")
     p.add_argument(
+        "--recovery",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also measure a mass reconnection of N clients with recovery on three streams "
+        "nodes (pyserver, then Node)",
+    )
+    p.add_argument("--missed", type=int, default=20, help="packets missed per client (20)")
+    p.add_argument(
         "--profile",
         type=Path,
         metavar="DIR",
@@ -519,6 +579,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     redis = Redis()
     results = []
+    recovery: dict[str, dict[str, Any]] = {}
     started = time.monotonic()
     try:
         for setup in setups:
@@ -528,10 +589,20 @@ def main(argv: list[str] | None = None) -> int:
             except Exception as exc:  # a broken setup must not lose the others
                 results.append(Result(setup=setup, nodes=SETUPS[setup][2], error=repr(exc)[:300]))
             print(" done", flush=True)
+        if opts.recovery:
+            for setup in RECOVERY_SETUPS:
+                print(f"  {setup} (recovery) ...", end="", flush=True)
+                try:
+                    recovery[setup] = run_recovery(setup, redis, opts)
+                except Exception as exc:
+                    recovery[setup] = {"error": repr(exc)[:300]}
+                print(" done", flush=True)
     finally:
         redis.stop()
     print(f"  ({time.monotonic() - started:.0f} s)\n", flush=True)
     print_report(results, opts)
+    if recovery:
+        print_recovery(recovery)
     for key, prof in opts.profiles.items():
         harness.print_profile(key, prof, sys.stdout, width=130, inclusive=True)
     if opts.json is not None:
@@ -540,6 +611,7 @@ def main(argv: list[str] | None = None) -> int:
                 {
                     "args": {k: str(v) for k, v in vars(opts).items()},
                     "results": [asdict(r) for r in results],
+                    "recovery": recovery,
                 },
                 indent=2,
             )

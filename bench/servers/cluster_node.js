@@ -37,6 +37,7 @@ async function main() {
       options.adapter = mod('@socket.io/redis-adapter').createShardedAdapter(pub, sub);
     } else if (kind === 'streams') {
       options.adapter = mod('@socket.io/redis-streams-adapter').createAdapter(pub);
+      if (process.env.BENCH_RECOVERY) options.connectionStateRecovery = {};
     } else {
       options.adapter = createAdapter(pub, sub);
     }

@@ -27,7 +27,9 @@ if redis_url and adapter_kind == "sharded":
 elif redis_url and adapter_kind == "streams":
     from pyserver import RedisStreamsAdapter
 
-    sio = Server(adapter=RedisStreamsAdapter(redis_url))
+    # BENCH_RECOVERY: connection state recovery on (cluster_bench.py --recovery)
+    recovery = bool(os.environ.get("BENCH_RECOVERY"))
+    sio = Server(adapter=RedisStreamsAdapter(redis_url), connection_state_recovery=recovery)
 elif redis_url:
     from pyserver import RedisAdapter
 
