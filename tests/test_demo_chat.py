@@ -1,6 +1,6 @@
 """The chat demo's server side (``pyserver.demo.chat``): tokens, validation, the bounded
 history and dedup memory as plain functions, then the namespace end to end with
-python-socketio's client (login, refused tokens, presence across sockets of one user, acks,
+pyserver's Trio client (login, refused tokens, presence across sockets of one user, acks,
 dedup of a retried message, history for a late joiner, images and their size limit, the
 rate limit), and two nodes sharing a real redis-server."""
 
@@ -12,6 +12,7 @@ import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Iterator
+from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +20,9 @@ import jwt
 import pytest
 import trio
 from helpers.redis_process import REDIS_SERVER, RedisProcess
-from helpers.sio_client import PyClient, in_thread, serving
+from helpers.sio_client import in_thread, next_event, serving
 
-from pyserver import Server
+from pyserver import Server, testing
 from pyserver.demo import chat
 from pyserver.demo.chat import (
     Dedup,
@@ -36,6 +37,8 @@ from pyserver.demo.chat import (
     validate_text,
     verify_token,
 )
+from pyserver.errors import ConnectionRefused
+from pyserver.trio.client.socket import ClientSocket
 
 SECRET = "unit-test-secret-that-is-long-enough-for-hs256"
 NOW = 1_800_000_000.0
@@ -223,22 +226,23 @@ def post_login(url: str, body: bytes) -> tuple[int, dict[str, Any]]:
         return exc.code, json.loads(exc.read())
 
 
-async def user(url: str, name: str) -> PyClient:
+async def user(clients: AsyncExitStack, url: str, name: str) -> ClientSocket:
+    """Log in as ``name`` and connect to ``/chat`` with pyserver's Trio client, which
+    ``clients`` disconnects."""
     status, body = await in_thread(post_login, url, json.dumps({"name": name}).encode())
     assert status == 200, body
-    client = PyClient(namespaces=("/chat",))
-    await client.connect(url, auth={"token": body["token"]})
-    return client
+    client = testing.connect(url + "/chat", auth={"token": body["token"]}, transports=["websocket"])
+    return await clients.enter_async_context(client)
 
 
-async def call(client: PyClient, event: str, *args: Any) -> Any:
-    return await client.call(event, args if len(args) != 1 else args[0], namespace="/chat")
+async def call(client: ClientSocket, event: str, *args: Any) -> Any:
+    return await client.emit_with_ack(event, *args)
 
 
-async def presence(client: PyClient, room: str, users: list[str]) -> None:
+async def presence(client: ClientSocket, room: str, users: list[str]) -> None:
     """Wait for the presence event that lists ``users`` (earlier ones are skipped)."""
     while True:
-        _, _, (info,) = await client.event("presence")
+        (info,) = await next_event(client, "presence")
         if info == {"room": room, "users": users}:
             return
 
@@ -257,7 +261,6 @@ async def test_login_route() -> None:
             assert status == 413
 
 
-@pytest.mark.interop
 @pytest.mark.parametrize(
     ("auth", "reason"),
     [
@@ -269,20 +272,22 @@ async def test_login_route() -> None:
 async def test_bad_tokens_refused(auth: dict[str, str] | None, reason: str) -> None:
     with trio.fail_after(10):
         async with serving(chat_server()) as url:
-            client = PyClient(namespaces=("/chat",))
-            with pytest.raises(Exception, match="failed to connect"):
-                await client.connect(url, auth=auth)
-            ns, data = client.errors.get_nowait()
-            assert ns == "/chat"
-            assert data == {"message": "invalid token", "data": {"reason": reason}}
+            with pytest.raises(ConnectionRefused) as info:
+                async with testing.connect(url + "/chat", auth=auth, transports=["websocket"]):
+                    pass
+            assert info.value.message == "invalid token"
+            assert info.value.data == {"reason": reason}
 
 
-@pytest.mark.interop
 async def test_presence_messages_dedup_and_history() -> None:
     with trio.fail_after(30):
-        async with serving(chat_server()) as url:
-            ada1, ada2, bob = await user(url, "ada"), await user(url, "ada"), await user(url, "bob")
-            _, _, (welcome,) = await bob.event("welcome")
+        async with serving(chat_server()) as url, AsyncExitStack() as clients:
+            ada1, ada2, bob = (
+                await user(clients, url, "ada"),
+                await user(clients, url, "ada"),
+                await user(clients, url, "bob"),
+            )
+            (welcome,) = await next_event(bob, "welcome")
             assert welcome["user"] == "bob" and welcome["rooms"] == ["general", "random"]
             # before joining, messages are refused
             answer = await call(bob, "message", {"room": "lab", "cid": "c0", "text": "hi"})
@@ -297,15 +302,15 @@ async def test_presence_messages_dedup_and_history() -> None:
             sent = {"room": "lab", "cid": "c1", "text": "hello <b>bob</b>"}
             ack = await call(ada1, "message", sent)
             assert ack["ok"] and ack["id"] and isinstance(ack["ts"], int)
-            _, _, (got,) = await bob.event("message")
+            (got,) = await next_event(bob, "message")
             assert got["id"] == ack["id"] and got["text"] == "hello <b>bob</b>"
             assert got["user"] == "ada" and got["cid"] == "c1"
-            _, _, (mine,) = await ada2.event("message")  # the sender's other tab
+            (mine,) = await next_event(ada2, "message")  # the sender's other tab
             assert mine["id"] == ack["id"]
             # a retry (same cid) gets the first ack and is not shown again
             assert await call(ada1, "message", sent) == {**ack, "duplicate": True}
             ack2 = await call(ada1, "message", {**sent, "cid": "c2", "text": "again"})
-            _, _, (got,) = await bob.event("message")
+            (got,) = await next_event(bob, "message")
             assert got["id"] == ack2["id"]
             # bad input answers clearly
             for bad in ({"room": "lab", "cid": "c3"}, {"room": "lab", "text": "x"}, "text"):
@@ -314,38 +319,37 @@ async def test_presence_messages_dedup_and_history() -> None:
             assert "error" in await call(bob, "join")
 
             # a late joiner gets the history
-            carol = await user(url, "carol")
+            carol = await user(clients, url, "carol")
             late = await call(carol, "join", "lab")
             assert [m["text"] for m in late["history"]] == ["hello <b>bob</b>", "again"]
             assert late["users"] == ["ada", "bob", "carol"]
 
             # typing goes to the others in the room, not to the sender
-            await carol.emit("typing", {"room": "lab", "typing": True}, namespace="/chat")
-            _, _, (typing,) = await bob.event("typing")
+            carol.emit("typing", {"room": "lab", "typing": True})
+            (typing,) = await next_event(bob, "typing")
             assert typing == {"room": "lab", "user": "carol", "typing": True}
 
             # ada stays online until her last tab leaves
-            await ada1.disconnect()
+            ada1.disconnect()
             await presence(bob, "lab", ["ada", "bob", "carol"])
-            await ada2.disconnect()
+            ada2.disconnect()
             await presence(bob, "lab", ["bob", "carol"])
             # leaving for another room
             await call(carol, "join", "random")
             await presence(bob, "lab", ["bob"])
-            await bob.disconnect()
-            await carol.disconnect()
+            bob.disconnect()
+            carol.disconnect()
 
 
-@pytest.mark.interop
 async def test_images() -> None:
     with trio.fail_after(20):
-        async with serving(chat_server()) as url:
-            ada, bob = await user(url, "ada"), await user(url, "bob")
+        async with serving(chat_server()) as url, AsyncExitStack() as clients:
+            ada, bob = await user(clients, url, "ada"), await user(clients, url, "bob")
             await call(ada, "join", "pics")
             await call(bob, "join", "pics")
             ack = await call(ada, "image", {"room": "pics", "cid": "i1", "data": PNG})
             assert ack["ok"]
-            _, _, (got,) = await bob.event("message")
+            (got,) = await next_event(bob, "message")
             assert got["image"] == PNG and got["mime"] == "image/png" and got["user"] == "ada"
             big = PNG + b"\x00" * chat.IMAGE_LIMIT
             answer = await call(ada, "image", {"room": "pics", "cid": "i2", "data": big})
@@ -354,18 +358,15 @@ async def test_images() -> None:
             assert answer == {"error": "not a PNG, JPEG, GIF or WebP image"}
             answer = await call(ada, "image", {"room": "pics", "cid": "i4", "data": "text"})
             assert answer == {"error": "image data must be binary"}
-            carol = await user(url, "carol")
+            carol = await user(clients, url, "carol")
             late = await call(carol, "join", "pics")
             assert [m.get("image") for m in late["history"]] == [PNG]
-            for client in (ada, bob, carol):
-                await client.disconnect()
 
 
-@pytest.mark.interop
 async def test_rate_limited_per_socket() -> None:
     with trio.fail_after(20):
-        async with serving(chat_server(rate_limit=(5, 60.0))) as url:
-            ada, ada2 = await user(url, "ada"), await user(url, "ada")
+        async with serving(chat_server(rate_limit=(5, 60.0))) as url, AsyncExitStack() as clients:
+            ada, ada2 = await user(clients, url, "ada"), await user(clients, url, "ada")
             assert (await call(ada, "join", "lab"))["ok"]
             for n in range(4):
                 message = {"room": "lab", "cid": f"c{n}", "text": "hi"}
@@ -375,8 +376,8 @@ async def test_rate_limited_per_socket() -> None:
             # the limit is per socket: the same user's other tab still talks
             assert (await call(ada2, "join", "lab"))["ok"]
             assert (await call(ada2, "message", message))["ok"]
-            await ada.disconnect()
-            await ada2.disconnect()
+            ada.disconnect()
+            ada2.disconnect()
 
 
 @pytest.fixture
@@ -408,27 +409,28 @@ async def test_presence_and_messages_across_two_nodes(redis: RedisProcess) -> No
                 chat.register(sio, jwt_secret=SECRET, rate_limit=(1000, 1.0))
                 listeners = await nursery.start(sio.serve, "127.0.0.1", 0)
                 urls.append(f"http://127.0.0.1:{listeners[0].socket.getsockname()[1]}")
-            ada = await user(urls[0], "ada")
-            bob, ada2 = await user(urls[1], "bob"), await user(urls[1], "ada")
-            assert (await call(ada, "join", "lab"))["users"] == ["ada"]
-            # until the nodes have found each other through redis (another process's
-            # state: nothing here to wait on but the answer)
-            while (await call(bob, "join", "lab"))["users"] != ["ada", "bob"]:  # noqa: ASYNC110
-                await trio.sleep(0.05)
-            assert (await call(ada2, "join", "lab"))["users"] == ["ada", "bob"]
-            await presence(ada, "lab", ["ada", "bob"])  # announced from the other node
+            async with AsyncExitStack() as clients:
+                ada = await user(clients, urls[0], "ada")
+                bob, ada2 = await user(clients, urls[1], "bob"), await user(clients, urls[1], "ada")
+                assert (await call(ada, "join", "lab"))["users"] == ["ada"]
+                # until the nodes have found each other through redis (another process's
+                # state: nothing here to wait on but the answer)
+                while (await call(bob, "join", "lab"))["users"] != ["ada", "bob"]:  # noqa: ASYNC110
+                    await trio.sleep(0.05)
+                assert (await call(ada2, "join", "lab"))["users"] == ["ada", "bob"]
+                await presence(ada, "lab", ["ada", "bob"])  # announced from the other node
 
-            ack = await call(ada, "message", {"room": "lab", "cid": "x1", "text": "hi"})
-            _, _, (got,) = await bob.event("message")  # skips the presence events
-            assert got["id"] == ack["id"] and got["user"] == "ada"
-            _, _, (mine,) = await ada2.event("message")
-            assert mine["id"] == ack["id"]
+                ack = await call(ada, "message", {"room": "lab", "cid": "x1", "text": "hi"})
+                (got,) = await next_event(bob, "message")  # skips the presence events
+                assert got["id"] == ack["id"] and got["user"] == "ada"
+                (mine,) = await next_event(ada2, "message")
+                assert mine["id"] == ack["id"]
 
-            await ada.disconnect()  # her tab on the other node keeps her online
-            _, _, (info,) = await bob.event("presence")
-            assert info == {"room": "lab", "users": ["ada", "bob"]}
-            await ada2.disconnect()
-            _, _, (info,) = await bob.event("presence")
-            assert info == {"room": "lab", "users": ["bob"]}
-            await bob.disconnect()
+                ada.disconnect()  # her tab on the other node keeps her online
+                (info,) = await next_event(bob, "presence")
+                assert info == {"room": "lab", "users": ["ada", "bob"]}
+                ada2.disconnect()
+                (info,) = await next_event(bob, "presence")
+                assert info == {"room": "lab", "users": ["bob"]}
+                bob.disconnect()
             nursery.cancel_scope.cancel()
