@@ -12,7 +12,7 @@ checked for:
   ``cls``: a demo class's own state is its business, a socket's or a server's is not.
 
 Then ``Socket.transport``, which the game needs (ticks go volatile to WebSocket clients
-only), is checked against real clients.
+only), is checked against pyserver's Trio client over each transport and the upgrade.
 """
 
 from __future__ import annotations
@@ -22,12 +22,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import socketio
 import trio
-from helpers.sio_client import WAIT, PyClient, eventually, in_thread, serving
+from helpers.sio_client import eventually, serving
 
 import pyserver
-from pyserver import Server, Socket
+from pyserver import Server, Socket, testing
 
 DEMO_DIR = Path(pyserver.__file__).resolve().parent / "demo"
 DEMO_PACKAGE = "pyserver.demo"
@@ -183,23 +182,13 @@ def transport_server() -> Server:
 async def test_socket_transport_names_the_transport(transport: str) -> None:
     with trio.fail_after(20):
         async with serving(transport_server()) as url:
-            client = PyClient()
-            await client.connect(url, transport)
-            try:
-                assert await client.call("which") == transport
-            finally:
-                await client.disconnect()
+            async with testing.connect(url, transports=[transport]) as client:
+                assert await client.emit_with_ack("which") == transport
 
 
 async def test_socket_transport_follows_the_upgrade() -> None:
     with trio.fail_after(20):
         async with serving(transport_server()) as url:
-            client = socketio.Client(reconnection=False)
-            await in_thread(
-                lambda: client.connect(url, transports=["polling", "websocket"], wait_timeout=WAIT)
-            )
-            try:
-                await eventually(lambda: client.transport() == "websocket")
-                assert await in_thread(lambda: client.call("which", timeout=WAIT)) == "websocket"
-            finally:
-                await in_thread(client.disconnect)
+            async with testing.connect(url, transports=["polling", "websocket"]) as client:
+                await eventually(lambda: client.transport == "websocket")
+                assert await client.emit_with_ack("which") == "websocket"
