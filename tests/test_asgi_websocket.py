@@ -6,6 +6,7 @@ task, handed off when it blocks."""
 from __future__ import annotations
 
 import math
+from functools import partial
 from typing import Any
 
 import pytest
@@ -155,3 +156,52 @@ async def test_message_over_the_limit_closes_1009() -> None:
     with pytest.raises(Exception, match="1009"):
         await ws.receive()
     assert ws.close_code == 1009
+
+
+async def test_callbacks_and_work_run_in_the_given_context() -> None:
+    """``serve_messages(..., context=)``: the message callback, its work (also once handed
+    off) and ``on_end`` see the session's context, not the reading task's."""
+    import contextvars
+
+    var: contextvars.ContextVar[str] = contextvars.ContextVar("var", default="task")
+    context = contextvars.copy_context()
+    context.run(var.set, "session")
+    peer = Peer()
+    ws = make(peer)
+    seen: list[str] = []
+    release = trio.Event()
+
+    def on_message(message: str | bytes) -> Any:
+        seen.append(f"callback {var.get()}")
+
+        async def work() -> None:
+            if message == "block":
+                await release.wait()
+            seen.append(f"work {message} {var.get()}")
+
+        return work
+
+    async with trio.open_nursery() as nursery:
+        ws._nursery = nursery
+        nursery.start_soon(
+            partial(
+                ws.serve_messages,
+                on_message,
+                lambda: seen.append(f"end {var.get()}"),
+                context=context,
+            )
+        )
+        for text in ("block", "a"):
+            peer.to_app.send_nowait({"type": "websocket.receive", "text": text})
+        await trio.testing.wait_all_tasks_blocked()
+        release.set()
+        peer.to_app.send_nowait({"type": "websocket.disconnect", "code": 1000})
+    assert sorted(seen) == sorted(
+        [
+            "callback session",
+            "callback session",
+            "work a session",
+            "work block session",
+            "end session",
+        ]
+    )

@@ -28,15 +28,16 @@ WebSocket routes) the same object they get from pyserver's own shell
 
 from __future__ import annotations
 
+import contextvars
 import logging
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Coroutine
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 
 from pyserver.errors import ConnectionClosed
-from pyserver.http import Request
+from pyserver.http import Request, WebSocket
 from pyserver.logtext import shown
 from pyserver.trio.websocket import inline
 
@@ -68,6 +69,10 @@ def message_of(frame: bytes) -> str | bytes:
     )
     _last_frame, _last_message = frame, message
     return message
+
+
+def _call(fn: Callable[..., Any], *args: Any) -> Any:
+    return fn(*args)
 
 
 class AsgiWebSocket:
@@ -308,11 +313,14 @@ class AsgiWebSocket:
         self,
         on_message: MessageCallback,
         on_end: Callable[[], None] | None = None,
+        *,
+        context: contextvars.Context | None = None,
     ) -> None:
         """Hand every message to ``on_message`` as it is read and run the work it returns
-        right after it (module docstring), until the connection ends; then ``on_end()``."""
+        right after it (module docstring), until the connection ends; then ``on_end()``.
+        The callbacks and the work run in ``context`` (default: the calling task's)."""
         done = trio.Event()
-        await self._read_loop(on_message, on_end, done)
+        await self._read_loop(on_message, on_end, done, context)
         await done.wait()
 
     async def _read_loop(
@@ -320,27 +328,31 @@ class AsgiWebSocket:
         on_message: MessageCallback,
         on_end: Callable[[], None] | None,
         done: trio.Event,
+        context: contextvars.Context | None,
     ) -> None:
+        if context is trio.lowlevel.current_task().context:
+            context = None  # (this task runs in it already)
+        run: Callable[..., Any] = _call if context is None else context.run
         while True:
             try:
                 message = await self.receive()
             except ConnectionClosed:
                 try:
                     if on_end is not None:
-                        on_end()
+                        run(on_end)
                 finally:
                     done.set()
                 return
             try:
-                work = on_message(message)
+                work = run(on_message, message)
             except Exception:
                 self._failed("message callback")
                 continue
             if work is None:
                 continue
-            coro = work()
             try:
-                yielded = inline.run_first_step(coro)
+                coro = run(work)
+                yielded = run(inline.run_first_step, coro)
             except Exception:
                 self._failed("inline work")
                 continue
@@ -349,9 +361,9 @@ class AsgiWebSocket:
             # the work blocks: it stays in this task, the reading goes on in a new one
             nursery = self._nursery
             if nursery is not None:
-                nursery.start_soon(self._read_loop, on_message, on_end, done)
+                nursery.start_soon(self._read_loop, on_message, on_end, done, context)
             try:
-                await inline.resume(coro, yielded)
+                await inline.resume(coro, yielded, context)
             except Exception:
                 self._failed("inline work")
             if nursery is None:
@@ -371,3 +383,9 @@ class AsgiWebSocket:
     def __repr__(self) -> str:
         state = "open" if self._close_code is None else f"closed {self._close_code}"
         return f"<AsgiWebSocket {self.request.path} {state}>"
+
+
+if TYPE_CHECKING:  # mypy holds the class to the protocol the layers above are written for
+
+    def _conforms(ws: AsgiWebSocket) -> WebSocket:
+        return ws
