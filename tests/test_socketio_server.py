@@ -1,5 +1,6 @@
-"""The Socket.IO server end to end: python-socketio's client and raw Engine.IO over WebSocket
-(``websockets``) against ``pyserver.Server`` on loopback.
+"""The Socket.IO server end to end: pyserver's Trio client (:mod:`pyserver.testing`), raw
+Engine.IO over WebSocket (``websockets``) and long-polling (``urllib``) against
+``pyserver.Server`` on loopback.
 
 Covers connection (auth, middleware refusal, invalid and dynamic namespaces), events and acks
 both ways (several arguments, binary), per-packet middleware, on_any, disconnect reasons,
@@ -16,10 +17,10 @@ from typing import Any
 
 import pytest
 import trio
-from helpers.sio_client import PyClient, RawClient, eventually, in_thread, serving
+from helpers.sio_client import RawClient, eventually, in_thread, next_event, serving
 from websockets.sync.client import connect
 
-from pyserver import ConnectionRefused, Server
+from pyserver import ConnectionRefused, Server, testing
 from pyserver.socketio.ratelimit import RateLimiter, Verdict
 from pyserver.trio.socketio import Socket
 
@@ -87,35 +88,39 @@ async def test_connect_auth_events_and_acks(transport: str) -> None:
     sio, log = chat_server()
     with trio.fail_after(20):
         async with serving(sio) as url:
-            client = PyClient()
-            await client.connect(url + "/?room=a", transport, auth={"token": "t1"})
-            _, _, (init,) = await client.event("init")
-            assert init == {"id": client.sid}
-            [(_, sid, auth, query)] = await log.wait("connection")
-            assert sid == client.sid and auth == {"token": "t1"} and query["room"] == "a"
-            # events both ways
-            await client.emit("echo", "hello")
-            assert await client.event("echo") == ("/", "echo", ("hello",))
-            # acks: one argument, several arguments, binary
-            assert await client.call("echo-ack", "x") == "x"
-            assert await client.call("echo-ack", ("a", [1, 2], {"k": None})) == (
-                "a",
-                [1, 2],
-                {"k": None},
-            )
-            assert await client.call("echo-ack", (b"\x00\xff", {"deep": [b"\x01"]})) == (
-                b"\x00\xff",
-                {"deep": [b"\x01"]},
-            )
-            # binary event from the client, echoed as a binary event
-            await client.emit("echo", {"blob": b"\x10\x20"})
-            assert await client.event("echo") == ("/", "echo", ({"blob": b"\x10\x20"},))
-            # a failing handler answers the ack instead of leaving the client hanging
-            assert await client.call("fail") == {"error": "internal server error"}
-            # server -> client acks: one value, several (with binary)
-            assert await client.call("ask-client", ("ask", 42)) == {"reply": 42}
-            assert await client.call("ask-client", ("ask-many",)) == {"reply": ["one", 2, b"\x03"]}
-            await client.disconnect()
+            async with testing.connect(
+                url + "/?room=a", transports=[transport], auth={"token": "t1"}
+            ) as client:
+                client.on("ask", lambda *args: args[0] if len(args) == 1 else args)
+                client.on("ask-many", lambda *args: ("one", 2, b"\x03"))
+                (init,) = await next_event(client, "init")
+                assert init == {"id": client.id}
+                [(_, sid, auth, query)] = await log.wait("connection")
+                assert sid == client.id and auth == {"token": "t1"} and query["room"] == "a"
+                # events both ways
+                client.emit("echo", "hello")
+                assert await next_event(client, "echo") == ["hello"]
+                # acks: one argument, several arguments, binary
+                assert await client.emit_with_ack("echo-ack", "x") == "x"
+                assert await client.emit_with_ack("echo-ack", "a", [1, 2], {"k": None}) == (
+                    "a",
+                    [1, 2],
+                    {"k": None},
+                )
+                assert await client.emit_with_ack("echo-ack", b"\x00\xff", {"deep": [b"\x01"]}) == (
+                    b"\x00\xff",
+                    {"deep": [b"\x01"]},
+                )
+                # binary event from the client, echoed as a binary event
+                client.emit("echo", {"blob": b"\x10\x20"})
+                assert await next_event(client, "echo") == [{"blob": b"\x10\x20"}]
+                # a failing handler answers the ack instead of leaving the client hanging
+                assert await client.emit_with_ack("fail") == {"error": "internal server error"}
+                # server -> client acks: one value, several (with binary)
+                assert await client.emit_with_ack("ask-client", "ask", 42) == {"reply": 42}
+                assert await client.emit_with_ack("ask-client", "ask-many") == {
+                    "reply": ["one", 2, b"\x03"]
+                }
             [(_, _, reason)] = await log.wait("disconnect")
             assert reason in ("client namespace disconnect", "transport close")
 
@@ -166,15 +171,12 @@ async def test_invalid_namespace_and_middleware_refusal() -> None:
             await eventually(lambda: bool(seen))
             assert seen == [({"user": "ada"}, {sid, "users"})]
             await raw.close()
-            # python-socketio sees the refusal with its message and data
-            client = PyClient()
-            with pytest.raises(Exception, match="failed to connect"):
-                await client.connect(url, auth={"token": "bad"})
-            ns, data = client.errors.get_nowait()
-            assert ns == "/" and data == {
-                "message": "Authentication error",
-                "data": {"reason": "bad token"},
-            }
+            # a client sees the refusal with its message and data
+            with pytest.raises(ConnectionRefused) as info:
+                async with testing.connect(url, auth={"token": "bad"}, transports=["websocket"]):
+                    pass
+            assert info.value.message == "Authentication error"
+            assert info.value.data == {"reason": "bad token"}
 
 
 async def test_namespaces_static_and_dynamic() -> None:
@@ -488,18 +490,16 @@ async def test_statistics() -> None:
             await a.join("/chat")
             for socket in await sio.fetch_sockets():
                 socket.join("lobby")
-            client = PyClient()
-            await client.connect(url, "polling")
-            await log.wait("connection", 2)
-            stats = sio.statistics()
-            assert stats["clients"] == 2
-            assert stats["transports"] == {"polling": 1, "websocket": 1}
-            assert stats["namespaces"]["/"]["sockets"] == 2
-            assert stats["namespaces"]["/chat"]["sockets"] == 1
-            assert stats["rooms"] == 1
-            assert stats["outbox"]["max"] >= 0
-            assert sid
-            await client.disconnect()
+            async with testing.connect(url, transports=["polling"]):
+                await log.wait("connection", 2)
+                stats = sio.statistics()
+                assert stats["clients"] == 2
+                assert stats["transports"] == {"polling": 1, "websocket": 1}
+                assert stats["namespaces"]["/"]["sockets"] == 2
+                assert stats["namespaces"]["/chat"]["sockets"] == 1
+                assert stats["rooms"] == 1
+                assert stats["outbox"]["max"] >= 0
+                assert sid
             await a.close()
 
 
