@@ -206,7 +206,7 @@ def test_dedup_is_bounded_and_per_user() -> None:
     assert dedup.get("ada", "c1") is None and dedup.get("ada", "c5") == {"id": "5"}
 
 
-# -- the namespace, with python-socketio's client ------------------------------------------
+# -- the namespace, with pyserver's Trio client -------------------------------------------
 
 
 def chat_server(**options: Any) -> Server:
