@@ -84,6 +84,7 @@ class AsgiWebSocket:
         "_close_code",
         "_close_reason",
         "_closing",
+        "_corked",
         "_finished",
         "_in_flight",
         "_max_message_size",
@@ -123,7 +124,11 @@ class AsgiWebSocket:
         self._max_outbox_bytes = max_outbox_bytes
         self._outbox: deque[str | bytes] = deque()
         self._outbox_bytes = 0
-        self._in_flight = 0  # a message the writer is sending now
+        self._in_flight = 0  # a message being handed to the ASGI server now
+        # True only while the reading task runs a message's callback and the first step of
+        # its work (never across an await): what is queued then is sent by the reading task
+        # right after (one task switch less per message than waking the writer)
+        self._corked = False
         self._close_code: int | None = None
         self._close_reason = ""
         self._closing = False  # our close is queued (sent after the outbox)
@@ -201,7 +206,8 @@ class AsgiWebSocket:
             return
         self._outbox.append(message)
         self._outbox_bytes += size
-        self._wake.set()
+        if not self._corked:
+            self._wake.set()
 
     def _slow_consumer(self) -> None:
         logger.warning(
@@ -232,6 +238,36 @@ class AsgiWebSocket:
         self.close_nowait(code, reason)
         await self._finished.wait()
 
+    async def _flush(self) -> None:
+        """Hand what is queued to the ASGI server, in order (one party at a time: the
+        writer, or the reading task after a message; ``_in_flight`` says one is at it)."""
+        outbox = self._outbox
+        send = self._send
+        self._in_flight = 1
+        try:
+            while outbox:
+                message = outbox.popleft()
+                self._outbox_bytes -= len(message)
+                if self._space:
+                    self._space.unpark_all()
+                if message.__class__ is str:
+                    await send({"type": "websocket.send", "text": message})
+                else:
+                    await send({"type": "websocket.send", "bytes": message})
+        finally:
+            self._in_flight = 0
+        if self._closing:
+            self._wake.set()  # (the writer sends the close)
+
+    async def _reader_flush(self) -> None:
+        """After a message: the reading task sends what it queued, unless a send is under
+        way (the writer is at it and takes the rest)."""
+        if self._outbox and not self._in_flight and not self._peer_gone:
+            try:
+                await self._flush()
+            except Exception:  # the ASGI server refuses sends: the connection is gone
+                self._gone(1006)
+
     async def run_writer(self) -> None:
         """Hand the outbox to the ASGI server in order, then the close: until the close is
         sent or the peer is gone. Sets ``_finished`` however it ends."""
@@ -239,19 +275,12 @@ class AsgiWebSocket:
         send = self._send
         try:
             while True:
-                while outbox:
-                    message = outbox.popleft()
-                    self._outbox_bytes -= len(message)
-                    self._in_flight = 1
-                    self._space.unpark_all()
-                    if message.__class__ is str:
-                        await send({"type": "websocket.send", "text": message})
-                    else:
-                        await send({"type": "websocket.send", "bytes": message})
-                    self._in_flight = 0
+                if outbox and not self._in_flight:
+                    await self._flush()
+                    continue
                 if self._peer_gone:
                     return
-                if self._closing:
+                if self._closing and not self._in_flight:
                     await send(
                         {
                             "type": "websocket.close",
@@ -265,7 +294,6 @@ class AsgiWebSocket:
         except Exception:  # the ASGI server refuses sends: the connection is gone
             self._gone(1006)
         finally:
-            self._in_flight = 0
             self._finished.set()
 
     def _gone(self, code: int) -> None:
@@ -343,21 +371,30 @@ class AsgiWebSocket:
                 finally:
                     done.set()
                 return
+            self._corked = True
             try:
                 work = run(on_message, message)
             except Exception:
+                self._corked = False
                 self._failed("message callback")
                 continue
             if work is None:
+                self._corked = False
+                await self._reader_flush()
                 continue
             try:
                 coro = run(work)
                 yielded = run(inline.run_first_step, coro)
             except Exception:
+                self._corked = False
                 self._failed("inline work")
                 continue
+            self._corked = False
             if yielded is inline.FINISHED:
+                await self._reader_flush()
                 continue
+            if self._outbox:
+                self._wake.set()  # (no await before resuming the blocked work: the writer)
             # the work blocks: it stays in this task, the reading goes on in a new one
             nursery = self._nursery
             if nursery is not None:
