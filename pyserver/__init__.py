@@ -22,6 +22,7 @@ _EXPORTS: dict[str, str] = {
     "ConnectionRefused": "pyserver.errors",
     "Server": "pyserver.trio.socketio.server",
     "Namespace": "pyserver.trio.socketio.namespace",
+    "NamespaceHandlers": "pyserver.trio.socketio.class_handlers",
     "RedisAdapter": "pyserver.trio.redis.adapter",
     "RedisStreamsAdapter": "pyserver.trio.redis.streams",
     "RedisShardedAdapter": "pyserver.trio.redis.sharded",
@@ -60,6 +61,7 @@ __all__ = [
     "LocalProtocolError",
     "Mount",
     "Namespace",
+    "NamespaceHandlers",
     "PacketTooLarge",
     "ProtocolError",
     "PyserverError",
@@ -105,6 +107,7 @@ if TYPE_CHECKING:
     from pyserver.trio.redis.sharded import RedisShardedAdapter
     from pyserver.trio.redis.streams import RedisStreamsAdapter
     from pyserver.trio.socketio.adapter import RequestTimeout
+    from pyserver.trio.socketio.class_handlers import NamespaceHandlers
     from pyserver.trio.socketio.namespace import Namespace
     from pyserver.trio.socketio.server import Server
     from pyserver.trio.socketio.socket import Socket

@@ -162,6 +162,10 @@ class LocalSocket(Protocol):
 
     def disconnect(self, close: bool = False) -> None: ...
 
+    def notify_outgoing(self, event: str, args: Iterable[Any]) -> None:
+        """Tell the socket's outgoing listeners (``on_any_outgoing``) of a packet sent."""
+        ...
+
 
 class RequestTimeout(TimeoutError):
     """Not every node (or client) answered in time; ``responses`` holds what did arrive."""
@@ -246,6 +250,10 @@ class Adapter(abc.ABC):
     #: the adapter as it delivers, a direct ``socket.emit`` is a broadcast to the socket's
     #: room, and sessions are restored by :meth:`restore_session` (on any node).
     recovers_across_nodes: bool = False
+    #: This node's connected sockets of the namespace that have outgoing listeners
+    #: (``Socket.on_any_outgoing``; the sockets count themselves): while 0, a broadcast does
+    #: not look for listeners.
+    outgoing_watchers: int = 0
 
     def __init__(self, nsp: AdapterNamespace | None = None) -> None:
         self.nsp = nsp

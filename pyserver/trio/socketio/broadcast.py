@@ -121,13 +121,20 @@ class BroadcastOperator:
         kept) for a packet over the server's ``max_emit_bytes``."""
         nsp = self.nsp
         opts = self.opts
+        adapter = nsp.adapter
         if nsp.recovery is not None and not opts.volatile:
             parts, sent = nsp.encode_kept(event, args, opts.rooms, opts.except_rooms)
-            return nsp.adapter.broadcast(parts, opts, (event, *sent))
+            count = adapter.broadcast(parts, opts, (event, *sent))
+            if adapter.outgoing_watchers:
+                _notify_outgoing(adapter, opts, event, sent)
+            return count
         parts = encode_event(
             nsp.name, event, args, max_bytes=nsp.server.session_config.max_emit_bytes
         )
-        return nsp.adapter.broadcast(parts, opts, (event, *args))
+        count = adapter.broadcast(parts, opts, (event, *args))
+        if adapter.outgoing_watchers:  # (one attribute test while no socket listens)
+            _notify_outgoing(adapter, opts, event, args)
+        return count
 
     def send(self, *args: Any) -> int:
         """``emit("message", *args)``."""
@@ -184,6 +191,17 @@ class BroadcastOperator:
 
     def __repr__(self) -> str:
         return f"<BroadcastOperator {self.nsp.name} {self.opts}>"
+
+
+def _notify_outgoing(
+    adapter: Adapter, opts: BroadcastOptions, event: str, args: Sequence[Any]
+) -> None:
+    """Tell the outgoing listeners of this node's recipients of a broadcast."""
+    sockets = adapter.sockets
+    for sid in adapter.sids(opts):
+        socket = sockets.get(sid)
+        if socket is not None:
+            socket.notify_outgoing(event, args)
 
 
 class _AckCollector:

@@ -46,7 +46,7 @@ from pyserver.socketio.session import (
     Session,
     SessionEvent,
 )
-from pyserver.trio.socketio.socket import AckCallback, Socket
+from pyserver.trio.socketio.socket import AckCallback, Socket, call
 from pyserver.trio.websocket.inline import Work, run_in
 
 if TYPE_CHECKING:
@@ -358,7 +358,7 @@ class Client:
         try:
             if not _skips_middlewares(nsp, restored):
                 for middleware in nsp.middlewares:
-                    await middleware(socket)
+                    await call(middleware, socket)  # (sync or async)
         except ConnectionRefused as exc:
             self._refuse(name, exc.message, exc.data)
             _put_back(nsp, restored)

@@ -27,7 +27,10 @@ What an event handler's outcome sends back, when the client asked for an ack:
 * a per-packet middleware refusal (``socket.use``): the packet is dropped, the socket's
   ``"error"`` handlers get the exception, and an ack is answered with
   ``{"error": <the exception's message>}``;
-* an event with no handler (and no ``on_any``): nothing, as the Node server does.
+* an event with no handler: the namespace's catch-all ``"*"`` if it has one
+  (``handler(socket, event, *args)``, python-socketio's ``@sio.on("*")``; its return value
+  is the ack), else nothing, as the Node server does (``on_any`` listeners see every event
+  but do not answer).
 
 The queue is the base class of ``Socket`` (its slots hold the queue's state), so
 ``_event`` and ``_dispatch``, called once per event, cost what a method of the socket costs.
@@ -53,6 +56,7 @@ from pyserver.trio.socketio.host import Host
 from pyserver.trio.websocket.inline import Work, run_in
 
 __all__ = [
+    "CATCH_ALL",
     "ERROR_ACK",
     "SHUTDOWN_GRACE",
     "AckSender",
@@ -97,6 +101,9 @@ async def call(fn: Callable[..., Any], *args: Any) -> Any:
         return await result
     return result
 
+
+CATCH_ALL = "*"
+"""The namespace handler name of the catch-all: events that have no handler of their own."""
 
 CONNECTION = 0
 """Queued: the "connection" handler."""
@@ -256,10 +263,15 @@ class HandlerQueue:
             if handler is not None:
                 result = handler(*args)
             else:
-                handler = self.nsp.handlers.get(event)
-                if handler is None:
-                    return
-                result = handler(self, *args)
+                handlers = self.nsp.handlers
+                handler = handlers.get(event)
+                if handler is not None:
+                    result = handler(self, *args)
+                else:  # the namespace's catch-all, for events with no handler
+                    handler = handlers.get(CATCH_ALL)
+                    if handler is None:
+                        return
+                    result = handler(self, event, *args)
             if result.__class__ is CoroutineType or inspect.isawaitable(result):
                 result = await result
         except Exception:

@@ -44,7 +44,7 @@ __all__ = ["DynamicNamespace", "Namespace"]
 logger = logging.getLogger("pyserver.socketio")
 
 F = TypeVar("F", bound=Callable[..., Any])
-Middleware = Callable[["Socket"], Awaitable[None]]
+Middleware = Callable[["Socket"], Awaitable[None] | None]
 NamespaceMatcher = re.Pattern[str] | Callable[[str, dict[str, Any] | None], bool | Awaitable[bool]]
 
 
@@ -60,8 +60,10 @@ class _Handlers:
 
         ``"connection"`` (alias ``"connect"``): ``handler(socket)`` once the socket joined;
         ``"disconnecting"`` then ``"disconnect"``: ``handler(socket, reason)`` (``socket.rooms``
-        is then the rooms it was in when it left); any other name:
-        ``handler(socket, *args)``, whose return value is the ack."""
+        is then the rooms it was in when it left); ``"*"``: the catch-all,
+        ``handler(socket, event, *args)`` for the events that have no handler of their own
+        (python-socketio's ``@sio.on("*")``); any other name: ``handler(socket, *args)``.
+        An event handler's return value is the ack."""
 
         def register(fn: F) -> F:
             self.handlers[event] = fn
@@ -87,8 +89,8 @@ class _Handlers:
         return register if handler is None else register(handler)
 
     def use(self, middleware: F) -> F:
-        """Connection middleware ``async def middleware(socket)``, run in order before the
-        socket joins; raise :class:`~pyserver.errors.ConnectionRefused` to refuse."""
+        """Connection middleware ``middleware(socket)`` (sync or async), run in order before
+        the socket joins; raise :class:`~pyserver.errors.ConnectionRefused` to refuse."""
         self.middlewares.append(middleware)
         return middleware
 

@@ -81,6 +81,7 @@ from pyserver.trio.engineio import EngineIOServer, EngineSession
 from pyserver.trio.http.app import App
 from pyserver.trio.socketio.adapter import AdapterFactory, InMemoryAdapter, RemoteSocket
 from pyserver.trio.socketio.broadcast import BroadcastOperator
+from pyserver.trio.socketio.class_handlers import NamespaceHandlers
 from pyserver.trio.socketio.client import Client
 from pyserver.trio.socketio.namespace import DynamicNamespace, Namespace, NamespaceMatcher
 from pyserver.trio.socketio.room_tasks import RoomHandle
@@ -245,6 +246,14 @@ class Server:
                     nsp = parent.child(name)  # the caller counts its admission at once
                 return nsp
         return None
+
+    def register_namespace(self, handlers: NamespaceHandlers) -> Namespace | DynamicNamespace:
+        """Register a class-based namespace (python-socketio's ``register_namespace``): its
+        ``on_<event>`` methods become the handlers of ``handlers.namespace`` (see
+        :mod:`pyserver.trio.socketio.class_handlers`). Returns the namespace."""
+        nsp = self.of(handlers.namespace)
+        handlers.bind(nsp)
+        return nsp
 
     # -- the main namespace's API ----------------------------------------------------------
 

@@ -7,6 +7,7 @@ handler's outcome sends back when the client asked for an ack.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import time
 from collections import deque
@@ -71,6 +72,7 @@ class Socket(HandlerQueue):
 
     __slots__ = (
         "__weakref__",
+        "_any_outgoing",
         "_auth",
         "_handshake",
         "_issued",
@@ -112,6 +114,7 @@ class Socket(HandlerQueue):
         # shared empty containers until the socket registers its own (idle sockets are small)
         self._handlers: dict[str, Callable[..., Any]] = _NO_HANDLERS
         self._any_handlers: list[Callable[..., Any]] = _NO_FUNCTIONS
+        self._any_outgoing: list[Callable[..., Any]] = _NO_FUNCTIONS
         self._middlewares: list[Callable[..., Any]] = _NO_FUNCTIONS
         self._queue: deque[tuple[int, Any]] = NO_QUEUE
         self._pending_events = 0
@@ -147,11 +150,16 @@ class Socket(HandlerQueue):
             if nsp.recovery is None:
                 limit = nsp.server.session_config.max_emit_bytes
                 self.client.send_parts(encode_event(nsp.name, event, args, max_bytes=limit))
+                if self._any_outgoing:
+                    self.notify_outgoing(event, args)
             elif nsp.adapter.recovers_across_nodes:  # the cluster gives the offset
-                nsp.to(self.id).emit(event, *args)
+                nsp.to(self.id).emit(event, *args)  # (the broadcast tells the listeners)
             else:
                 own = frozenset((self.id,))
-                self.client.send_parts(nsp.encode_kept(event, args, own, _NO_ROOMS)[0])
+                parts, sent = nsp.encode_kept(event, args, own, _NO_ROOMS)
+                self.client.send_parts(parts)
+                if self._any_outgoing:
+                    self.notify_outgoing(event, sent)
 
     def send(self, *args: Any) -> None:
         """``emit("message", *args)``."""
@@ -196,7 +204,10 @@ class Socket(HandlerQueue):
         if not self.connected:
             callback(None, SocketDisconnected(self.disconnect_reason or "not connected"))
             return
-        self.client.send_with_ack(self.nsp.name, event, list(args), callback, timeout)
+        sent = list(args)
+        self.client.send_with_ack(self.nsp.name, event, sent, callback, timeout)
+        if self._any_outgoing:
+            self.notify_outgoing(event, sent)
 
     # -- rooms -----------------------------------------------------------------------------
 
@@ -268,7 +279,8 @@ class Socket(HandlerQueue):
         """Register a handler for this socket only: ``handler(*args)`` for an event (its
         return value is the ack, as for namespace handlers), ``handler(error)`` for
         ``"error"`` (a per-packet middleware refused a packet). Checked before the
-        namespace's handlers. Usable as a decorator."""
+        namespace's handlers; one per event (a second replaces the first). Usable as a
+        decorator."""
 
         def register(fn: F) -> F:
             if self._handlers is _NO_HANDLERS:
@@ -278,12 +290,93 @@ class Socket(HandlerQueue):
 
         return register if handler is None else register(handler)
 
+    def once(self, event: str, handler: F | None = None) -> Any:
+        """As :meth:`on`, for the next ``event`` only: the handler is removed before it
+        runs. Usable as a decorator."""
+
+        def register(fn: F) -> F:
+            self.on(event, _Once(self, event, fn))
+            return fn
+
+        return register if handler is None else register(handler)
+
+    def off(self, event: str, handler: Callable[..., Any] | None = None) -> None:
+        """Remove this socket's handler for ``event`` (only if it is ``handler``, when
+        given; a handler registered with :meth:`once` is matched too). The namespace's
+        handlers are not touched."""
+        current = self._handlers.get(event)
+        if current is None:
+            return
+        if (
+            handler is None
+            or current is handler
+            or (type(current) is _Once and current.fn is handler)
+        ):
+            del self._handlers[event]
+
+    # Listeners lists are replaced, never changed in place: a listener that removes itself
+    # (or another) while they run does not disturb the loop that runs them.
+
     def on_any(self, handler: F) -> F:
-        """``handler(event, *args)`` for every event, before its own handler."""
-        if self._any_handlers is _NO_FUNCTIONS:
-            self._any_handlers = []
-        self._any_handlers.append(handler)
+        """``handler(event, *args)`` (sync or async) for every event the client sends, before
+        its own handler, after the listeners already registered. Usable as a decorator."""
+        self._any_handlers = [*self._any_handlers, handler]
         return handler
+
+    def prepend_any(self, handler: F) -> F:
+        """As :meth:`on_any`, but before the listeners already registered."""
+        self._any_handlers = [handler, *self._any_handlers]
+        return handler
+
+    def off_any(self, handler: Callable[..., Any] | None = None) -> None:
+        """Remove ``handler`` from the catch-all listeners (every one of them when None)."""
+        self._any_handlers = _without(self._any_handlers, handler)
+
+    def listeners_any(self) -> list[Callable[..., Any]]:
+        """The catch-all listeners of incoming events, in calling order (a copy)."""
+        return list(self._any_handlers)
+
+    def on_any_outgoing(self, listener: F) -> F:
+        """``listener(event, *args)`` for every event sent to this client: by
+        :meth:`emit`, :meth:`emit_with_ack` and the broadcasts that reach it (those sent on
+        this node), as Node's ``socket.onAnyOutgoing``. Called after the packet is queued,
+        synchronously (``emit`` never blocks): a coroutine function is refused with
+        ``TypeError``; an exception is logged. Usable as a decorator."""
+        self._set_outgoing([*self._any_outgoing, _sync_listener(listener)])
+        return listener
+
+    def prepend_any_outgoing(self, listener: F) -> F:
+        """As :meth:`on_any_outgoing`, but before the listeners already registered."""
+        self._set_outgoing([_sync_listener(listener), *self._any_outgoing])
+        return listener
+
+    def off_any_outgoing(self, listener: Callable[..., Any] | None = None) -> None:
+        """Remove ``listener`` from the outgoing listeners (every one of them when None)."""
+        self._set_outgoing(_without(self._any_outgoing, listener))
+
+    def listeners_any_outgoing(self) -> list[Callable[..., Any]]:
+        """The outgoing listeners, in calling order (a copy)."""
+        return list(self._any_outgoing)
+
+    def _set_outgoing(self, listeners: list[Callable[..., Any]]) -> None:
+        # a connected socket with listeners is counted on its adapter, so a broadcast asks
+        # for its recipients' listeners only when one of them may have some
+        if self.connected and bool(listeners) != bool(self._any_outgoing):
+            self.nsp.adapter.outgoing_watchers += 1 if listeners else -1
+        self._any_outgoing = listeners if listeners else _NO_FUNCTIONS
+
+    def notify_outgoing(self, event: str, args: Iterable[Any]) -> None:
+        """Call the outgoing listeners with ``(event, *args)`` (a packet sent to this
+        client)."""
+        for listener in self._any_outgoing:
+            try:
+                listener(event, *args)
+            except Exception:
+                logger.exception(
+                    "on_any_outgoing listener failed (socket %s in %s)",
+                    self.id,
+                    shown(self.nsp.name),
+                )
 
     def use(self, middleware: F) -> F:
         """Per-packet middleware ``middleware(socket, packet)`` (sync or async), with
@@ -310,6 +403,8 @@ class Socket(HandlerQueue):
         """The socket joined: queue the connection handler; the work to run the queue, for
         the caller to run or start (``_push``)."""
         self.connected = True
+        if self._any_outgoing:
+            self.nsp.adapter.outgoing_watchers += 1
         rooms = self._pending_rooms or ()
         self._pending_rooms = None
         self.nsp._add_socket(self, rooms)
@@ -322,6 +417,8 @@ class Socket(HandlerQueue):
             return None
         self.connected = False
         self.disconnect_reason = reason
+        if self._any_outgoing:
+            self.nsp.adapter.outgoing_watchers -= 1
         logger.info("socket %s left %s: %s", self.id, shown(self.nsp.name), reason)
         self._rooms_at_exit = frozenset(self.nsp.adapter.rooms_of(self.id))
         store = self.nsp.recovery
@@ -341,6 +438,43 @@ class Socket(HandlerQueue):
     def __repr__(self) -> str:
         state = "connected" if self.connected else f"disconnected ({self.disconnect_reason})"
         return f"<Socket {self.id} {self.nsp.name} {state}>"
+
+
+def _without(
+    listeners: list[Callable[..., Any]], listener: Callable[..., Any] | None
+) -> list[Callable[..., Any]]:
+    """``listeners`` without ``listener`` (its first occurrence; all of them when None)."""
+    if listener is None or listener not in listeners:
+        return _NO_FUNCTIONS if listener is None else listeners
+    kept = list(listeners)
+    kept.remove(listener)
+    return kept if kept else _NO_FUNCTIONS
+
+
+def _sync_listener(listener: F) -> F:
+    if inspect.iscoroutinefunction(listener):
+        raise TypeError(
+            "an outgoing listener is called as the packet is sent (emit never blocks): "
+            "give a plain function (start async work from it in a nursery of yours)"
+        )
+    return listener
+
+
+class _Once:
+    """A handler registered with :meth:`Socket.once`: it removes itself, then runs."""
+
+    __slots__ = ("event", "fn", "socket")
+
+    def __init__(self, socket: Socket, event: str, fn: Callable[..., Any]) -> None:
+        self.socket = socket
+        self.event = event
+        self.fn = fn
+
+    def __call__(self, *args: Any) -> Any:
+        handlers, event = self.socket._handlers, self.event
+        if handlers.get(event) is self:
+            del handlers[event]
+        return self.fn(*args)
 
 
 class _TimedSocket:
