@@ -8,21 +8,31 @@ the first storm left (memory the allocator keeps) grows with another one.
 
     .venv/bin/python bench/soak_storm.py [--connections 5000] [--settle 60] [--step 10]
         [--servers pyserver,node-socket.io] [--json out.json]
+
+Two more servers show what the allocator keeps: ``pyserver+probe`` (bench/soak_server.py:
+the same server sampling glibc's ``mallinfo2`` and Python's allocated blocks every
+``--step`` seconds, printed after the table) and ``pyserver+trim`` (the same, calling
+``malloc_trim(0)`` after each sample).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import harness
-from sio_bench import NODE, OURS, LoadGen, ServerProcess
+from sio_bench import NODE, OURS, SERVERS, LoadGen, ServerProcess
 
 BENCH = Path(__file__).resolve().parent
+PROBES = {"pyserver+probe": "0", "pyserver+trim": "1"}
+for _name in PROBES:
+    SERVERS[_name] = ("python", "../soak_server.py")
 
 
 def storm(server: ServerProcess, node: str, n: int) -> dict[str, Any]:
@@ -49,6 +59,11 @@ def storm(server: ServerProcess, node: str, n: int) -> dict[str, Any]:
 
 
 def measure(name: str, opts: argparse.Namespace) -> dict[str, Any]:
+    stats = None
+    if name in PROBES:
+        stats = Path(tempfile.mkstemp(prefix="soak-probe-", suffix=".jsonl")[1])
+        os.environ.update(SOAK_STATS=str(stats), SOAK_EVERY=str(opts.step))
+        os.environ["SOAK_TRIM"] = PROBES[name]
     server = ServerProcess(name, opts.node, sys.executable)
     try:
         server.wait_ready()
@@ -64,9 +79,13 @@ def measure(name: str, opts: argparse.Namespace) -> dict[str, Any]:
             s["after_close_kib"] = samples
             rec[f"storm{k}"] = s
         rec["alive"] = server.alive()
+        if stats is not None:
+            rec["probe"] = [json.loads(line) for line in stats.read_text().splitlines()]
         return rec
     finally:
         server.stop()
+        for var in ("SOAK_STATS", "SOAK_EVERY", "SOAK_TRIM"):
+            os.environ.pop(var, None)
 
 
 def mib(kib: float) -> str:
@@ -90,10 +109,14 @@ def main() -> int:
             s = rec[f"storm{k}"]
             after = " ".join(f"{t:g}s:{mib(v)}" for t, v in s["after_close_kib"])
             rest = rec["rss_rest_kib"] if k == 1 else s["rss_start_kib"]
+            error = f"  ERROR {s['error']}" if s["error"] else ""
             print(
                 f"{rec['server']:<16} {k:>5} {s['connections']:>6} {mib(rest):>6} "
-                f"{mib(s['rss_peak_kib']):>6}  {after}" + (f"  ERROR {s['error']}" if s["error"] else "")
+                f"{mib(s['rss_peak_kib']):>6}  {after}{error}"
             )
+    for rec in report:
+        for row in rec.get("probe", []):
+            print(rec["server"], json.dumps(row))
     if opts.json:
         opts.json.write_text(json.dumps(report, indent=1))
     return 0
