@@ -39,7 +39,7 @@ APP_MODULE = textwrap.dedent(
     from starlette.applications import Starlette
     from starlette.responses import JSONResponse, PlainTextResponse, StreamingResponse
     from starlette.routing import Route
-    from pyserver import ASGIApp, Server
+    from pyserver import ASGIApp, Response, Server
 
     LOG = os.environ["ASGI_TEST_LOG"]
 
@@ -65,6 +65,15 @@ APP_MODULE = textwrap.dedent(
     async def join(socket, room):
         socket.join(room)
         return sorted(socket.rooms)
+
+    @sio.app.route("/native/hello")
+    async def native_hello(request):
+        return Response(200, [("Content-Type", "text/plain")], b"hello from an App route")
+
+    @sio.app.websocket("/native/raw", subprotocols=["chat.v1"])
+    async def native_raw(ws):
+        async for message in ws:
+            await ws.send("raw " + message if isinstance(message, str) else message)
 
     async def ticker():
         trace("room task started")
@@ -326,4 +335,47 @@ def test_refused_under_asyncio(tmp_path: Path) -> None:
         check=False,
     )
     output = proc.stdout + proc.stderr  # (it exited: the worker stopped at startup)
+    assert "pyserver runs on Trio, not asyncio" in output and "hypercorn -k trio" in output
+
+
+def test_app_routes_and_raw_websocket_routes(hypercorn: Hypercorn) -> None:
+    """The App's own HTTP routes and raw WebSocket routes are pyserver's under ASGI too
+    (the subprotocol chosen as natively; a cross-origin upgrade refused 403)."""
+    import websocket
+
+    hello = requests.get(hypercorn.url + "/native/hello", timeout=10)
+    assert (hello.status_code, hello.text) == (200, "hello from an App route")
+    assert requests.post(hypercorn.url + "/native/hello", timeout=10).status_code == 405
+    url = hypercorn.url.replace("http", "ws") + "/native/raw"
+    conn = websocket.create_connection(url, subprotocols=["x", "chat.v1"], timeout=10)
+    try:
+        assert conn.getsubprotocol() == "chat.v1"
+        conn.send("ping")
+        assert conn.recv() == "raw ping"
+        conn.send_binary(b"\x00\xff")
+        assert conn.recv() == b"\x00\xff"
+    finally:
+        conn.close()
+    with pytest.raises(websocket.WebSocketBadStatusException) as refused:
+        websocket.create_connection(url, origin="http://evil.example", timeout=10)
+    assert refused.value.status_code == 403
+
+
+def test_refused_under_uvicorn(tmp_path: Path) -> None:
+    """uvicorn (asyncio) gets the same one line at startup and stops."""
+    uvicorn = Path(sys.executable).with_name("uvicorn")
+    if not uvicorn.exists():
+        pytest.skip("uvicorn is not installed (the bench extra installs it)")
+    (tmp_path / "asgi_test_app.py").write_text(APP_MODULE)
+    proc = subprocess.run(
+        [str(uvicorn), "--port", str(free_port()), "asgi_test_app:app"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={**os.environ, "ASGI_TEST_LOG": str(tmp_path / "log"), "PYTHONPATH": str(tmp_path)},
+        cwd=tmp_path,
+        check=False,
+    )
+    output = proc.stdout + proc.stderr
+    assert proc.returncode != 0, output
     assert "pyserver runs on Trio, not asyncio" in output and "hypercorn -k trio" in output
