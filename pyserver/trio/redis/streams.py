@@ -44,7 +44,7 @@ from __future__ import annotations
 import logging
 import secrets
 from collections import deque
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import coredis
@@ -58,7 +58,7 @@ from pyserver.socketio.packets import Sid
 from pyserver.trio.redis.adapter import _cancelled, _why
 from pyserver.trio.redis.streams_namespace import StreamsNamespaceAdapter
 from pyserver.trio.redis.streams_parts import NamespaceRef
-from pyserver.trio.redis.streams_reader import ReaderConnection, entries, text
+from pyserver.trio.redis.streams_reader import ReaderConnection, entries, take_session, text
 from pyserver.trio.redis.subscriber import Subscriber
 
 if TYPE_CHECKING:
@@ -286,30 +286,12 @@ class RedisStreamsAdapter:
             if item[0] > upto:
                 yield item
 
-    async def take_session(self, pid: str, offset: str) -> tuple[bytes | None, bool]:
-        """The session ``pid``, taken (single use), and whether ``offset`` is in the stream."""
+    async def take_session(
+        self, pid: str, offset: str, limit: int
+    ) -> tuple[bytes | None, list[tuple[str, ClusterMessage]] | None]:
+        """See :func:`~pyserver.trio.redis.streams_reader.take_session`."""
         key = self.session_key_prefix + pid
-        raw = await self.client.getdel(key)
-        found = await self.client.xrange(self.stream_name, offset, offset)
-        return raw, bool(found)
-
-    async def entries_after(
-        self, offset: str, limit: int
-    ) -> AsyncIterator[tuple[str, ClusterMessage]]:
-        """The entries after ``offset`` (at most ``limit``), decoded, in order."""
-        read = 0
-        while read < limit:
-            batch = await self.client.xrange(
-                self.stream_name, streams.next_offset(offset), "+", count=min(1000, limit - read)
-            )
-            if not batch:
-                return
-            for entry in batch:
-                offset = text(entry.identifier)
-                read += 1
-                message = streams.decode_entry(entry.field_values)  # type: ignore[arg-type]
-                if message is not None:
-                    yield offset, message
+        return await take_session(self.client, self.stream_name, key, offset, limit)
 
     # -- publishing ------------------------------------------------------------------------
 

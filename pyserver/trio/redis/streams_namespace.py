@@ -286,15 +286,15 @@ class StreamsNamespaceAdapter(InMemoryAdapter):
     async def restore_session(self, pid: str, offset: str) -> RecoveredSession | None:
         if self.store is None or not streams.valid_offset(offset):
             return None
-        raw, found = await self.node.take_session(pid, offset)
-        if raw is None or not found:
+        raw, after = await self.node.take_session(pid, offset, MAX_REPLAY)
+        if raw is None or after is None:
             return None
         session = streams.decode_session(raw)
         rooms = frozenset(session.rooms)
         ids: list[tuple[int, int]] = []
         missed: list[list[str | bytes]] = []
         upto = streams.offset_key(offset)
-        async for entry_id, message in self.node.entries_after(offset, MAX_REPLAY):
+        for entry_id, message in after:
             upto = streams.offset_key(entry_id)
             parts = self._kept_packet(message, entry_id, rooms)
             if parts is not None:

@@ -8,7 +8,7 @@ request waiting for the other nodes)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -119,11 +119,9 @@ class StreamsNode(Protocol):
 
     def session_changed(self, adapter: NamespaceRef, sid: Sid) -> None: ...
 
-    async def take_session(self, pid: str, offset: str) -> tuple[bytes | None, bool]: ...
-
-    def entries_after(
-        self, offset: str, limit: int
-    ) -> AsyncIterator[tuple[str, ClusterMessage]]: ...
+    async def take_session(
+        self, pid: str, offset: str, limit: int
+    ) -> tuple[bytes | None, list[tuple[str, ClusterMessage]] | None]: ...
 
     def recent_after(
         self, upto: tuple[int, int]

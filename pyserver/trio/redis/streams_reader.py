@@ -1,19 +1,26 @@
-"""The stream reader's own Redis connection (:class:`ReaderConnection`): one blocking
-``XREAD`` at a time over a trio stream, read with the sans-IO
-:class:`~pyserver.redis.resp.RespReader` (a Redis client's pool would hold the blocked call on
-a connection it may not notice is gone: a killed Redis then stops the reader for good)."""
+"""Reading the stream: the reader's own Redis connection (:class:`ReaderConnection`: one
+blocking ``XREAD`` at a time over a trio stream, read with the sans-IO
+:class:`~pyserver.redis.resp.RespReader`; a Redis client's pool would hold the blocked call on
+a connection it may not notice is gone, and a killed Redis would stop the reader for good),
+and the reads that restore a session (:func:`take_session`)."""
 
 from __future__ import annotations
 
 from typing import Any
 from urllib.parse import urlsplit
 
+import coredis
 import trio
 
+from pyserver.redis import streams
 from pyserver.redis.resp import Reply, RespError, RespReader, command
+from pyserver.redis.streams import ClusterMessage
 from pyserver.trio.redis.subscriber import open_stream
 
-__all__ = ["ReaderConnection", "entries", "text"]
+__all__ = ["REPLAY_BATCH", "ReaderConnection", "entries", "take_session", "text"]
+
+REPLAY_BATCH = 1000
+"""Entries per ``XRANGE`` when a session is restored."""
 
 
 class ReaderConnection:
@@ -71,3 +78,31 @@ def entries(value: Reply) -> list[tuple[str, dict[bytes, bytes]]]:
 
 def text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+async def take_session(
+    client: coredis.Redis[bytes], stream: str, key: str, offset: str, limit: int
+) -> tuple[bytes | None, list[tuple[str, ClusterMessage]] | None]:
+    """The session at ``key``, taken (single use), and the entries of ``stream`` after
+    ``offset`` (at most ``limit``, decoded, in order), or None for them when ``offset`` is no
+    longer in the stream. The first batch comes in the session's round trip."""
+    batch = min(REPLAY_BATCH, limit)
+    async with client.pipeline(transaction=False) as pipe:
+        taken = pipe.getdel(key)
+        at = pipe.xrange(stream, offset, offset)
+        first = pipe.xrange(stream, streams.next_offset(offset), "+", count=batch)
+    raw, found, read = await taken, await at, await first
+    if not found:
+        return raw, None
+    out: list[tuple[str, ClusterMessage]] = []
+    while True:
+        for entry in read:
+            offset = text(entry.identifier)
+            message = streams.decode_entry(entry.field_values)  # type: ignore[arg-type]
+            if message is not None:
+                out.append((offset, message))
+        limit -= len(read)
+        if len(read) < batch or limit <= 0:
+            return raw, out
+        batch = min(REPLAY_BATCH, limit)
+        read = await client.xrange(stream, streams.next_offset(offset), "+", count=batch)
