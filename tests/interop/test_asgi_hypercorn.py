@@ -47,7 +47,11 @@ APP_MODULE = textwrap.dedent(
         with open(LOG, "a") as f:
             f.write(line + "\\n")
 
-    sio = Server(cors_allowed_origins="*", max_http_buffer_size=100_000)
+    sio = Server(
+        cors_allowed_origins="*",
+        max_http_buffer_size=100_000,
+        connection_state_recovery=bool(os.environ.get("ASGI_TEST_RECOVERY")),
+    )
 
     @sio.on("connection")
     async def connection(socket):
@@ -93,6 +97,11 @@ APP_MODULE = textwrap.dedent(
         body = await request.json()
         return JSONResponse({"sent_to": sio.emit("shout", body)})
 
+    async def room_emit(request):
+        body = await request.json()
+        sio.to(body["room"]).emit("news", body["data"])
+        return PlainTextResponse("sent")
+
     async def stream(request):
         async def parts():
             for i in range(3):
@@ -111,6 +120,7 @@ APP_MODULE = textwrap.dedent(
             Route("/api/task", start_task, methods=["POST"]),
             Route("/api/shout", shout, methods=["POST"]),
             Route("/api/stream", stream),
+            Route("/api/room-emit", room_emit, methods=["POST"]),
         ],
         lifespan=lifespan,
     )
@@ -160,16 +170,14 @@ class Hypercorn:
         return self.proc.returncode
 
 
-def start_hypercorn(
-    tmp: Path, *, worker: str = "trio", env: dict[str, str] | None = None
-) -> Hypercorn:
+def start_hypercorn(tmp: Path, env: dict[str, str] | None = None) -> Hypercorn:
     if not HYPERCORN.exists():
         pytest.fail(f"{HYPERCORN} is missing: scripts/bootstrap.sh installs the dev extra")
     (tmp / "asgi_test_app.py").write_text(APP_MODULE)
     port = free_port()
     log = tmp / "trace.log"
     output = tmp / "hypercorn.out"
-    full_env = {**os.environ, "ASGI_TEST_LOG": str(log), "PYTHONPATH": str(tmp)}
+    full_env = {**os.environ, "ASGI_TEST_LOG": str(log), "PYTHONPATH": str(tmp), **(env or {})}
     with output.open("wb") as out:
         proc = subprocess.Popen(
             [str(HYPERCORN), "-k", "trio", "--bind", f"127.0.0.1:{port}", "asgi_test_app:app"],
@@ -379,3 +387,41 @@ def test_refused_under_uvicorn(tmp_path: Path) -> None:
     output = proc.stdout + proc.stderr
     assert proc.returncode != 0, output
     assert "pyserver runs on Trio, not asyncio" in output and "hypercorn -k trio" in output
+
+
+async def test_connection_state_recovery(tmp_path: Path) -> None:
+    """pyserver's Trio client loses its WebSocket without a goodbye and reconnects: the
+    session is recovered through the ASGI mount (same id, its room kept), and a room
+    broadcast sent meanwhile arrives once."""
+
+    hypercorn = start_hypercorn(tmp_path, {"ASGI_TEST_RECOVERY": "1"})
+    try:
+        await _recover(hypercorn)
+    finally:
+        hypercorn.stop()
+
+
+async def _recover(hypercorn: Hypercorn) -> None:
+    import trio
+
+    from pyserver import testing
+
+    async with testing.connect(
+        hypercorn.url, transports=["websocket"], reconnection=True, reconnection_delay=0.1
+    ) as socket:
+        await testing.wait_for_event(socket, "init")
+        first_id = socket.id
+        assert sorted(await socket.emit_with_ack("join", "r1")) == sorted([first_id, "r1"])
+        await testing.drop_connection(socket)
+        posted = await trio.to_thread.run_sync(
+            lambda: requests.post(
+                hypercorn.url + "/api/room-emit", json={"room": "r1", "data": "x"}, timeout=10
+            )
+        )
+        assert posted.text == "sent"
+        news = await testing.wait_for_event(socket, "news", timeout=10)
+        assert news[0] == "x" and len(news) == 2  # (and the offset, recovery's last argument)
+        with trio.fail_after(10):
+            while not socket.connected:  # noqa: ASYNC110
+                await trio.sleep(0.02)
+        assert socket.recovered and socket.id == first_id
