@@ -22,6 +22,7 @@ import pytest
 import trio
 
 from pyserver import ConnectionLost, Server
+from pyserver.socketio.recovery import StateRecovery
 from pyserver.trio.client.testing import connect, serve
 from pyserver.trio.engineio.session import EngineSession
 from pyserver.trio.socketio.client import Client
@@ -44,7 +45,7 @@ def live_objects() -> Counter[str]:
     return counts
 
 
-def build(recovery: bool) -> Server:
+def build(recovery: bool | StateRecovery) -> Server:
     sio = Server(connection_state_recovery=recovery)
     sio.pending_done = 0  # type: ignore[attr-defined]
 
@@ -138,3 +139,20 @@ async def test_nothing_outlives_its_connection(transports: list[str], recovery: 
     assert len(sio.eio._timer) == 0
     # recovery keeps each socket's session (plain data) for its window, nothing more
     assert kept == (CONNECTIONS // 2 if recovery else 0)
+
+
+async def test_kept_sessions_go_when_their_window_ends() -> None:
+    """With recovery on, a kept session goes once its window is over even when nothing else
+    happens (before, a store forgot only when another socket left or recovered: an idle
+    server kept every session, and its ``data``, indefinitely)."""
+    sio = build(StateRecovery(max_disconnection_duration=2.0))
+    async with serve(sio) as url:
+        await storm(url, ["websocket"])
+        await settled(sio)
+        store = sio.main.recovery
+        assert store is not None
+        kept = store.sessions_kept
+        with trio.fail_after(30):  # the window and a tenth of it, with room to spare
+            while store.sessions_kept:  # noqa: ASYNC110 (the store has no event)
+                await trio.sleep(0.1)
+    assert 0 < kept <= CONNECTIONS // 2

@@ -179,6 +179,12 @@ class RecoveryStore:
     def sessions_kept(self) -> int:
         return len(self._sessions)
 
+    def expire(self, now: float) -> None:
+        """Forget the sessions and packets older than the window (the shell calls this
+        periodically, so an idle store keeps nothing much longer than the window says)."""
+        self._expire_sessions(now)
+        self._expire_packets(now)
+
     def _expire_packets(self, now: float) -> None:
         packets = self._packets
         oldest = now - self.config.max_disconnection_duration

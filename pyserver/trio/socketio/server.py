@@ -407,6 +407,8 @@ class Server:
                 try:
                     await nursery.start(self.eio.serve)
                     nursery.start_soon(self._timer.run)
+                    if self.state_recovery is not None:
+                        nursery.start_soon(self._expire_recovery)
                     adapter_run = getattr(self.adapter_factory, "run", None)
                     if adapter_run is not None:  # a cluster adapter's tasks
                         await nursery.start(adapter_run, self)
@@ -423,6 +425,19 @@ class Server:
         finally:
             self._nursery = None
             self.running = False
+
+    async def _expire_recovery(self) -> None:
+        """Drop the kept sessions (and packets) once their recovery window is over, a tenth
+        of the window late at most (10 s at most): without it a store forgets only when
+        another socket leaves or recovers, so an idle server kept them indefinitely."""
+        assert self.state_recovery is not None
+        period = min(10.0, max(self.state_recovery.max_disconnection_duration / 10, 0.05))
+        while True:
+            await trio.sleep(period)
+            now = trio.current_time()
+            for nsp in list(self.namespaces.values()):
+                if nsp.recovery is not None:
+                    nsp.recovery.expire(now)
 
     def spawn(self, fn: Callable[..., Awaitable[Any]], name: str, *args: Any) -> bool:
         """Run ``fn(*args)`` in the server's nursery (a handler task, a room nursery, a
