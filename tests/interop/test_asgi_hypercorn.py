@@ -51,7 +51,14 @@ APP_MODULE = textwrap.dedent(
         cors_allowed_origins="*",
         max_http_buffer_size=100_000,
         connection_state_recovery=bool(os.environ.get("ASGI_TEST_RECOVERY")),
+        ping_interval=float(os.environ.get("ASGI_TEST_PING", "25")),
+        ping_timeout=float(os.environ.get("ASGI_TEST_PING", "20")),
     )
+
+    @sio.on("disconnect")
+    async def disconnect(socket, reason):
+        if os.environ.get("ASGI_TEST_PING"):
+            trace(f"disconnect {socket.id} {reason}")
 
     @sio.on("connection")
     async def connection(socket):
@@ -425,3 +432,38 @@ async def _recover(hypercorn: Hypercorn) -> None:
             while not socket.connected:  # noqa: ASYNC110
                 await trio.sleep(0.02)
         assert socket.recovered and socket.id == first_id
+
+
+@pytest.fixture(scope="module")
+def tight(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hypercorn]:
+    """A Hypercorn-served app with a 0.2 s ping interval and timeout."""
+    server = start_hypercorn(tmp_path_factory.mktemp("tight"), {"ASGI_TEST_PING": "0.2"})
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize("transports", ["polling", "websocket"])
+def test_heartbeat_under_asgi(node_sio: str, tight: Hypercorn, transports: str) -> None:
+    """Engine.IO's heartbeat runs (the Server's timers, started on the lifespan): 1.5 s at
+    a 0.2 s interval, several pings answered, the same session throughout."""
+    run = run_sio_client(node_sio, tight.url, "heartbeat", transports=transports)
+    assert_completed(run)
+    done = run.one("done")
+    assert done["pings"] >= 2 and done["sameEngine"] is True, str(run)
+    assert done["connected"] is True and done["reply"] == ["awake"], str(run)
+
+
+@pytest.mark.parametrize("transports", ["polling", "websocket"])
+def test_ping_timeout_under_asgi(node_sio: str, tight: Hypercorn, transports: str) -> None:
+    """A client that stops answering pings is dropped with "ping timeout" on the server."""
+    run = run_sio_client(node_sio, tight.url, "no-pong", transports=transports)
+    assert_completed(run)
+    assert run.one("done")["dropped"] >= 1, str(run)
+    sid = run.one("ready")["id"]
+    deadline = time.monotonic() + 10
+    while not any(line.startswith(f"disconnect {sid}") for line in tight.trace()):
+        assert time.monotonic() < deadline, tight.trace()
+        time.sleep(0.05)
+    assert f"disconnect {sid} ping timeout" in tight.trace()
