@@ -52,6 +52,11 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 LIFECYCLE = frozenset({"connect", "disconnect"})
 
+_reschedule = trio.lowlevel.reschedule
+_current_task = trio.lowlevel.current_task
+_wait_rescheduled = trio.lowlevel.wait_task_rescheduled
+_SUCCEEDED = trio.lowlevel.Abort.SUCCEEDED
+
 
 class Owner(Protocol):
     """What a socket uses of its :class:`~pyserver.trio.client.manager.Manager` (a protocol,
@@ -87,12 +92,35 @@ class _Slot:
 
 
 class _Reply:
-    __slots__ = ("args", "done", "error")
+    """An awaited ack: the waiting task is rescheduled directly when it comes (no Event and
+    parking lot per round trip)."""
+
+    __slots__ = ("args", "done", "error", "task")
 
     def __init__(self) -> None:
-        self.done = trio.Event()
+        self.done = False
+        self.task: trio.lowlevel.Task | None = None
         self.args: list[Any] = []
         self.error: BaseException | None = None
+
+    def resolve(self) -> None:
+        if not self.done:
+            self.done = True
+            task, self.task = self.task, None
+            if task is not None:
+                _reschedule(task)
+
+    def _abort(self, _: Any) -> trio.lowlevel.Abort:
+        self.task = None
+        return _SUCCEEDED
+
+    async def wait(self) -> None:
+        """Until resolved (a checkpoint either way)."""
+        if self.done:
+            await trio.lowlevel.checkpoint()
+            return
+        self.task = _current_task()
+        await _wait_rescheduled(self._abort)
 
 
 class _Volatile:
@@ -219,11 +247,11 @@ class ClientSocket:
         try:
             self._send(encode_event(self.namespace, event, args, ack_id))
             if timeout is None:
-                await reply.done.wait()
+                await reply.wait()
             else:
                 with trio.move_on_after(timeout):
-                    await reply.done.wait()
-                if not reply.done.is_set():
+                    await reply.wait()
+                if not reply.done:
                     raise TimeoutError(f"no ack for {event!r} within {timeout} s")
         finally:
             self._acks.pop(ack_id, None)
@@ -320,7 +348,7 @@ class ClientSocket:
         reply = self._acks.get(ack_id)
         if reply is not None:
             reply.args = args
-            reply.done.set()
+            reply.resolve()
 
     def on_connected(self, sid: str, pid: str | None) -> None:
         self.id = sid
@@ -359,7 +387,7 @@ class ClientSocket:
     def _fail_acks(self, reason: str) -> None:
         for reply in self._acks.values():
             reply.error = SocketDisconnected(reason)
-            reply.done.set()
+            reply.resolve()
         self._acks.clear()
 
     def _end(self, reason: str) -> None:
