@@ -205,3 +205,32 @@ async def test_callbacks_and_work_run_in_the_given_context() -> None:
             "end session",
         ]
     )
+
+
+async def test_our_close_ends_the_reading_without_the_peer() -> None:
+    """Closed from this side (a slow consumer, a session that ended) while the ASGI server
+    never reports the peer's end: the reading ends after close_timeout anyway, so the layer
+    above sees the connection end (as the native close handshake's timeout does)."""
+    peer = Peer()
+    ws = AsgiWebSocket(
+        Request("GET", "/ws", "", Headers()),
+        peer.receive,
+        peer.send,
+        subprotocol=None,
+        max_message_size=None,
+        max_outbox=4,
+        max_outbox_bytes=1 << 20,
+        close_timeout=0.05,
+    )
+    ended: list[int | None] = []
+    with trio.fail_after(10):  # (before: the reading waited for the peer forever)
+        async with trio.open_nursery() as nursery:
+            ws._nursery = nursery
+            nursery.start_soon(ws.run_writer)
+            nursery.start_soon(
+                ws.serve_messages, lambda m: None, lambda: ended.append(ws.close_code)
+            )
+            await trio.testing.wait_all_tasks_blocked()
+            ws.close_nowait(1008, "slow consumer")
+    assert ended == [1008]
+    assert peer.sent[-1]["type"] == "websocket.close"

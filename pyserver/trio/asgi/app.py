@@ -191,6 +191,7 @@ class ASGIApp:
             max_message_size=app.ws_max_message_size if request.path in app._websockets else None,
             max_outbox=app.ws_max_outbox,
             max_outbox_bytes=app.ws_max_outbox_bytes,
+            close_timeout=app.ws_close_timeout,
         )
         await serve_websocket(ws, endpoint, app.ws_close_timeout)
 

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import contextvars
 import logging
+import math
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import TYPE_CHECKING, Any
@@ -82,7 +83,9 @@ class AsgiWebSocket:
 
     __slots__ = (
         "_close_code",
+        "_close_deadline",
         "_close_reason",
+        "_close_timeout",
         "_closing",
         "_corked",
         "_finished",
@@ -94,6 +97,7 @@ class AsgiWebSocket:
         "_outbox",
         "_outbox_bytes",
         "_peer_gone",
+        "_read_scope",
         "_receive",
         "_send",
         "_space",
@@ -113,6 +117,7 @@ class AsgiWebSocket:
         max_message_size: int | None,
         max_outbox: int,
         max_outbox_bytes: int,
+        close_timeout: float = 5.0,
     ) -> None:
         self.request = request
         self.remote_address = request.remote_address
@@ -132,6 +137,11 @@ class AsgiWebSocket:
         self._close_code: int | None = None
         self._close_reason = ""
         self._closing = False  # our close is queued (sent after the outbox)
+        # once we close, the reading waits for the peer's end at most close_timeout (as
+        # the native close handshake does): then the connection counts as ended
+        self._close_timeout = close_timeout
+        self._close_deadline = math.inf
+        self._read_scope: trio.CancelScope | None = None
         self._peer_gone = False  # websocket.disconnect came, or send failed
         self._wake = trio.Event()  # the writer's: something to do
         self._space = trio.lowlevel.ParkingLot()  # senders waiting for room
@@ -230,6 +240,9 @@ class AsgiWebSocket:
         self._close_code = code
         self._close_reason = reason
         self._closing = True
+        self._close_deadline = trio.current_time() + self._close_timeout
+        if self._read_scope is not None:
+            self._read_scope.deadline = self._close_deadline
         self._wake.set()
         self._space.unpark_all()
 
@@ -310,10 +323,17 @@ class AsgiWebSocket:
     async def receive(self) -> str | bytes:
         """The next message (``str`` text, ``bytes`` binary); ConnectionClosed at the end."""
         while not self._peer_gone:
-            try:
-                event = await self._receive()
-            except Exception:  # the ASGI server has no more events for us
-                self._gone(1006)
+            with trio.CancelScope(deadline=self._close_deadline) as scope:
+                self._read_scope = scope
+                try:
+                    event = await self._receive()
+                except Exception:  # the ASGI server has no more events for us
+                    self._gone(1006)
+                    break
+                finally:
+                    self._read_scope = None
+            if scope.cancelled_caught:  # we closed and the peer did not end in time
+                self._gone(self._close_code or 1006)
                 break
             kind = event["type"]
             if kind == "websocket.receive":
