@@ -1,8 +1,9 @@
 """Three pyserver nodes on RedisStreamsAdapter behind deploy/nginx.conf (a real nginx, the
-file itself with its ports changed), restarted one at a time (SIGTERM, then started again on
-its port) under a steady broadcast: every official socket.io-client client (WebSocket, each
-from its own loopback address, so ip_hash spreads them) is moved to another node by nginx,
-recovers there, and ends with every tick once, in order."""
+file itself with its ports changed), under a steady broadcast from a worker's Emitter, with
+official socket.io-client clients (WebSocket, each from its own loopback address, so ip_hash
+spreads them): restarted one at a time (SIGTERM, then started again on its port), or one of
+them SIGKILLed, every client moved by nginx to another node recovers there (same sid) and
+ends with every tick once, in order."""
 
 from __future__ import annotations
 
@@ -104,9 +105,10 @@ class Ticker:
         self.emitter.close()
 
 
-def test_rolling_restart_behind_nginx_under_a_steady_broadcast(
+def start_cluster(
     redis_server: RedisProcess, stoppers: list[Any], tmp_path: Path
-) -> None:
+) -> tuple[list[PyNode], JsonPeer, list[str], tuple[str, str]]:
+    """Three nodes, nginx, and CLIENTS clients in room "r" with their sessions saved."""
     node_bin = shutil.which("node")
     if node_bin is None or not NGINX.exists():
         pytest.skip("needs node and nginx")
@@ -122,25 +124,18 @@ def test_rolling_restart_behind_nginx_under_a_steady_broadcast(
     names = [f"c{k}" for k in range(CLIENTS)]
     for k, name in enumerate(names):
         peer.command("connect", name=name, url=nginx.url, room="r", source=f"127.0.{k + 1}.1")
-    homes = {peer.command("call", client=n, ev="whoami")["args"][0]["node"] for n in names}
-    assert len(homes) >= 2, homes  # ip_hash spread them
     deadline = time.monotonic() + 10
     while (
         len(redis_cli(redis_server.port, "--scan", "--pattern", "sio:session:*").split()) < CLIENTS
     ):
         assert time.monotonic() < deadline
         time.sleep(0.05)
+    return nodes, peer, names, (stream, prefix)
 
-    ticker = Ticker(redis_server.url, stream, prefix)
-    stoppers.append(ticker)
-    for node in nodes:  # one at a time: stopped (SIGTERM), started again, then the next
-        time.sleep(0.5)
-        node.stop()
-        time.sleep(0.5)
-        node.start()
-    time.sleep(0.5)
-    ticker.stop()
-    sent = ticker.sent
+
+def check_every_tick(peer: JsonPeer, names: list[str], sent: int) -> int:
+    """Every client got ticks 0..sent-1 once, in order, offsets increasing, one sid, every
+    reconnection recovered; returns how many clients moved."""
     for name in names:
         peer.wait_count(name, "tick", sent, timeout=30)
     time.sleep(0.5)
@@ -154,4 +149,39 @@ def test_rolling_restart_behind_nginx_under_a_steady_broadcast(
         assert all(c["recovered"] for c in connections[1:]), (name, connections)
         assert len({c["sid"] for c in connections}) == 1, (name, connections)
         moved += len(connections) > 1
+    return moved
+
+
+def test_a_node_killed_behind_nginx_under_a_steady_broadcast(
+    redis_server: RedisProcess, stoppers: list[Any], tmp_path: Path
+) -> None:
+    nodes, peer, names, (stream, prefix) = start_cluster(redis_server, stoppers, tmp_path)
+    homes = {n: peer.command("call", client=n, ev="whoami")["args"][0]["node"] for n in names}
+    victim = max(range(3), key=lambda k: sum(h == f"n{k}" for h in homes.values()))
+    ticker = Ticker(redis_server.url, stream, prefix)
+    stoppers.append(ticker)
+    time.sleep(0.5)
+    nodes[victim].kill()  # SIGKILL: nothing saved, nothing said
+    time.sleep(1.0)
+    ticker.stop()
+    moved = check_every_tick(peer, names, ticker.sent)
+    assert moved == sum(h == f"n{victim}" for h in homes.values()) > 0, homes
+
+
+def test_rolling_restart_behind_nginx_under_a_steady_broadcast(
+    redis_server: RedisProcess, stoppers: list[Any], tmp_path: Path
+) -> None:
+    nodes, peer, names, (stream, prefix) = start_cluster(redis_server, stoppers, tmp_path)
+    homes = {peer.command("call", client=n, ev="whoami")["args"][0]["node"] for n in names}
+    assert len(homes) >= 2, homes  # ip_hash spread them
+    ticker = Ticker(redis_server.url, stream, prefix)
+    stoppers.append(ticker)
+    for node in nodes:  # one at a time: stopped (SIGTERM), started again, then the next
+        time.sleep(0.5)
+        node.stop()
+        time.sleep(0.5)
+        node.start()
+    time.sleep(0.5)
+    ticker.stop()
+    moved = check_every_tick(peer, names, ticker.sent)
     assert moved == CLIENTS  # every node was restarted: every client moved at least once
