@@ -223,3 +223,15 @@ def test_nodes_redis_emitter_drives_pyserver_nodes(
     clients.wait(lambda e: e["event"] == "client-disconnect" and e["client"] == "out")
     assert clients.received("out", "from-node") == []
     assert clients.received("in", "to-late") == []
+
+
+def test_an_unreachable_redis_is_a_clear_error() -> None:
+    """No Redis on the port: RedisError (after one retry), never a hang."""
+    from cluster.streams_support import free_port
+    from pyserver import Emitter
+    from pyserver.sync.redis import RedisError
+
+    emitter = Emitter(f"redis://127.0.0.1:{free_port()}/0", timeout=1)
+    with pytest.raises(RedisError, match=r"Redis redis://127\.0\.0\.1"):
+        emitter.emit("e", 1)
+    emitter.close()
