@@ -190,6 +190,12 @@ for callers). It returns a list of chunks: one for small data, several for large
 (Python 3.11's encoder accumulates in parts), so the result is always joined."""
 
 
+_JSON_HOOK: Final = (
+    " (give the Server a codec that can: Server(json=orjson), or "
+    "Server(json=JSONCodec(default=extended_default)) from pyserver.socketio.parsers)"
+)
+
+
 def _dumps(data: Any, max_bytes: int | None = None) -> tuple[str, list[bytes]]:
     """Compact JSON of ``data`` and its attachments (none, on the fast path); over
     ``max_bytes`` (text and attachments), :class:`PacketTooLarge`."""
@@ -201,7 +207,7 @@ def _dumps(data: Any, max_bytes: int | None = None) -> tuple[str, list[bytes]]:
     except TooLarge as exc:
         raise PacketTooLarge(f"packet too large to send: {exc}") from None
     except (TypeError, ValueError, RecursionError) as exc:
-        raise LocalProtocolError(f"data cannot be sent as JSON: {exc}") from exc
+        raise LocalProtocolError(f"data cannot be sent as JSON: {exc}{_JSON_HOOK}") from exc
     if max_bytes is not None and len(text) > max_bytes:
         raise _too_large(len(text), max_bytes)
     return text, []
@@ -233,6 +239,11 @@ def _header(ptype: PacketType, namespace: str, ack_id: int | None, attachments: 
     return head
 
 
+encode_header: Final = _header
+"""``encode_header(type, namespace, ack_id, attachments)``: a text packet's head (the parsers
+of :mod:`pyserver.socketio.parsers` write the same format with another JSON codec)."""
+
+
 def encode_event(
     namespace: str,
     event: str,
@@ -257,7 +268,7 @@ def encode_event(
         except _BinaryFound:
             pass
         except (TypeError, ValueError, RecursionError) as exc:
-            raise LocalProtocolError(f"data cannot be sent as JSON: {exc}") from exc
+            raise LocalProtocolError(f"data cannot be sent as JSON: {exc}{_JSON_HOOK}") from exc
         else:
             if max_bytes is not None and len(text) > max_bytes:
                 raise _too_large(len(text), max_bytes)
@@ -288,7 +299,7 @@ def encode_ack(
         except _BinaryFound:
             pass
         except (TypeError, ValueError, RecursionError) as exc:
-            raise LocalProtocolError(f"data cannot be sent as JSON: {exc}") from exc
+            raise LocalProtocolError(f"data cannot be sent as JSON: {exc}{_JSON_HOOK}") from exc
         else:
             if max_bytes is not None and len(text) > max_bytes:
                 raise _too_large(len(text), max_bytes)

@@ -104,6 +104,8 @@ class InMemoryAdapter(Adapter):
         opts: BroadcastOptions,
         packet: Sequence[Any] = (),
     ) -> int:
+        if self.transcode is not None and type(parts[0]) is str:  # (not the JSON parser)
+            parts = self.transcode(parts)
         pairs, sessions = self._recipients(opts.rooms)
         if opts.except_rooms or opts.volatile:
             members = self.index.members

@@ -57,11 +57,27 @@ __all__ = [
     "AdapterNamespace",
     "AdapterServer",
     "BroadcastOptions",
+    "EncodeEvent",
     "LocalSocket",
     "Recipient",
     "RemoteSocket",
     "RequestTimeout",
 ]
+
+
+class EncodeEvent(Protocol):
+    """A parser's ``encode_event`` (:func:`pyserver.socketio.packets.encode_event` for the
+    built-in JSON parser): the messages of ``event(*args)``, encoded once for a broadcast."""
+
+    def __call__(
+        self,
+        namespace: str,
+        event: str,
+        args: Sequence[Any] = (),
+        ack_id: int | None = None,
+        *,
+        max_bytes: int | None = None,
+    ) -> list[str | bytes]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -254,6 +270,10 @@ class Adapter(abc.ABC):
     #: (``Socket.on_any_outgoing``; the sockets count themselves): while 0, a broadcast does
     #: not look for listeners.
     outgoing_watchers: int = 0
+    #: Set by a namespace whose parser is not JSON (``Server(parser="msgpack")``): turns
+    #: messages encoded by the built-in parser (``[text, *attachments]``, what the Redis
+    #: adapters make of other nodes' broadcasts) into that parser's; None: nothing to do.
+    transcode: Callable[[Sequence[str | bytes]], list[str | bytes]] | None = None
 
     def __init__(self, nsp: AdapterNamespace | None = None) -> None:
         self.nsp = nsp

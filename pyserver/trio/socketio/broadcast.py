@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import trio
 
-from pyserver.socketio.packets import encode_event
 from pyserver.trio.socketio.adapter import (
     Adapter,
     AdapterServer,
@@ -30,6 +29,7 @@ from pyserver.trio.socketio.adapter import (
     RemoteSocket,
     RequestTimeout,
 )
+from pyserver.trio.socketio.adapter_base import EncodeEvent
 
 if TYPE_CHECKING:
     from pyserver.socketio.recovery import RecoveryStore
@@ -48,6 +48,11 @@ class BroadcastNamespace(Protocol):
 
     @property
     def adapter(self) -> Adapter: ...
+
+    @property
+    def encode_event(self) -> EncodeEvent:
+        """The server's parser's ``encode_event``."""
+        ...
 
     @property
     def recovery(self) -> RecoveryStore | None:
@@ -128,7 +133,7 @@ class BroadcastOperator:
             if adapter.outgoing_watchers:
                 _notify_outgoing(adapter, opts, event, sent)
             return count
-        parts = encode_event(
+        parts = nsp.encode_event(
             nsp.name, event, args, max_bytes=nsp.server.session_config.max_emit_bytes
         )
         count = adapter.broadcast(parts, opts, (event, *args))

@@ -32,6 +32,7 @@ from pyserver.engineio.session import CloseReason, Transport
 from pyserver.errors import ConnectionRefused, SocketDisconnected
 from pyserver.logtext import shown
 from pyserver.socketio.packets import Sid
+from pyserver.socketio.parser_session import ParserSession
 from pyserver.socketio.ratelimit import RateLimiter, Refusals, Verdict
 from pyserver.socketio.recovery import RecoveredSession
 from pyserver.socketio.session import (
@@ -75,7 +76,12 @@ class Client:
     def __init__(self, server: Host[Namespace, Client], session: EngineSession, now: float) -> None:
         self.server = server
         self.session = session
-        self.core = Session(server.session_config, now)
+        parser = server.parser
+        self.core = (
+            Session(server.session_config, now)
+            if parser is None
+            else ParserSession(server.session_config, now, parser)
+        )
         self.sockets: dict[str, Socket] = {}
         self.acks: dict[int, AckCallback] = {}
         self._joining = 0  # namespace connections being admitted (in a task)

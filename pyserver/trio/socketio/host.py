@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol, TypeVar
 
+from pyserver.socketio.parsers import Parser
 from pyserver.socketio.ratelimit import RateLimit
 from pyserver.socketio.recovery import StateRecovery
 from pyserver.socketio.session import SessionConfig
@@ -37,6 +38,11 @@ class Host(Protocol[N, C]):
 
     @property
     def session_config(self) -> SessionConfig: ...
+
+    @property
+    def parser(self) -> Parser | None:
+        """The Socket.IO parser, None for the built-in JSON one."""
+        ...
 
     @property
     def rate_limit(self) -> RateLimit | None: ...

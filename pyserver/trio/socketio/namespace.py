@@ -31,6 +31,7 @@ from pyserver.socketio.packets import encode_event
 from pyserver.socketio.ratelimit import RateLimit
 from pyserver.socketio.recovery import RecoveryStore
 from pyserver.trio.socketio.adapter import Adapter, BroadcastOptions, RemoteSocket
+from pyserver.trio.socketio.adapter_base import EncodeEvent
 from pyserver.trio.socketio.broadcast import BroadcastOperator
 from pyserver.trio.socketio.room_tasks import RoomHandle, RoomNursery
 
@@ -124,7 +125,17 @@ class Namespace(_Handlers):
         self.server_handlers: dict[str, Callable[..., Any]] = (
             parent.server_handlers if parent is not None else {}
         )
+        #: ``encode_event(namespace, event, args, ack_id=None, *, max_bytes=None)`` of the
+        #: server's parser: what this namespace's emits and broadcasts are encoded with.
+        self.encode_event: EncodeEvent = encode_event
+        parser = server.parser
+        if parser is not None:
+            self.encode_event = parser.encode_event
         self.adapter: Adapter = server.adapter_factory(self)
+        if parser is not None and parser.name != "json":
+            # what arrives encoded by the built-in parser (the Redis adapters re-encode
+            # other nodes' broadcasts with it) is re-encoded once per broadcast
+            self.adapter.transcode = parser.transcode
         self.adapter.on_room_created = self._room_created
         self.adapter.on_room_deleted = self._room_deleted
         # the adapter holds this namespace's Sockets (it types them as LocalSocket)
@@ -220,7 +231,7 @@ class Namespace(_Handlers):
         store = self.recovery
         assert store is not None
         sent = store.stamp(args)
-        parts = encode_event(
+        parts = self.encode_event(
             self.name, event, sent, max_bytes=self.server.session_config.max_emit_bytes
         )
         store.keep(parts, rooms, except_rooms, trio.current_time())

@@ -55,6 +55,11 @@ with the packets it missed, as the Node server's ``connectionStateRecovery`` doe
 official clients; see :mod:`pyserver.socketio.recovery`. It needs the in-memory adapter, or
 :class:`~pyserver.trio.redis.streams.RedisStreamsAdapter` (recovery on any node of a cluster).
 
+Parsers: ``Server(parser="msgpack")`` speaks ``socket.io-msgpack-parser`` 3.x (clients
+configured with it; see :mod:`pyserver.socketio.msgpack_parser`), ``Server(json=codec)`` the
+default wire with your JSON codec (``orjson``, or ``JSONCodec(default=...)``; see
+:mod:`pyserver.socketio.parsers`). Broadcasts are encoded once with the server's parser.
+
 Logging (``pyserver.socketio``): a line per socket connected and per socket gone with its
 reason, per refused namespace, per refused or malformed input.
 """
@@ -74,6 +79,8 @@ import trio
 from pyserver.engineio.http_answers import OriginSpec
 from pyserver.engineio.session import CloseReason
 from pyserver.http import Request
+from pyserver.socketio.parser_session import make_parser
+from pyserver.socketio.parsers import Parser
 from pyserver.socketio.ratelimit import RateLimit
 from pyserver.socketio.recovery import StateRecovery
 from pyserver.socketio.session import DEFAULT_MAX_EMIT_BYTES, SessionConfig
@@ -130,12 +137,17 @@ class Server:
         connection_state_recovery: StateRecovery | bool = False,
         cleanup_empty_child_namespaces: bool = False,
         max_namespaces_per_client: int | None = 100,
+        parser: Literal["json", "msgpack"] | Parser = "json",
+        json: Any = None,
         app: App | None = None,
     ) -> None:
         if rate_limit is not None and (rate_limit[0] < 1 or rate_limit[1] <= 0):
             raise ValueError("rate_limit must be (events >= 1, seconds > 0)")
         if max_namespaces_per_client is not None and max_namespaces_per_client < 1:
             raise ValueError("max_namespaces_per_client must be >= 1 (or None: no cap)")
+        #: The Socket.IO parser when it is not the built-in JSON one (``parser="msgpack"``,
+        #: ``json=codec``: see :mod:`pyserver.socketio.parsers`), else None.
+        self.parser: Parser | None = make_parser(parser, json)
         self.rate_limit = rate_limit
         self.flood_windows = flood_windows
         #: Remove a dynamic namespace's child once its last socket left (Node's option of

@@ -18,7 +18,7 @@ import trio
 
 from pyserver.errors import SocketDisconnected
 from pyserver.logtext import shown
-from pyserver.socketio.packets import Sid, encode_event
+from pyserver.socketio.packets import Sid
 from pyserver.socketio.ratelimit import RateLimiter
 from pyserver.socketio.recovery import RECOVERABLE_REASONS
 from pyserver.trio.socketio.adapter import BroadcastOptions
@@ -149,7 +149,7 @@ class Socket(HandlerQueue):
             nsp = self.nsp
             if nsp.recovery is None:
                 limit = nsp.server.session_config.max_emit_bytes
-                self.client.send_parts(encode_event(nsp.name, event, args, max_bytes=limit))
+                self.client.send_parts(nsp.encode_event(nsp.name, event, args, max_bytes=limit))
                 if self._any_outgoing:
                     self.notify_outgoing(event, args)
             elif nsp.adapter.recovers_across_nodes:  # the cluster gives the offset
