@@ -57,8 +57,7 @@ APP_MODULE = textwrap.dedent(
 
     @sio.on("disconnect")
     async def disconnect(socket, reason):
-        if os.environ.get("ASGI_TEST_PING"):
-            trace(f"disconnect {socket.id} {reason}")
+        trace(f"disconnect {socket.id} {reason}")
 
     @sio.on("connection")
     async def connection(socket):
@@ -109,6 +108,12 @@ APP_MODULE = textwrap.dedent(
         sio.to(body["room"]).emit("news", body["data"])
         return PlainTextResponse("sent")
 
+    async def flood(request):
+        blob = "x" * 65536
+        for _ in range(int(request.query_params["n"])):
+            sio.emit("flood", blob)
+        return PlainTextResponse("flooded")
+
     async def stream(request):
         async def parts():
             for i in range(3):
@@ -128,6 +133,7 @@ APP_MODULE = textwrap.dedent(
             Route("/api/shout", shout, methods=["POST"]),
             Route("/api/stream", stream),
             Route("/api/room-emit", room_emit, methods=["POST"]),
+            Route("/api/flood", flood, methods=["POST"]),
         ],
         lifespan=lifespan,
     )
@@ -467,3 +473,50 @@ def test_ping_timeout_under_asgi(node_sio: str, tight: Hypercorn, transports: st
         assert time.monotonic() < deadline, tight.trace()
         time.sleep(0.05)
     assert f"disconnect {sid} ping timeout" in tight.trace()
+
+
+def test_a_client_that_does_not_read_is_dropped(hypercorn: Hypercorn) -> None:
+    """A Socket.IO client over WebSocket that stops reading while 32 MiB are emitted to it:
+    the outbox stays bounded and the connection is closed as a slow consumer (the server's
+    disconnect handler sees a transport error), never buffered without bound."""
+    import base64
+
+    host, port = hypercorn.url.removeprefix("http://").split(":")
+    sock = socket.create_connection((host, int(port)), timeout=10)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        key = base64.b64encode(os.urandom(16)).decode()
+        sock.sendall(
+            (
+                "GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\n"
+                f"Host: {host}:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+            ).encode()
+        )
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += sock.recv(1)
+        assert head.startswith(b"HTTP/1.1 101"), head
+        payload = b"40"  # the Socket.IO CONNECT, masked as a client must
+        mask = os.urandom(4)
+        sock.sendall(
+            bytes([0x81, 0x80 | len(payload)]) + mask
+            + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+        )  # fmt: skip
+        before = {line.split()[1] for line in hypercorn.trace() if line.startswith("disconnect")}
+        flooded = requests.post(hypercorn.url + "/api/flood", params={"n": "512"}, timeout=30)
+        assert flooded.text == "flooded"
+        deadline = time.monotonic() + 20
+        while True:
+            gone = [
+                line
+                for line in hypercorn.trace()
+                if line.startswith("disconnect") and line.split()[1] not in before
+            ]
+            if gone:
+                break
+            assert time.monotonic() < deadline, "the client that does not read was kept"
+            time.sleep(0.1)
+        assert gone[0].endswith("transport error"), gone
+    finally:
+        sock.close()
