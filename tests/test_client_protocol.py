@@ -1,6 +1,6 @@
 """The client's sans-IO parts: pyserver.engineio.client (OPEN packet, request targets,
 heartbeat) and pyserver.socketio.client (CONNECT packets, backoff, the inbox's delivery
-rules, the send buffer, ack values). Plain functions, no I/O."""
+rules, the send buffer, ack values, the hot path for acks). Plain functions, no I/O."""
 
 from __future__ import annotations
 
@@ -18,10 +18,11 @@ from pyserver.socketio.client import (
     ack_args,
     connect_packet,
     parse_connected,
+    plain_ack,
     reply_value,
 )
 from pyserver.socketio.decoder import PacketDecoder
-from pyserver.socketio.packets import Connect
+from pyserver.socketio.packets import Ack, Connect
 from pyserver.socketio.packets import PacketError as SioPacketError
 
 OPEN = (
@@ -165,3 +166,44 @@ def test_send_buffer_is_bounded() -> None:
 def test_ack_values_as_the_server_gives_them() -> None:
     assert ack_args(None) == [] and ack_args((1, 2)) == [1, 2] and ack_args([1, 2]) == [[1, 2]]
     assert reply_value([]) is None and reply_value([5]) == 5 and reply_value([1, b"x"]) == (1, b"x")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '30["x"]',
+        "3123[]",
+        '37[1,"two",{"three":[3]},null,true,1.5]',
+        "3007[0]",
+        '3999999999999999[""]',  # 15 digits
+        '31["caf\u00e9 \\\\ \\"q\\" \u2603"]',  # non-ASCII, escaped quotes/backslashes
+    ],
+)
+def test_plain_ack_reads_what_the_decoder_reads(text: str) -> None:
+    packet = PacketDecoder().receive_text(text)
+    assert type(packet) is Ack and packet.namespace == "/"
+    assert plain_ack(text) == (packet.ack_id, packet.args)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '3["no id"]',
+        "3x[1]",
+        "3\u0661[1]",  # a digit, but not ASCII
+        '31 ["space"]',
+        '31["x"] ',  # whitespace after: the decoder's full decode decides
+        '31["x"]junk',
+        '31{"not":"a list"}',
+        "31[1,",
+        '31["\\ud800"]',  # a lone surrogate: the decoder mends it
+        '31["\\u00e9"]',  # any \\u escape goes to the decoder
+        '3/chat,1["x"]',
+        '361-["x",{"_placeholder":true,"num":0}]',
+        "3" + "1" * 16 + "[1]",  # 16 digits: the decoder's range check
+        '21["event"]',
+        "",
+    ],
+)
+def test_plain_ack_leaves_anything_else_to_the_decoder(text: str) -> None:
+    assert plain_ack(text) is None

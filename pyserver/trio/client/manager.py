@@ -42,8 +42,8 @@ from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import trio
 
-from pyserver.socketio.client import Backoff, ConnectionLost, parse_connected
-from pyserver.socketio.decoder import PacketDecoder
+from pyserver.socketio.client import Backoff, ConnectionLost, parse_connected, plain_ack
+from pyserver.socketio.decoder import DecoderState, PacketDecoder
 from pyserver.socketio.packets import Ack, Connect, ConnectError, Disconnect, Event
 from pyserver.trio.client.engine import EngineConnection
 from pyserver.trio.client.http import Origin
@@ -56,6 +56,9 @@ logger = logging.getLogger("pyserver.client")
 MAX_ATTACHMENTS = 1000
 """Binary attachments one received packet may have (their bytes are bounded by
 ``max_message_bytes``): a server may send more of them than a server accepts from a client."""
+
+
+_AWAITING_PACKET = DecoderState.AWAITING_PACKET
 
 
 def unwrap_single(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
@@ -117,6 +120,8 @@ class Manager:
         self._decoder = PacketDecoder(
             max_attachments=MAX_ATTACHMENTS, max_attachment_bytes=max_message_bytes
         )
+        self._plain_json = type(self._decoder) is PacketDecoder
+        """JSON's own packet decoder: :func:`plain_ack` reads acks as it would."""
         self._handlers: dict[str, Callable[..., Any]] = {}
         self._nursery: trio.Nursery | None = None
         self._failure: BaseException | None = None
@@ -282,6 +287,13 @@ class Manager:
         """The reader's hand-off: one Engine.IO message to the socket it is for."""
         decoder = self._decoder
         if type(data) is str:
+            if data[:1] == "3" and decoder.state is _AWAITING_PACKET and self._plain_json:
+                ack = plain_ack(data)  # the hot path: an ACK on "/", no attachments
+                if ack is not None:
+                    socket = self.sockets.get("/")
+                    if socket is not None:
+                        socket.on_ack(*ack)
+                    return
             packet = decoder.receive_text_event(data)
         else:
             packet = decoder.receive_binary(data)  # type: ignore[arg-type]

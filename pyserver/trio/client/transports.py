@@ -83,47 +83,42 @@ class WebSocketTransport:
         stream, leftover = await open_websocket(origin, target, headers)
         return cls(stream, leftover, max_message=max_message)
 
-    async def _read(self) -> bytes:
-        """The next bytes from a plain TCP socket, as the server's WebSocket reader reads
-        them: ``os.read`` on the descriptor, after ``trio.lowlevel.wait_readable`` unless the
-        last read filled its buffer (then the kernel likely has more: read again at once, a
-        schedule point every ``FAIR_STREAK`` reads). No EAGAIN read per message and none of
-        ``receive_some``'s layers; errors as ``receive_some`` raises them."""
-        sock = self._socket
-        assert sock is not None
-        while True:
-            if self._full and self._streak < FAIR_STREAK:
-                self._streak += 1
-            else:
-                self._streak = 0
-                if sock.fileno() < 0:
-                    raise trio.ClosedResourceError("the socket was closed")
-                await _wait_readable(sock)
-            fd = sock.fileno()
-            if fd < 0:
-                raise trio.ClosedResourceError("the socket was closed")
-            try:
-                data = _os_read(fd, READ_SIZE)
-            except BlockingIOError:
-                self._full = False
-                continue
-            except OSError as exc:
-                raise trio.BrokenResourceError(f"socket read failed: {exc}") from exc
-            self._full = len(data) == READ_SIZE
-            return data
-
     async def receive(self) -> list[str | bytes]:
+        """The next messages. Over plain TCP the socket's descriptor is read directly, as
+        the server's WebSocket reader reads it: ``os.read`` after
+        ``trio.lowlevel.wait_readable``, except right after a read that filled its buffer
+        (the kernel likely has more: read again at once, a schedule point every
+        ``FAIR_STREAK`` reads): no EAGAIN read per message and none of ``receive_some``'s
+        layers; errors as ``receive_some`` raises them."""
         data: bytes | bytearray
+        sock = self._socket
         while True:
             if self._leftover:
                 data, self._leftover = self._leftover, b""
+            elif sock is None:
+                data = await self.stream.receive_some(READ_SIZE)
             else:
-                if self._socket is not None:
-                    data = await self._read()
+                if self._full and self._streak < FAIR_STREAK:
+                    self._streak += 1
                 else:
-                    data = await self.stream.receive_some(READ_SIZE)
-                if not data:
-                    raise TransportClosed("the server closed the connection")
+                    self._streak = 0
+                    try:
+                        await _wait_readable(sock)
+                    except ValueError:  # its descriptor is -1: closed before the wait
+                        raise trio.ClosedResourceError("the socket was closed") from None
+                fd = sock.fileno()
+                if fd < 0:
+                    raise trio.ClosedResourceError("the socket was closed")
+                try:
+                    data = _os_read(fd, READ_SIZE)
+                except BlockingIOError:
+                    self._full = False
+                    continue
+                except OSError as exc:
+                    raise trio.BrokenResourceError(f"socket read failed: {exc}") from exc
+                self._full = len(data) == READ_SIZE
+            if not data:
+                raise TransportClosed("the server closed the connection")
             out: list[str | bytes] = []
             for message in self.decoder.feed(data):
                 kind = type(message)
