@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 import requests
+import trio
 from helpers.server_thread import ServerThread
 
 from pyserver import App, Server
@@ -27,11 +28,14 @@ from starlette.websockets import WebSocket as StarletteWebSocket  # noqa: E402
 
 TRACE: list[str] = []
 SEEN_BODIES: list[int] = []
+CHUNKS: list[int] = []  # the sizes of the body parts /chunked's app receives, as they come
 
 
 def build() -> Server:
     async def hello(request: StarletteRequest) -> PlainTextResponse:
         return PlainTextResponse("hello from starlette")
+
+    release = trio.Event()
 
     async def stream(request: StarletteRequest) -> StreamingResponse:
         async def parts() -> AsyncIterator[bytes]:
@@ -39,6 +43,27 @@ def build() -> Server:
                 yield f"part {i}\n".encode()
 
         return StreamingResponse(parts(), media_type="text/plain")
+
+    async def held(request: StarletteRequest) -> StreamingResponse:
+        async def parts() -> AsyncIterator[bytes]:
+            yield b"first\n"
+            await release.wait()  # until the client, having read the first part, says so
+            yield b"second\n"
+
+        return StreamingResponse(parts(), media_type="text/plain")
+
+    async def let_go(request: StarletteRequest) -> PlainTextResponse:
+        release.set()
+        return PlainTextResponse("released")
+
+    async def chunked(request: StarletteRequest) -> JSONResponse:
+        async for part in request.stream():
+            if part:
+                CHUNKS.append(len(part))
+        return JSONResponse(CHUNKS)
+
+    async def chunks(request: StarletteRequest) -> JSONResponse:
+        return JSONResponse(CHUNKS)
 
     async def upload(request: StarletteRequest) -> JSONResponse:
         body = await request.body()
@@ -67,6 +92,10 @@ def build() -> Server:
         routes=[
             Route("/hello", hello),
             Route("/stream", stream),
+            Route("/held", held),
+            Route("/let-go", let_go),
+            Route("/chunked", chunked, methods=["POST"]),
+            Route("/chunks", chunks),
             Route("/upload", upload, methods=["POST"]),
             Route("/shout", shout, methods=["POST"]),
             WebSocketRoute("/ws", echo_ws),
@@ -138,3 +167,58 @@ def test_socketio_on_the_same_port(site: ServerThread) -> None:
             sent = requests.post(site.base_url + "/shout", json={"a": 1}, timeout=10).json()
             assert sent["sent_to"] == 1
             assert client.receive(timeout=10) == ["shout", {"a": 1}]
+
+
+def test_response_body_is_streamed(site: ServerThread) -> None:
+    """The first part of a streamed response reaches the client while the app still holds
+    the second (it waits for a request the client makes only after reading the first)."""
+    with requests.get(site.base_url + "/held", stream=True, timeout=10) as held:
+        lines = held.iter_lines()
+        assert next(lines) == b"first"
+        assert requests.get(site.base_url + "/let-go", timeout=10).text == "released"
+        assert next(lines) == b"second"
+
+
+def test_request_body_is_streamed(site: ServerThread) -> None:
+    """The app reads the first part of a request body before the rest is sent."""
+    import socket
+    import time
+
+    CHUNKS.clear()
+    sock = socket.create_connection(("127.0.0.1", site.port), timeout=10)
+    try:
+        sock.sendall(b"POST /chunked HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nhello")
+        deadline = time.monotonic() + 10
+        while requests.get(site.base_url + "/chunks", timeout=10).json() != [5]:
+            assert time.monotonic() < deadline, "the app did not get the first part alone"
+            time.sleep(0.02)
+        sock.sendall(b"world")
+        reply = b""
+        while b"[5,5]" not in reply:
+            data = sock.recv(4096)
+            assert data, reply
+            reply += data
+        assert reply.startswith(b"HTTP/1.1 200")
+    finally:
+        sock.close()
+
+
+def test_keep_alive_across_streamed_exchanges(site: ServerThread) -> None:
+    with requests.Session() as session:
+        for _ in range(3):
+            assert session.get(site.base_url + "/hello", timeout=10).text == "hello from starlette"
+            assert session.get(site.base_url + "/stream", timeout=10).text.endswith("part 2\n")
+
+
+def test_chunked_body_over_the_limit_refused(site: ServerThread) -> None:
+    """Without a Content-Length the limit holds as the body streams in: 413, and the app's
+    receive gets http.disconnect (it never sees more than the limit)."""
+    SEEN_BODIES.clear()
+
+    def body() -> Iterator[bytes]:
+        for _ in range(10):
+            yield b"y" * 500
+
+    refused = requests.post(site.base_url + "/upload", data=body(), timeout=10)
+    assert refused.status_code == 413
+    assert SEEN_BODIES == []

@@ -10,9 +10,10 @@
   and the other app's lifespan.
 * :mod:`.scope`: scopes and messages to and from ``Request`` / ``Response``.
 * :mod:`.hosted`: the other way round, an ASGI app served by pyserver's own HTTP server
-  (``App(asgi=...)``).
+  (``App(asgi=...)``); :mod:`.streamed`: its HTTP exchanges with streamed bodies.
 
-Imports go one way: ``scope`` <- ``websocket``, ``lifespan`` <- ``app``.
+Imports go one way: ``scope`` <- ``websocket``, ``lifespan``, ``streamed`` <- ``hosted``,
+``app``.
 """
 
 from pyserver.trio.asgi.app import ASGIApp

@@ -5,12 +5,13 @@ static files, the client bundle, the health endpoint) and hands every other requ
 ASGI app, so a team keeps pyserver's WebSocket fast path and its Starlette / FastAPI routes
 on one port:
 
-* ``http``: the request as read by pyserver's server (its body bounded by the App's
-  ``max_body_size``: a larger body is refused 413 before the ASGI app sees it, as for
-  pyserver's own routes) is given to the app in one ``http.request`` message; what the app
-  sends back (``http.response.start`` and its ``http.response.body`` parts, streamed or not)
-  is gathered into the response pyserver's server writes. Then ``receive`` answers
-  ``http.disconnect``.
+* ``http``: the connection loop hands the request over right after its head
+  (``App.streamed_handler``), and :mod:`.streamed` runs the exchange with both bodies
+  streamed, within the App's limits (413 past ``max_body_size``, read and request timeouts),
+  keep-alive after it. With ``static_dir`` set the App's static files come first, so there
+  :meth:`HostedASGI.handle_http` serves it the plain way: the body read whole (413 past the
+  limit before the app sees it), given in one ``http.request`` message, and the app's
+  response parts gathered into the response pyserver writes.
 * ``websocket``: pyserver's server does the handshake (its checks: Host, Origin rule,
   version, key; no subprotocol is agreed, none being known before the app runs), and the
   app gets ``websocket.connect``, then one ``websocket.receive`` per message, and
@@ -27,7 +28,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -35,40 +36,13 @@ import trio
 
 from pyserver.errors import ConnectionClosed
 from pyserver.http import Request, Response, WebSocket
+from pyserver.trio.asgi.scope import asgi_scope
+from pyserver.trio.asgi.streamed import ASGICallable, Connection, serve_streamed
 from pyserver.trio.http.server import WebSocketEndpoint, error_response
 
 __all__ = ["HostedASGI"]
 
 logger = logging.getLogger("pyserver.asgi")
-
-ASGICallable = Callable[
-    [dict[str, Any], Callable[[], Any], Callable[[dict[str, Any]], Any]],
-    Coroutine[Any, Any, None],
-]
-
-
-def _scope(kind: str, request: Request) -> dict[str, Any]:
-    scheme = (
-        ("https" if kind == "http" else "wss")
-        if request.secure
-        else kind.replace("websocket", "ws")
-    )
-    host, port = request.remote_address
-    return {
-        "type": kind,
-        "asgi": {"version": "3.0", "spec_version": "2.3"},
-        "http_version": request.http_version,
-        "method": request.method,
-        "scheme": scheme,
-        "path": request.path,
-        "raw_path": request.path.encode("utf-8", "surrogateescape"),
-        "query_string": request.query_string.encode("latin-1"),
-        "root_path": "",
-        "headers": [(k.encode("latin-1"), v.encode("latin-1")) for k, v in request.headers.items()],
-        "client": (host, port) if host else None,
-        "server": None,
-        "extensions": {},
-    }
 
 
 class HostedASGI:
@@ -110,7 +84,7 @@ class HostedASGI:
                     done.set()
 
         try:
-            await self.app(_scope("http", request), receive, send)
+            await self.app(asgi_scope("http", request), receive, send)
         except Exception:
             logger.exception("the ASGI app failed for %s %s", request.method, request.path)
             if status is None:
@@ -121,6 +95,11 @@ class HostedASGI:
             logger.error("the ASGI app sent no response for %s %s", request.method, request.path)
             return error_response(500)
         return Response(status, headers, bytes(body))
+
+    async def serve_streamed(self, request: Request, connection: Connection) -> bool:
+        """The exchange with bodies streamed (:mod:`.streamed`): whether the connection
+        may go on (keep-alive)."""
+        return await serve_streamed(self.app, request, connection)
 
     # -- websocket -------------------------------------------------------------------------
 
@@ -160,7 +139,7 @@ class HostedASGI:
                 ws.close_nowait(code, str(message.get("reason") or ""))
 
         try:
-            await self.app(_scope("websocket", ws.request), receive, send)
+            await self.app(asgi_scope("websocket", ws.request), receive, send)
         except Exception:
             logger.exception("the ASGI app failed for WebSocket %s", ws.request.path)
             ws.close_nowait(1011, "internal error")

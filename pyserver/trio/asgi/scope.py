@@ -18,6 +18,7 @@ __all__ = [
     "ASGIReceive",
     "ASGISend",
     "Scope",
+    "asgi_scope",
     "read_body",
     "refuse_websocket",
     "request_of",
@@ -41,6 +42,30 @@ def request_of(scope: Scope) -> Request:
         http_version=scope.get("http_version", "1.1"),
         secure=scope.get("scheme") in ("https", "wss"),
     )
+
+
+def asgi_scope(kind: str, request: Request) -> Scope:
+    """The ASGI scope (``http`` or ``websocket``) of a request read by pyserver's server."""
+    if kind == "http":
+        scheme = "https" if request.secure else "http"
+    else:
+        scheme = "wss" if request.secure else "ws"
+    host, port = request.remote_address
+    return {
+        "type": kind,
+        "asgi": {"version": "3.0", "spec_version": "2.3"},
+        "http_version": request.http_version,
+        "method": request.method,
+        "scheme": scheme,
+        "path": request.path,
+        "raw_path": request.path.encode("utf-8", "surrogateescape"),
+        "query_string": request.query_string.encode("latin-1"),
+        "root_path": "",
+        "headers": [(k.encode("latin-1"), v.encode("latin-1")) for k, v in request.headers.items()],
+        "client": (host, port) if host else None,
+        "server": None,
+        "extensions": {},
+    }
 
 
 async def read_body(receive: ASGIReceive, request: Request, limit: int) -> int | None:

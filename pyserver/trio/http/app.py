@@ -35,7 +35,7 @@ from pyserver.trio.http.server import (
 from pyserver.trio.websocket.connection import WebSocket as TrioWebSocket
 from pyserver.trio.websocket.reactive import serving_reactor
 from pyserver.ws.connection import WebSocketConnection
-from pyserver.ws.handshake import HandshakeAccepted, HostAllowList
+from pyserver.ws.handshake import HandshakeAccepted, HostAllowList, is_websocket_upgrade
 
 if TYPE_CHECKING:
     from pyserver.trio.asgi.hosted import HostedASGI
@@ -229,6 +229,25 @@ class App:
                 getattr(mount, "websocket_origin_allowed", None),
             )
         return self.asgi.websocket_endpoint(request) if self.asgi is not None else None
+
+    def streamed_handler(self, request: Request) -> Callable[[Any], Awaitable[bool]] | None:
+        """For the connection loop, before the body is read: a request for the ASGI app
+        (``asgi=``) is served with its bodies streamed (:mod:`pyserver.trio.asgi.streamed`;
+        the handler returns whether the connection goes on); None: the usual way. With
+        ``static_dir`` the App's static files come first, so that way (body read whole)."""
+        asgi = self.asgi
+        if asgi is None or self.static_dir is not None or is_websocket_upgrade(request.headers):
+            return None
+        path = request.path
+        if (
+            self._find_mount(path) is not None
+            or path in self._routes
+            or path in self._websockets
+            or path == self.health_path
+            or (self.serve_client and path.startswith(self.client_path + "/"))
+        ):
+            return None
+        return partial(asgi.serve_streamed, request)
 
     def open_websocket(
         self,

@@ -296,6 +296,13 @@ class _Connection:
                     )
                     await self.send_error(error_response(400, "Host not allowed"))
                     return None
+            # -- an ASGI app's exchange, bodies streamed (App(asgi=...)) ---------------
+            streamed = getattr(self.site, "streamed_handler", None)
+            exchange = streamed(request) if streamed is not None else None
+            if exchange is not None:
+                if not await exchange(self):
+                    return None
+                continue
             # -- body ----------------------------------------------------------------
             length = request.headers.get("content-length")
             if length is not None and length.isdigit() and int(length) > settings.max_body_size:
