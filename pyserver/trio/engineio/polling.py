@@ -24,6 +24,7 @@ from pyserver.engineio.http_answers import (
 from pyserver.engineio.packets import encode_payload
 from pyserver.engineio.session import CloseReason, EioSid, SessionState, Transport
 from pyserver.http import Request, Response
+from pyserver.trio.engineio.hooks import extra_headers, request_allowed
 from pyserver.trio.engineio.session import EngineSession
 from pyserver.trio.engineio.table import UPGRADING, SessionTable
 
@@ -59,7 +60,9 @@ class PollingTransport(SessionTable):
                 return self._refused(request, BAD_REQUEST, cors)
             if self._too_many_sessions(request):
                 return self._too_many_response(request, cors)
-            if self.allow_request is not None and not self.allow_request(request):
+            if self.allow_request is not None and not await request_allowed(
+                self.allow_request, request
+            ):
                 return self._refused(request, FORBIDDEN, cors)
             return self._open_polling(request, cors)
         session = self.sessions.get(EioSid(sid))
@@ -86,6 +89,8 @@ class PollingTransport(SessionTable):
         core.start_poll()
         packets = core.take_poll_payload() or []
         self._connected(session)
+        if self._hooked:
+            cors = extra_headers(self, request, session.sid, [*cors])
         return self._payload_response(request, encode_payload(packets), cors)
 
     async def _poll(
@@ -125,6 +130,8 @@ class PollingTransport(SessionTable):
         finally:
             session._poll_wakeup = None
         self._process(session, core.poll_finished())
+        if self._hooked:
+            cors = extra_headers(self, request, None, [*cors])
         return self._payload_response(request, encode_payload(packets), cors)
 
     def _post(
@@ -147,6 +154,8 @@ class PollingTransport(SessionTable):
         if closed is not None and closed.reason is CloseReason.PARSE_ERROR:
             return self._refused(request, BAD_REQUEST, cors)
         headers = [*cors, ("Content-Type", "text/html"), ("Cache-Control", "no-store")]
+        if self._hooked:
+            headers = extra_headers(self, request, None, headers)
         return Response(200, headers, b"ok")
 
     def _payload_response(

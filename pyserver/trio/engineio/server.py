@@ -11,13 +11,15 @@ the split.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 import trio
 
 from pyserver.engineio.http_answers import Cors, OriginSpec
 from pyserver.engineio.session import CloseReason, SessionConfig
 from pyserver.http import Request
+from pyserver.trio.engineio.hooks import AllowRequest, Cookie, HeadersHook, is_async, make_cookie
 from pyserver.trio.engineio.polling import PollingTransport
 from pyserver.trio.engineio.session import (
     ConnectHandler,
@@ -63,7 +65,11 @@ class EngineIOServer(PollingTransport, WebSocketTransport):
         max_queued_packets: int = 1024,
         max_queued_bytes: int = 16 * 1024 * 1024,
         max_sessions_per_ip: int | None = None,
-        allow_request: Callable[[Request], bool] | None = None,
+        allow_request: AllowRequest | None = None,
+        cookie: Cookie | Mapping[str, Any] | str | bool | None = None,
+        generate_id: Callable[[Request], str] | None = None,
+        initial_headers: HeadersHook | None = None,
+        headers: HeadersHook | None = None,
         on_connection_error: Callable[[RequestRefused], None] | None = None,
         on_connect: ConnectHandler | None = None,
         on_message: MessageHandler | None = None,
@@ -90,6 +96,13 @@ class EngineIOServer(PollingTransport, WebSocketTransport):
         self.http_compression = http_compression
         self.compression_threshold = compression_threshold
         self.allow_request = allow_request
+        # the hooks of pyserver.trio.engineio.hooks (cookie, headers, ids, async allow_request)
+        self.cookie = make_cookie(cookie)
+        self.generate_id = generate_id
+        self.initial_headers = initial_headers
+        self.headers = headers
+        self._hooked = self.cookie is not None or initial_headers is not None or headers is not None
+        self._allow_async = is_async(allow_request)
         #: Sessions open at once per client address (the TCP peer's, IPv6 by /64; see
         #: ``pyserver.trio.http.server.client_key``). A handshake over it is answered 503 with
         #: ``{"code": 4, "message": "Too many sessions"}`` (the reference server's code for a

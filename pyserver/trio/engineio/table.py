@@ -35,6 +35,7 @@ from pyserver.engineio.session import (
 )
 from pyserver.http import Request, Response
 from pyserver.logtext import shown
+from pyserver.trio.engineio.hooks import AllowRequest, Cookie, HeadersHook, new_sid
 from pyserver.trio.engineio.session import (
     ConnectHandler,
     DisconnectHandler,
@@ -76,7 +77,13 @@ class SessionTable:
     cors: Cors | None
     http_compression: bool
     compression_threshold: int
-    allow_request: Callable[[Request], bool] | None
+    allow_request: AllowRequest | None
+    cookie: Cookie | None
+    generate_id: Callable[[Request], str] | None
+    initial_headers: HeadersHook | None
+    headers: HeadersHook | None
+    _hooked: bool  # a cookie or a headers hook: HTTP answers get extra_headers
+    _allow_async: bool  # allow_request is async
     max_sessions_per_ip: int | None
     on_connection_error: Callable[[RequestRefused], None] | None
     on_connect: ConnectHandler | None
@@ -153,7 +160,10 @@ class SessionTable:
     # ------------------------------------------------------------------ session plumbing
 
     def _new_session(self, transport: Transport, request: Request) -> EngineSession:
-        sid = EioSid(secrets.token_urlsafe(15))
+        given = (
+            None if self.generate_id is None else new_sid(self.generate_id, request, self.sessions)
+        )
+        sid = EioSid(secrets.token_urlsafe(15) if given is None else given)
         while sid in self.sessions:
             sid = EioSid(secrets.token_urlsafe(15))
         core = Session(sid, transport, self.config, trio.current_time())

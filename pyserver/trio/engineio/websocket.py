@@ -32,6 +32,7 @@ from pyserver.engineio.session import (
 )
 from pyserver.http import Request, Response, WebSocket
 from pyserver.logtext import shown
+from pyserver.trio.engineio.hooks import request_allowed
 from pyserver.trio.engineio.session import EngineSession, send_quietly
 from pyserver.trio.engineio.table import SessionTable, logger
 
@@ -60,7 +61,11 @@ class WebSocketTransport(SessionTable):
                 code = UNKNOWN_SID
         elif self._too_many_sessions(request):
             return self._too_many_response(request, [])
-        elif self.allow_request is not None and not self.allow_request(request):
+        elif (
+            self.allow_request is not None
+            and not self._allow_async  # (an async one is awaited in handle_websocket)
+            and not self.allow_request(request)
+        ):
             code = FORBIDDEN
         if code is None:
             return None
@@ -76,6 +81,12 @@ class WebSocketTransport(SessionTable):
                 self._refuse_too_many(ws.request)
                 await ws.close(1013, "too many sessions")
                 return
+            if self._allow_async:
+                assert self.allow_request is not None
+                if not await request_allowed(self.allow_request, ws.request):
+                    self._report_refusal(ws.request, FORBIDDEN)
+                    await ws.close(1008, ERROR_MESSAGES[FORBIDDEN])
+                    return
             session = self._new_session(Transport.WEBSOCKET, ws.request)
             session._ws = ws
             self._flush_ws(session)

@@ -55,6 +55,11 @@ with the packets it missed, as the Node server's ``connectionStateRecovery`` doe
 official clients; see :mod:`pyserver.socketio.recovery`. It needs the in-memory adapter, or
 :class:`~pyserver.trio.redis.streams.RedisStreamsAdapter` (recovery on any node of a cluster).
 
+Engine.IO hooks (see :mod:`pyserver.trio.engineio.hooks`): ``cookie`` (the session id in a
+cookie for sticky load balancers), ``initial_headers``/``headers`` (change the HTTP answers'
+headers), ``generate_id``, an ``async`` ``allow_request``; ``http_compression_threshold`` (bytes,
+Node's ``httpCompression.threshold``) for the long-polling answers ``http_compression`` gzips.
+
 Parsers: ``Server(parser="msgpack")`` speaks ``socket.io-msgpack-parser`` 3.x (clients
 configured with it; see :mod:`pyserver.socketio.msgpack_parser`), ``Server(json=codec)`` the
 default wire with your JSON codec (``orjson``, or ``JSONCodec(default=...)``; see
@@ -70,7 +75,7 @@ import logging
 import os
 import re
 import ssl
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from functools import partial
 from typing import Any, Literal, TypeVar
 
@@ -85,6 +90,7 @@ from pyserver.socketio.ratelimit import RateLimit
 from pyserver.socketio.recovery import StateRecovery
 from pyserver.socketio.session import DEFAULT_MAX_EMIT_BYTES, SessionConfig
 from pyserver.trio.engineio import EngineIOServer, EngineSession
+from pyserver.trio.engineio.hooks import AllowRequest, Cookie, HeadersHook
 from pyserver.trio.http.app import App
 from pyserver.trio.socketio.adapter import AdapterFactory, InMemoryAdapter, RemoteSocket
 from pyserver.trio.socketio.broadcast import BroadcastOperator
@@ -123,7 +129,12 @@ class Server:
         allow_upgrades: bool = True,
         upgrade_timeout: float = 10.0,
         http_compression: bool = True,
-        allow_request: Callable[[Request], bool] | None = None,
+        allow_request: AllowRequest | None = None,
+        cookie: Cookie | Mapping[str, Any] | str | bool | None = None,
+        generate_id: Callable[[Request], str] | None = None,
+        initial_headers: HeadersHook | None = None,
+        headers: HeadersHook | None = None,
+        http_compression_threshold: int = 1024,
         max_sessions_per_ip: int | None = None,
         max_connections: int | Literal["auto"] | None = "auto",
         max_connections_per_ip: int | None = None,
@@ -182,6 +193,11 @@ class Server:
             cors_credentials=cors_credentials,
             http_compression=http_compression,
             allow_request=allow_request,
+            cookie=cookie,
+            generate_id=generate_id,
+            initial_headers=initial_headers,
+            headers=headers,
+            compression_threshold=http_compression_threshold,
             max_sessions_per_ip=max_sessions_per_ip,
             on_connect=self._eio_connect,
             on_message=self._eio_message,
