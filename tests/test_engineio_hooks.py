@@ -154,3 +154,27 @@ async def test_http_compression_threshold() -> None:
     async with serving(Server()) as (_, port):  # the default: 1024 bytes
         reply = await fetch(port, "GET", HANDSHAKE, headers=[("Accept-Encoding", "gzip")])
     assert "content-encoding" not in reply.headers
+
+
+async def _upgrade_answer(port: int) -> bytes:
+    stream = await trio.open_tcp_stream("127.0.0.1", port)
+    async with stream:
+        await stream.send_all(
+            b"GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            b"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+            b"Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n\r\n"
+        )
+        answer = b""
+        while b"\r\n\r\n" not in answer:
+            answer += await stream.receive_some(4096)
+        return answer.split(b"\r\n\r\n")[0].lower()
+
+
+async def test_per_message_deflate() -> None:
+    async with serving(Server(per_message_deflate=True)) as (_, port):
+        answer = await _upgrade_answer(port)
+    assert answer.startswith(b"http/1.1 101")
+    assert b"sec-websocket-extensions: permessage-deflate; server_no_context_takeover" in answer
+    async with serving(Server()) as (_, port):  # off by default, as in Node
+        assert b"permessage-deflate" not in await _upgrade_answer(port)

@@ -58,7 +58,10 @@ official clients; see :mod:`pyserver.socketio.recovery`. It needs the in-memory 
 Engine.IO hooks (see :mod:`pyserver.trio.engineio.hooks`): ``cookie`` (the session id in a
 cookie for sticky load balancers), ``initial_headers``/``headers`` (change the HTTP answers'
 headers), ``generate_id``, an ``async`` ``allow_request``; ``http_compression_threshold`` (bytes,
-Node's ``httpCompression.threshold``) for the long-polling answers ``http_compression`` gzips.
+Node's ``httpCompression.threshold``) for the long-polling answers ``http_compression`` gzips;
+``per_message_deflate`` (off by default, as Node's ``perMessageDeflate``) negotiates
+permessage-deflate on WebSocket connections (``server_no_context_takeover``, so a broadcast's
+compressed frame is shared; no threshold or level: every message is compressed).
 
 Parsers: ``Server(parser="msgpack")`` speaks ``socket.io-msgpack-parser`` 3.x (clients
 configured with it; see :mod:`pyserver.socketio.msgpack_parser`), ``Server(json=codec)`` the
@@ -135,6 +138,7 @@ class Server:
         initial_headers: HeadersHook | None = None,
         headers: HeadersHook | None = None,
         http_compression_threshold: int = 1024,
+        per_message_deflate: bool = False,
         max_sessions_per_ip: int | None = None,
         max_connections: int | Literal["auto"] | None = "auto",
         max_connections_per_ip: int | None = None,
@@ -208,6 +212,8 @@ class Server:
         #: here; an App given as ``app`` carries its own.
         if app is not None and allowed_hosts is not None:
             raise ValueError("give allowed_hosts to the App passed as app=, not to the Server")
+        if app is not None and per_message_deflate:
+            raise ValueError("give compression=True to the App passed as app=, not to the Server")
         self.app = (
             app
             if app is not None
@@ -217,6 +223,8 @@ class Server:
                 # caps (see App and EngineIOServer); an App given as ``app`` has its own
                 max_connections=max_connections,
                 max_connections_per_ip=max_connections_per_ip,
+                # permessage-deflate (Node's perMessageDeflate, off by default as there)
+                compression=per_message_deflate,
             )
         )
         self.path = path
