@@ -19,6 +19,8 @@ tasks and time. Its parts:
   room task nurseries, over :mod:`pyserver.socketio`.
 * :mod:`pyserver.trio.client`: the Socket.IO client for Trio (``pyserver.connect``) and the
   test helpers behind ``pyserver.testing``.
+* :mod:`pyserver.trio.asgi`: pyserver as an ASGI 3 application (``pyserver.ASGIApp``, under
+  ``hypercorn -k trio``) and ASGI applications served by pyserver's App (``App(asgi=...)``).
 * :mod:`pyserver.trio.redis`: the Redis adapter, its subscriber connection, and the
   requests and answers between nodes, over :mod:`pyserver.redis`'s wire codecs.
 * :mod:`pyserver.trio.timers`: one timer task for the deadlines of many cores.
