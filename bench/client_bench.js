@@ -1,8 +1,10 @@
 #!/usr/bin/env node
 // The Node side of bench/client_bench.py: the official socket.io-client (npm, 4.8) doing echo
 // round trips against bench/servers/sio_node.js over WebSocket, printing one JSON line
-// {"cpu_s", "wall_s", "messages"} for the measured part (after a warm-up).
+// {"cpu_s", "wall_s", "messages", "chunks"} for the measured part (after a warm-up), measured
+// in --chunks consecutive parts ("chunks": the CPU seconds of each).
 // Usage: node client_bench.js --url URL --mode ack|echo --count N --window W --size BYTES
+//        [--chunks K]
 'use strict';
 
 const { io } = require('socket.io-client');
@@ -17,6 +19,7 @@ const count = Number(arg('count', '10000'));
 const warmup = Number(arg('warmup', '1000'));
 const windowSize = Number(arg('window', '1'));
 const payload = 'x'.repeat(Number(arg('size', '32')));
+const chunks = Number(arg('chunks', '1'));
 
 const socket = io(url, { transports: ['websocket'] });
 
@@ -48,12 +51,23 @@ socket.on('connect', async () => {
   await run(warmup);
   const cpu0 = process.cpuUsage();
   const t0 = process.hrtime.bigint();
-  await run(count);
+  const parts = [];
+  const size = Math.floor(count / chunks);
+  for (let i = 0; i < chunks; i++) {
+    const c = process.cpuUsage();
+    await run(size);
+    const used = process.cpuUsage(c);
+    parts.push((used.user + used.system) / 1e6);
+  }
   const cpu = process.cpuUsage(cpu0);
   const wall = Number(process.hrtime.bigint() - t0) / 1e9;
-  process.stdout.write(
-    JSON.stringify({ cpu_s: (cpu.user + cpu.system) / 1e6, wall_s: wall, messages: count }) + '\n'
-  );
+  const result = {
+    cpu_s: (cpu.user + cpu.system) / 1e6,
+    wall_s: wall,
+    messages: size * chunks,
+    chunks: parts,
+  };
+  process.stdout.write(JSON.stringify(result) + '\n');
   socket.close();
   process.exit(0);
 });
