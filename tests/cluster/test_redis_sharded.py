@@ -6,10 +6,8 @@ channel, which our node must subscribe while it has the room), fetch_sockets, br
 acks and server-side emits with acks, both ways. Also the streams adapter with its ephemeral
 messages on sharded pub/sub (``sharded_pubsub=True``) beside Node's ``useShardedPubSub``.
 
-Redis Cluster mode is not tested: the adapter's subscriber and publisher speak to one Redis
-endpoint and do not follow MOVED redirections (a standalone Redis 7, as here, or a cluster
-proxy). What it sends is cluster-ready: one SSUBSCRIBE per channel (no CROSSSLOT error),
-SPUBLISH and SHARDNUMSUB."""
+A standalone Redis is a cluster of one master to the adapter; on a real Redis Cluster (three
+masters, slot migration, a master restarted): test_redis_sharded_cluster.py."""
 
 from __future__ import annotations
 

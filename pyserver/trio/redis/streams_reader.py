@@ -62,6 +62,22 @@ class ReaderConnection:
                     raise ConnectionError("Redis closed the connection")
                 self.reader.feed(data)
 
+    async def calls(self, commands: list[list[bytes]], timeout: float) -> list[Reply]:  # noqa: ASYNC109
+        """Several commands in one write (a pipeline) and their replies, in order; an error
+        reply is returned as a :class:`~pyserver.redis.resp.RespError`, not raised. After
+        any exception the connection is unusable (replies may be half read)."""
+        out: list[Reply] = []
+        with trio.fail_after(timeout):
+            await self.stream.send_all(b"".join(command(*words) for words in commands))
+            while True:
+                out += self.reader.replies()
+                if len(out) >= len(commands):
+                    return out
+                data = await self.stream.receive_some(256 * 1024)
+                if not data:
+                    raise ConnectionError("Redis closed the connection")
+                self.reader.feed(data)
+
     async def aclose(self) -> None:
         await trio.aclose_forcefully(self.stream)
 

@@ -28,11 +28,16 @@ from urllib.parse import unquote, urlsplit
 import trio
 
 from pyserver.redis.resp import Reply, RespError, RespProtocolError, RespReader, command
+from pyserver.redis.slots import key_slot, parse_redirect
 
-__all__ = ["Dispatch", "Subscriber", "SubscriberError", "open_stream"]
+__all__ = ["Dispatch", "Lost", "Subscriber", "SubscriberError", "open_stream"]
 
 Dispatch = Callable[[bytes | None, bytes, bytes], None]
 """``dispatch(pattern, channel, data)``: one published message (pattern None for SUBSCRIBE)."""
+Lost = Callable[[bytes], None]
+"""``lost(channel)``: a sharded channel this connection does not hold (any more): Redis sent
+``sunsubscribe`` for it (ours acknowledged, or a Redis Cluster's slot moved away), or
+answered its SSUBSCRIBE with ``MOVED`` (the slot is another master's)."""
 
 READ_SIZE: Final = 256 * 1024
 
@@ -69,9 +74,16 @@ class Subscriber:
     """One subscribed connection (see the module docstring). Not reusable after it failed."""
 
     def __init__(
-        self, stream: trio.abc.Stream, *, timeout: float, keepalive: float, max_bulk: int
+        self,
+        stream: trio.abc.Stream,
+        *,
+        timeout: float,
+        keepalive: float,
+        max_bulk: int,
+        lost: Lost | None = None,
     ) -> None:
         self.stream = stream
+        self.lost = lost
         self.timeout = timeout
         self.keepalive = keepalive
         self.reader = RespReader(max_bulk)
@@ -79,6 +91,8 @@ class Subscriber:
         self._awaited: dict[tuple[bytes, bytes], int] = {}
         self._acked = trio.Event()
         self._last_read = trio.current_time()
+        #: Set once ``run`` ended (the connection failed): nothing more will be acknowledged.
+        self.ended = False
 
     @classmethod
     async def connect(
@@ -88,10 +102,11 @@ class Subscriber:
         timeout: float,  # noqa: ASYNC109  (the connection keeps it: see run)
         keepalive: float,
         max_bulk: int,
+        lost: Lost | None = None,
     ) -> Subscriber:
         with trio.fail_after(timeout):
             stream, auth = await open_stream(url)
-            self = cls(stream, timeout=timeout, keepalive=keepalive, max_bulk=max_bulk)
+            self = cls(stream, timeout=timeout, keepalive=keepalive, max_bulk=max_bulk, lost=lost)
             try:
                 if auth:
                     await stream.send_all(command(*auth))
@@ -154,6 +169,8 @@ class Subscriber:
         with trio.fail_after(self.timeout):
             await self._send(b"".join(command(b"SSUBSCRIBE", name) for name in channels))
             while awaited:
+                if self.ended:  # run (another task's) failed: no acknowledgement will come
+                    raise SubscriberError("the connection failed while subscribing")
                 await self._acked.wait()
 
     async def sunsubscribe(self, channels: Iterable[bytes]) -> None:
@@ -183,6 +200,9 @@ class Subscriber:
             if len(group.exceptions) == 1 and isinstance(group.exceptions[0], Exception):
                 raise group.exceptions[0] from None
             raise
+        finally:
+            self.ended = True
+            self._acked.set()
 
     async def _read(self, dispatch: Dispatch) -> None:
         stream = self.stream
@@ -216,7 +236,11 @@ class Subscriber:
 
     def _handle(self, reply: Reply, dispatch: Dispatch) -> None:
         if isinstance(reply, RespError):
-            raise SubscriberError(f"Redis answered an error: {reply.message}")
+            redirect = parse_redirect(reply.message) if self.lost is not None else None
+            if redirect is None:
+                raise SubscriberError(f"Redis answered an error: {reply.message}")
+            self._refused(redirect.slot)
+            return
         if not isinstance(reply, list) or not reply or not isinstance(reply[0], bytes):
             raise SubscriberError("not a pub/sub reply")
         kind = reply[0]
@@ -236,9 +260,24 @@ class Subscriber:
             if isinstance(name, bytes):
                 self._ack(kind, name)
                 return
-        elif kind in (b"pong", b"unsubscribe", b"punsubscribe", b"sunsubscribe"):
+        elif kind == b"sunsubscribe":
+            if self.lost is not None and len(reply) == 3 and isinstance(reply[1], bytes):
+                self.lost(reply[1])
+            return
+        elif kind in (b"pong", b"unsubscribe", b"punsubscribe"):
             return
         raise SubscriberError(f"unexpected pub/sub reply {kind[:20]!r}")
+
+    def _refused(self, slot: int) -> None:
+        """SSUBSCRIBE answered ``MOVED <slot>``: the channels of that slot still awaited are
+        not subscribed here (each command had one channel: all of them were refused)."""
+        assert self.lost is not None
+        for kind, name in list(self._awaited):
+            if kind == b"ssubscribe" and key_slot(name) == slot:
+                del self._awaited[kind, name]
+                self.lost(name)
+        if not self._awaited:
+            self._acked.set()
 
     def _ack(self, kind: bytes, name: bytes) -> None:
         key = (kind, name)

@@ -6,8 +6,9 @@
 // as JSON lines on stdout. This script only acts and observes; the test asserts.
 //
 // Usage: node peer.js --redis redis://127.0.0.1:PORT/0 [--port 0] [--key socket.io]
-//                     [--timeout-ms 60000] [--sharded 1]
-// (--sharded 1: createShardedAdapter, Redis 7's sharded pub/sub, with --key as channelPrefix)
+//                     [--timeout-ms 60000] [--sharded 1] [--cluster 1]
+// (--sharded 1: createShardedAdapter, Redis 7's sharded pub/sub, with --key as channelPrefix;
+// --cluster 1: --redis is one master of a Redis Cluster, the clients are redis's createCluster)
 //
 // Lines printed (field "event"):
 //   listening {port, uid}                       once the server listens and the adapter is up
@@ -40,10 +41,10 @@ const mod = (name) => require(path.join(__dirname, 'node_modules', name));
 const { Server } = mod('socket.io');
 const { io: connect } = mod('socket.io-client');
 const { createAdapter, createShardedAdapter } = mod('@socket.io/redis-adapter');
-const { createClient } = mod('redis');
+const { createClient, createCluster } = mod('redis');
 
 function parseArgs(argv) {
-  const out = { redis: null, port: 0, key: 'socket.io', 'timeout-ms': 60000, sharded: 0 };
+  const out = { redis: null, port: 0, key: 'socket.io', 'timeout-ms': 60000, sharded: 0, cluster: 0 };
   for (let i = 2; i < argv.length; i += 2) {
     const name = argv[i].replace(/^--/, '');
     if (!(name in out) || argv[i + 1] === undefined) throw new Error(`bad argument ${argv[i]}`);
@@ -64,7 +65,9 @@ const hardStop = setTimeout(() => {
 }, opts['timeout-ms']);
 
 async function main() {
-  const pub = createClient({ url: opts.redis });
+  const pub = opts.cluster
+    ? createCluster({ rootNodes: [{ url: opts.redis }] })
+    : createClient({ url: opts.redis });
   const sub = pub.duplicate();
   pub.on('error', (err) => print({ event: 'error', message: `redis pub: ${err.message}` }));
   sub.on('error', (err) => print({ event: 'error', message: `redis sub: ${err.message}` }));
