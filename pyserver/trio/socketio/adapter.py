@@ -71,6 +71,9 @@ class InMemoryAdapter(Adapter):
         self._targets_version = -1
 
     def add_all(self, sid: Sid, rooms: Iterable[Room]) -> None:
+        if self.room_listeners is not None:
+            self._add_all_told(sid, rooms)
+            return
         index = self.index
         if sid not in index:
             if index.add_socket(sid):
@@ -79,12 +82,53 @@ class InMemoryAdapter(Adapter):
             self.on_room_created(room)
 
     def del_(self, sid: Sid, room: Room) -> None:
-        if sid in self.index and self.index.leave(sid, room):
+        if self.room_listeners is not None:
+            self._del_told(sid, (room,))
+        elif sid in self.index and self.index.leave(sid, room):
             self.on_room_deleted(room)
 
     def del_all(self, sid: Sid) -> None:
+        if self.room_listeners is not None:
+            self._del_told(sid, None)
+            return
         for room in self.index.leave_all(sid):
             self.on_room_deleted(room)
+
+    # the same, telling the room events' listeners (Adapter.on), room by room as Node does
+
+    def _add_all_told(self, sid: Sid, rooms: Iterable[Room]) -> None:
+        index = self.index
+        emit = self.emit_room_event
+        if sid not in index:
+            if index.add_socket(sid):
+                self.on_room_created(sid)
+                emit("create-room", sid)
+            emit("join-room", sid, sid)
+        for room in rooms:
+            if room in index.rooms_of(sid):
+                continue
+            for created in index.join(sid, (room,)):
+                self.on_room_created(created)
+                emit("create-room", created)
+            emit("join-room", room, sid)
+
+    def _del_told(self, sid: Sid, rooms: Iterable[Room] | None) -> None:
+        index = self.index
+        if sid not in index:
+            return
+        emit = self.emit_room_event
+        every = rooms is None
+        if rooms is None:  # every room, the socket's own last
+            rooms = [*(room for room in index.rooms_of(sid) if room != sid), sid]
+        for room in rooms:
+            if room in index.rooms_of(sid):
+                emptied = index.leave(sid, room)
+                emit("leave-room", room, sid)
+                if emptied:
+                    self.on_room_deleted(room)
+                    emit("delete-room", room)
+        if every:
+            index.leave_all(sid)  # (in no room now: out of the index)
 
     def rooms_of(self, sid: Sid) -> Set[Room]:
         return self.index.rooms_of(sid)

@@ -34,6 +34,7 @@ session). The Server, Namespace, Socket and Client classes satisfy them.
 from __future__ import annotations
 
 import abc
+import logging
 import secrets
 from collections.abc import Callable, Iterable, Sequence, Set
 from dataclasses import dataclass, field
@@ -51,6 +52,7 @@ if TYPE_CHECKING:
     from pyserver.trio.socketio.handshake import Handshake
 
 __all__ = [
+    "ROOM_EVENTS",
     "AckSink",
     "Adapter",
     "AdapterFactory",
@@ -63,6 +65,12 @@ __all__ = [
     "RemoteSocket",
     "RequestTimeout",
 ]
+
+
+ROOM_EVENTS = frozenset({"create-room", "delete-room", "join-room", "leave-room"})
+"""The room events an adapter emits (:meth:`Adapter.on`)."""
+
+logger = logging.getLogger("pyserver.socketio")
 
 
 class EncodeEvent(Protocol):
@@ -274,6 +282,44 @@ class Adapter(abc.ABC):
     #: messages encoded by the built-in parser (``[text, *attachments]``, what the Redis
     #: adapters make of other nodes' broadcasts) into that parser's; None: nothing to do.
     transcode: Callable[[Sequence[str | bytes]], list[str | bytes]] | None = None
+    #: The room events' listeners (:meth:`on`), None while there is none (membership
+    #: changes then pay one attribute test).
+    room_listeners: dict[str, list[Callable[..., Any]]] | None = None
+
+    def on(self, event: str, listener: Callable[..., Any] | None = None) -> Any:
+        """Listen to this node's room events, as Node's adapter emits them:
+        ``"create-room"`` ``(room)``, ``"delete-room"`` ``(room)``, ``"join-room"``
+        ``(room, sid)``, ``"leave-room"`` ``(room, sid)`` (a socket's own room, its id,
+        included). Listeners are plain functions, called as the membership changes; an
+        exception is logged. Usable as a decorator."""
+        if event not in ROOM_EVENTS:
+            raise ValueError(f"unknown adapter event {event!r}: one of {sorted(ROOM_EVENTS)}")
+
+        def register(fn: Callable[..., Any]) -> Callable[..., Any]:
+            listeners = dict(self.room_listeners or {})
+            listeners[event] = [*listeners.get(event, ()), fn]
+            self.room_listeners = listeners
+            return fn
+
+        return register if listener is None else register(listener)
+
+    def off(self, event: str, listener: Callable[..., Any] | None = None) -> None:
+        """Remove ``listener`` (every listener of ``event`` when None)."""
+        listeners = dict(self.room_listeners or {})
+        kept = [fn for fn in listeners.get(event, ()) if listener is not None and fn != listener]
+        if kept:
+            listeners[event] = kept
+        else:
+            listeners.pop(event, None)
+        self.room_listeners = listeners or None
+
+    def emit_room_event(self, event: str, *args: Any) -> None:
+        """Call the listeners of a room event (see :meth:`on`)."""
+        for fn in (self.room_listeners or {}).get(event, ()):
+            try:
+                fn(*args)
+            except Exception:
+                logger.exception("%r listener of the adapter of %s failed", event, self.name)
 
     def __init__(self, nsp: AdapterNamespace | None = None) -> None:
         self.nsp = nsp

@@ -39,6 +39,11 @@ class Host(Protocol[N, C]):
     @property
     def session_config(self) -> SessionConfig: ...
 
+    def namespace_created(self, nsp: N) -> None:
+        """A namespace was made (``of(name)``, a dynamic child): tell the ``new_namespace``
+        listeners."""
+        ...
+
     @property
     def parser(self) -> Parser | None:
         """The Socket.IO parser, None for the built-in JSON one."""

@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import trio
@@ -151,6 +152,7 @@ class Namespace(_Handlers):
                     f"{type(self.adapter).__name__} cannot recover sessions"
                 )
             self.recovery = self.adapter.recovery_store(server.state_recovery)
+        server.namespace_created(self)
 
     # -- broadcasting ----------------------------------------------------------------------
 
@@ -360,31 +362,113 @@ class DynamicNamespace(_Handlers):
             room.close()
         logger.debug("namespace %s removed (no socket left)", shown(name))
 
+    def _op(self) -> _FanOut:
+        return _FanOut(self, BroadcastOptions())
+
     def emit(self, event: str, *args: Any) -> int:
-        return sum(child.emit(event, *args) for child in list(self.children.values()))
+        """Send ``event(*args)`` to every socket of every child."""
+        return self._op().emit(event, *args)
+
+    def send(self, *args: Any) -> int:
+        return self._op().emit("message", *args)
 
     def to(self, room: str | Iterable[str]) -> _FanOut:
-        return _FanOut(self, BroadcastOptions()).to(room)
+        return self._op().to(room)
 
     in_ = to
+
+    def except_(self, room: str | Iterable[str]) -> _FanOut:
+        return self._op().except_(room)
+
+    @property
+    def volatile(self) -> _FanOut:
+        return self._op().volatile
+
+    @property
+    def local(self) -> _FanOut:
+        return self._op().local
+
+    def compress(self, compress: bool) -> _FanOut:
+        return self._op().compress(compress)
+
+    async def fetch_sockets(self) -> list[Socket | RemoteSocket]:
+        """The sockets of every child (on every node, with a cluster adapter)."""
+        return await self._op().fetch_sockets()
+
+    def sockets_join(self, room: str | Iterable[str]) -> None:
+        self._op().sockets_join(room)
+
+    def sockets_leave(self, room: str | Iterable[str]) -> None:
+        self._op().sockets_leave(room)
+
+    def disconnect_sockets(self, close: bool = False) -> None:
+        self._op().disconnect_sockets(close)
 
     def __repr__(self) -> str:
         return f"<DynamicNamespace {self.matcher!r} ({len(self.children)} children)>"
 
 
 class _FanOut:
-    """A broadcast from a dynamic parent: applied to each child namespace."""
+    """A broadcast from a dynamic parent: applied to each child namespace (the operators of
+    :class:`~pyserver.trio.socketio.broadcast.BroadcastOperator`, on every child)."""
+
+    __slots__ = ("opts", "parent")
 
     def __init__(self, parent: DynamicNamespace, opts: BroadcastOptions) -> None:
         self.parent = parent
         self.opts = opts
 
+    def _with(self, **changes: Any) -> _FanOut:
+        return _FanOut(self.parent, replace(self.opts, **changes))
+
+    def _each(self) -> list[BroadcastOperator]:
+        return [
+            BroadcastOperator(child, self.opts) for child in list(self.parent.children.values())
+        ]
+
     def to(self, room: str | Iterable[str]) -> _FanOut:
-        rooms = frozenset((room,) if isinstance(room, str) else room)
-        return _FanOut(self.parent, BroadcastOptions(rooms=self.opts.rooms | rooms))
+        return self._with(rooms=self.opts.rooms | _names(room))
+
+    in_ = to
+
+    def except_(self, room: str | Iterable[str]) -> _FanOut:
+        return self._with(except_rooms=self.opts.except_rooms | _names(room))
+
+    @property
+    def volatile(self) -> _FanOut:
+        return self._with(volatile=True)
+
+    @property
+    def local(self) -> _FanOut:
+        return self._with(local=True)
+
+    def compress(self, compress: bool) -> _FanOut:
+        return self._with(compress=compress)
 
     def emit(self, event: str, *args: Any) -> int:
-        return sum(
-            BroadcastOperator(child, self.opts).emit(event, *args)
-            for child in list(self.parent.children.values())
-        )
+        return sum(op.emit(event, *args) for op in self._each())
+
+    def send(self, *args: Any) -> int:
+        return self.emit("message", *args)
+
+    async def fetch_sockets(self) -> list[Socket | RemoteSocket]:
+        found: list[Socket | RemoteSocket] = []
+        for op in self._each():
+            found += cast("list[Socket | RemoteSocket]", await op.fetch_sockets())
+        return found
+
+    def sockets_join(self, room: str | Iterable[str]) -> None:
+        for op in self._each():
+            op.sockets_join(room)
+
+    def sockets_leave(self, room: str | Iterable[str]) -> None:
+        for op in self._each():
+            op.sockets_leave(room)
+
+    def disconnect_sockets(self, close: bool = False) -> None:
+        for op in self._each():
+            op.disconnect_sockets(close)
+
+
+def _names(rooms: str | Iterable[str]) -> frozenset[str]:
+    return frozenset((rooms,)) if isinstance(rooms, str) else frozenset(rooms)

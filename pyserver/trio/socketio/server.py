@@ -97,8 +97,8 @@ from pyserver.trio.engineio.hooks import AllowRequest, Cookie, HeadersHook
 from pyserver.trio.http.app import App
 from pyserver.trio.socketio.adapter import AdapterFactory, InMemoryAdapter, RemoteSocket
 from pyserver.trio.socketio.broadcast import BroadcastOperator
-from pyserver.trio.socketio.class_handlers import NamespaceHandlers
 from pyserver.trio.socketio.client import Client
+from pyserver.trio.socketio.extras import ServerExtras
 from pyserver.trio.socketio.namespace import DynamicNamespace, Namespace, NamespaceMatcher
 from pyserver.trio.socketio.room_tasks import RoomHandle
 from pyserver.trio.socketio.socket import Socket
@@ -113,7 +113,7 @@ logger = logging.getLogger("pyserver.socketio")
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-class Server:
+class Server(ServerExtras):
     """A Socket.IO v5 server. See the module docstring."""
 
     def __init__(
@@ -230,6 +230,7 @@ class Server:
         self.path = path
         self.app.mount(path, self.eio)
         self.namespaces: dict[str, Namespace] = {}
+        self._new_namespace_listeners: list[Callable[[Namespace], Any]] = []
         self.namespaces["/"] = Namespace(self, "/")
         #: The dynamic parents (``of(pattern)``), asked in order for an unknown name.
         self.dynamic_namespaces: list[DynamicNamespace] = []
@@ -240,6 +241,8 @@ class Server:
         self._warned_not_running = False
         #: True while ``run``/``serve`` is shutting down.
         self.stopping = False
+        self._close_requested = trio.Event()  # close() asked run to end
+        self._stopped: trio.Event | None = None  # set once serve (or a run alone) ended
         self._timer: DeadlineTimer[Client] = DeadlineTimer(self._client_due)
 
     # -- namespaces ------------------------------------------------------------------------
@@ -283,18 +286,13 @@ class Server:
                 return nsp
         return None
 
-    def register_namespace(self, handlers: NamespaceHandlers) -> Namespace | DynamicNamespace:
-        """Register a class-based namespace (python-socketio's ``register_namespace``): its
-        ``on_<event>`` methods become the handlers of ``handlers.namespace`` (see
-        :mod:`pyserver.trio.socketio.class_handlers`). Returns the namespace."""
-        nsp = self.of(handlers.namespace)
-        handlers.bind(nsp)
-        return nsp
-
     # -- the main namespace's API ----------------------------------------------------------
 
     def on(self, event: str, handler: F | None = None) -> Any:
-        """Register a handler on the main namespace (see :meth:`Namespace.on`)."""
+        """Register a handler on the main namespace (see :meth:`Namespace.on`);
+        ``"new_namespace"`` is the server's event (:meth:`on_new_namespace`), as in Node."""
+        if event == "new_namespace":
+            return self.on_new_namespace if handler is None else self.on_new_namespace(handler)
         return self.main.on(event, handler)
 
     def event(self, handler: F) -> F:
@@ -420,15 +418,19 @@ class Server:
         ssl_context: ssl.SSLContext | None = None,
         task_status: trio.TaskStatus[list[Any]] = trio.TASK_STATUS_IGNORED,
     ) -> None:
-        """Listen on ``host:port`` (0: a free port) and serve until cancelled;
-        ``task_status.started`` gets the listeners (as :meth:`App.serve` does, which also
-        says what ``ssl_context`` does: TLS, https and wss)."""
-        async with trio.open_nursery() as nursery:
-            await nursery.start(self.run)
-            listeners = await nursery.start(
-                partial(self.app.serve, host, port, ssl_context=ssl_context)
-            )
-            task_status.started(listeners)
+        """Listen on ``host:port`` (0: a free port) and serve until cancelled or
+        :meth:`close`; ``task_status.started`` gets the listeners (as :meth:`App.serve` does,
+        which also says what ``ssl_context`` does: TLS, https and wss)."""
+        stopped = self._stopped = trio.Event()
+        try:
+            async with trio.open_nursery() as nursery:
+                await nursery.start(self._run_then_stop, nursery.cancel_scope)
+                listeners = await nursery.start(
+                    partial(self.app.serve, host, port, ssl_context=ssl_context)
+                )
+                task_status.started(listeners)
+        finally:
+            stopped.set()
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Run the Socket.IO machinery without listening (the caller serves ``sio.app``):
@@ -436,6 +438,11 @@ class Server:
         if self._nursery is not None:
             raise RuntimeError("Server is already running")
         self.stopping = False
+        self._close_requested = trio.Event()
+        stopped = self._stopped
+        own_stop = stopped is None or stopped.is_set()  # (a run alone, not inside serve)
+        if stopped is None or own_stop:
+            stopped = self._stopped = trio.Event()
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
@@ -449,7 +456,7 @@ class Server:
                     if adapter_run is not None:  # a cluster adapter's tasks
                         await nursery.start(adapter_run, self)
                     task_status.started()
-                    await trio.sleep_forever()
+                    await self._close_requested.wait()
                 finally:
                     # every socket leaves with "server shutting down"; the disconnect
                     # handlers still run (shielded, up to SHUTDOWN_GRACE seconds each)
@@ -458,9 +465,12 @@ class Server:
                     for nsp in self.namespaces.values():
                         for room in list(nsp.room_nurseries.values()):
                             room.close()
+                    nursery.cancel_scope.cancel()  # (closed: the timers and tasks end)
         finally:
             self._nursery = None
             self.running = False
+            if own_stop:
+                stopped.set()
 
     async def _expire_recovery(self) -> None:
         """Drop the kept sessions (and packets) once their recovery window is over, a tenth
