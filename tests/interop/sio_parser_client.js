@@ -2,7 +2,7 @@
 // parser), against pyserver's Server(parser="msgpack") (or Server(json=...)):
 //
 //   node sio_parser_client.js --url http://127.0.0.1:PORT --transports polling|websocket|both
-//                             [--parser msgpack|json] [--timeout MS]
+//                             [--parser msgpack|json] [--timeout MS] [--scenario listen]
 //
 // One scenario, two clients ("a" and "b") on "/" and one on "/chat"; prints JSON lines
 // (field "event"): connect {client, transport}, welcome {args}, ack {name, args},
@@ -107,11 +107,23 @@ async function main() {
   out({ event: "done" });
 }
 
+// --scenario listen: one client says "ready" and prints the next "news" (a broadcast made on
+// another node of a cluster), then done
+async function listen() {
+  const socket = connect("listener", "/");
+  await once(socket, "connect");
+  const news = once(socket, "news");
+  socket.emit("ready");
+  out({ event: "news", args: await news });
+  socket.disconnect();
+  out({ event: "done" });
+}
+
 const timer = setTimeout(() => {
   out({ event: "timeout" });
   process.exit(2);
 }, timeout);
-main()
+(arg("scenario", "main") === "listen" ? listen() : main())
   .then(() => {
     clearTimeout(timer);
     process.exit(0);

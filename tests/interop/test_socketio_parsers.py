@@ -20,10 +20,12 @@ from typing import Any
 
 import pytest
 import trio
+from helpers.redis_process import RedisProcess, redis_server
 
-from pyserver import ConnectionRefused, Server, testing
+from pyserver import ConnectionRefused, RedisAdapter, Server, testing
 
 pytestmark = pytest.mark.interop
+__all__ = ["redis_server"]  # the fixture: a real redis-server (skipped where not installed)
 
 HERE = Path(__file__).parent
 SCRIPT = HERE / "sio_parser_client.js"
@@ -80,8 +82,9 @@ def build(**options: Any) -> tuple[Server, list[Any]]:
     return sio, seen
 
 
-async def run_client(url: str, transports: str, parser: str) -> list[dict[str, Any]]:
+async def run_client(url: str, transports: str, parser: str, *extra: str) -> list[dict[str, Any]]:
     argv = [_node(), str(SCRIPT), "--url", url, "--transports", transports, "--parser", parser]
+    argv += extra
     with trio.fail_after(30):
         proc = await trio.run_process(
             argv, capture_stdout=True, capture_stderr=True, check=False, cwd=HERE, env=os.environ
@@ -151,3 +154,24 @@ async def test_orjson_codec_with_the_official_client(transports: str) -> None:
     assert one(lines, "ack", name="ask")["args"] == [{"got": 42, "bin": b(b"\x09\x08")}]
     refused = one(lines, "refused")
     assert (refused["message"], refused["data"]) == ("not allowed", {"why": "token"})
+
+
+async def test_msgpack_node_gets_a_broadcast_made_on_a_json_node_over_redis(
+    redis_server: RedisProcess,
+) -> None:
+    """Two nodes on the Redis adapter: the broadcast made on the JSON node is re-encoded once
+    by the msgpack node for its client (the official client with the msgpack parser)."""
+    json_node = Server(adapter=RedisAdapter(redis_server.url, key="parsers"))
+    msgpack_node = Server(parser="msgpack", adapter=RedisAdapter(redis_server.url, key="parsers"))
+    ready = trio.Event()
+    msgpack_node.on("ready", lambda socket: ready.set())
+
+    async def broadcast_when_ready() -> None:
+        await ready.wait()
+        json_node.emit("news", "from the json node", b"\x05", {"n": [1, 2.5]})
+
+    async with testing.serve(json_node), testing.serve(msgpack_node) as url:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(broadcast_when_ready)
+            lines = await run_client(url, "websocket", "msgpack", "--scenario", "listen")
+    assert one(lines, "news")["args"] == ["from the json node", b(b"\x05"), {"n": [1, 2.5]}]
