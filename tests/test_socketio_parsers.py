@@ -261,9 +261,10 @@ def test_json_codec_decodes_with_its_loads() -> None:
             return json.loads(text)
 
     decoder = JSONParser(Codec()).decoder(10, 1000)
-    assert decoder.receive_text_event('2["a",1]') == Event("/", "a", [1])
+    assert decoder.receive_text_event('2["a",1]') == ("a", [1], None)  # (the hot path's form)
+    assert decoder.receive_text('2["b"]') == Event("/", "b", [])
     assert decoder.receive_text('0/chat,{"t":1}') == Connect("/chat", {"t": 1})
-    assert calls == ['["a",1]', '{"t":1}']
+    assert calls == ['["a",1]', '["b"]', '{"t":1}']
     with pytest.raises(PacketError, match="invalid JSON"):
         JSONParser(Codec()).decoder(10, 1000).receive_text("2[nope")
 
@@ -278,4 +279,6 @@ def test_orjson_as_the_codec() -> None:
         b"\x09",
     ]
     decoder = parser.decoder(10, 1000)
-    assert decoder.receive_text_event('2["é",{"a":[1.5]}]') == Event("/", "é", [{"a": [1.5]}])
+    assert decoder.receive_text('2["é",{"a":[1.5]}]') == Event("/", "é", [{"a": [1.5]}])
+    with pytest.raises(PacketError, match="reserved"):
+        decoder.receive_text('2["connect"]')

@@ -194,6 +194,11 @@ class _CodecDecoder(PacketDecoder):
             self._check_usable()
             raise self._fail("text packet while attachments were expected")
         try:
+            if text.startswith("2["):  # the common case, an EVENT on "/" without ack id
+                payload = self._load(text[1:])
+                if type(payload) is list and payload and type(name := payload[0]) is str:
+                    if name not in RESERVED_EVENTS:
+                        return name, payload[1:], None
             return self._decode_text(text)
         except PacketError as exc:
             raise self._fail(str(exc)) from None
