@@ -178,6 +178,13 @@ class ShardedPubSub:
                 self.lost.set()
                 self.on_lost()
 
+    def _drop(self, link: _Link) -> None:
+        """Close ``link`` (its reader ends); its channels are forgotten, not lost."""
+        link.channels = set()
+        link.scope.cancel()
+        if self._links.get(link.addr) is link:
+            del self._links[link.addr]
+
     async def sync(self, wanted: set[bytes]) -> None:
         """Subscribe each wanted channel on its master, unsubscribe the others; a master
         that fails does not keep the others from being synced (its error is raised last)."""
@@ -197,22 +204,25 @@ class ShardedPubSub:
             gone = link.channels - keep
             try:
                 if not keep:
-                    link.channels = set()
-                    link.scope.cancel()
-                    del self._links[addr]
+                    self._drop(link)
                 elif gone:
                     link.channels -= gone
                     await link.conn.sunsubscribe(gone)
             except Exception as exc:
+                self._drop(link)
                 error = error or exc
         for addr, channels in plan.items():
+            held = self._links.get(addr)
             try:
-                link = self._links.get(addr) or await self._open(addr)
-                new = channels - link.channels
+                if held is None:
+                    held = await self._open(addr)
+                new = channels - held.channels
                 if new:
-                    link.channels |= new
-                    await link.conn.ssubscribe(new)
+                    held.channels |= new
+                    await held.conn.ssubscribe(new)
             except Exception as exc:
+                if held is not None:  # in an unknown state: the next sync starts afresh
+                    self._drop(held)
                 error = error or exc
         if error is not None:
             raise error
