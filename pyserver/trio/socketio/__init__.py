@@ -10,7 +10,9 @@ sans-IO protocol cores are in :mod:`pyserver.socketio`. The modules:
 * :mod:`.broadcast`: ``to``/``except_``/``volatile`` operators; :mod:`.adapter_base` (the
   adapter interface) and :mod:`.adapter` (the in-memory adapter, encode-once broadcasts);
 * :mod:`.room_tasks`: room nurseries; :mod:`.handshake`: ``socket.handshake``;
-  :mod:`.host`: what namespaces and clients need of the server.
+  :mod:`.host`: what namespaces and clients need of the server;
+* :mod:`.class_handlers`: class-based namespaces (``NamespaceHandlers``); :mod:`.extras`: the
+  Server's ``register_namespace``, ``new_namespace`` listeners and ``close()``.
 
 Imports go one way, server at the top: the namespaces and clients reach the server through
 the :class:`~pyserver.trio.socketio.host.Host` protocol, adapters, broadcasts and room
