@@ -16,6 +16,8 @@ from pyserver.socketio.client import (
     Received,
     SendBuffer,
     ack_args,
+    client_decoder,
+    connect_message,
     connect_packet,
     parse_connected,
     plain_ack,
@@ -207,3 +209,52 @@ def test_plain_ack_reads_what_the_decoder_reads(text: str) -> None:
 )
 def test_plain_ack_leaves_anything_else_to_the_decoder(text: str) -> None:
     assert plain_ack(text) is None
+
+
+# -- other parsers (parser="msgpack", json=codec) ----------------------------------------------
+
+
+def test_connect_message_in_msgpack() -> None:
+    """The CONNECT a msgpack client sends is one binary message the server's msgpack decoder
+    reads as the same CONNECT (auth, then recovery's pid and offset)."""
+    pytest.importorskip("msgpack")
+    from pyserver.socketio.msgpack_parser import MsgpackParser
+
+    parser = MsgpackParser()
+    plain = connect_message(parser, "/chat", None, None, None)
+    assert type(plain) is bytes
+    assert parser.decoder(0, 0).receive_binary(plain) == Connect("/chat")
+    again = connect_message(parser, "/", {"token": "t"}, "p1", "o2")
+    assert parser.decoder(0, 0).receive_binary(again) == Connect(
+        "/", {"pid": "p1", "offset": "o2", "token": "t"}
+    )
+    assert connect_message(None, "/", {"a": 1}, None, None) == '0{"a":1}'
+
+
+def test_client_decoder_reads_a_msgpack_connect_error_in_full() -> None:
+    """The server's CONNECT_ERROR ``{message, data}`` (what Node's and pyserver's msgpack
+    servers send): the client's decoder gives both (the server-role decoder gives neither)."""
+    pytest.importorskip("msgpack")
+    from pyserver.socketio.msgpack_parser import MsgpackParser
+    from pyserver.socketio.packets import ConnectError
+
+    parser = MsgpackParser()
+    refusal = parser.encode_connect_error("/admin", "Authentication error", {"why": b"\x01"})
+    decoder = client_decoder(parser, 10, 1000)
+    assert decoder.receive_binary(refusal) == ConnectError(
+        "/admin", "Authentication error", {"why": b"\x01"}
+    )
+    plain = parser.encode_connect_error("/", "nope")
+    assert client_decoder(parser, 10, 1000).receive_binary(plain) == ConnectError("/", "nope")
+    # everything else as the parser's own decoder reads it
+    event = parser.encode_event("/", "hi", [1, b"\x02"], 7)[0]
+    assert type(event) is bytes
+    assert decoder.receive_binary(event) == parser.decoder(0, 0).receive_binary(event)
+
+
+def test_client_decoder_for_the_builtin_parser_and_a_codec() -> None:
+    from pyserver.socketio.parsers import JSONCodec, JSONParser
+
+    assert type(client_decoder(None, 10, 1000)) is PacketDecoder
+    decoder = client_decoder(JSONParser(JSONCodec()), 10, 1000)
+    assert decoder.receive_text('3/x,4["a"]') == Ack("/x", 4, ["a"])

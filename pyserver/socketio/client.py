@@ -21,7 +21,13 @@
   anything else: one), and an ack's arguments are returned the same way (:func:`ack_args`,
   :func:`reply_value`), as pyserver's server does.
 * :func:`plain_ack`: the client's hot path for the most common answer, an ACK on ``"/"``
-  without attachments (``3<id>[...]``), read without the packet decoder's general path.
+  without attachments (``3<id>[...]``), read without the packet decoder's general path (the
+  built-in parser's only: a client with another parser never takes it).
+* Other parsers (``parser="msgpack"``, ``json=codec``, the server's
+  :mod:`pyserver.socketio.parsers`, reused as they are): :func:`connect_message` is the
+  CONNECT a client sends in that parser, :func:`client_decoder` the decoder of what a server
+  sends (the parser's own decoder, and for msgpack a CONNECT_ERROR's ``{message, data}``
+  read in full, which the server-role check leaves out).
 """
 
 from __future__ import annotations
@@ -34,7 +40,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from pyserver.errors import PyserverError
-from pyserver.socketio.packets import Connect, PacketError
+from pyserver.socketio.decoder import PacketDecoder
+from pyserver.socketio.packets import Connect, ConnectError, Packet, PacketError
+from pyserver.socketio.parsers import Parser, PayloadDecoder
 
 __all__ = [
     "Backoff",
@@ -45,6 +53,8 @@ __all__ = [
     "Received",
     "SendBuffer",
     "ack_args",
+    "client_decoder",
+    "connect_message",
     "connect_packet",
     "parse_connected",
     "plain_ack",
@@ -81,6 +91,80 @@ def connect_packet(
     if payload is None:
         return head
     return head + json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
+
+
+def connect_message(
+    parser: Parser | None,
+    namespace: str,
+    auth: dict[str, Any] | None,
+    pid: str | None,
+    offset: str | None,
+) -> str | bytes:
+    """:func:`connect_packet` in ``parser`` (None: the built-in one): the same CONNECT,
+    re-encoded by the parser's :meth:`~pyserver.socketio.parsers.Parser.transcode` (for
+    msgpack one binary message ``{type: 0, nsp, data: auth}``, without ``data`` when there is
+    no auth, as socket.io-msgpack-parser's client writes it)."""
+    text = connect_packet(namespace, auth, pid, offset)
+    if parser is None:
+        return text
+    (message,) = parser.transcode([text])
+    return message
+
+
+class _MsgpackClientDecoder:
+    """The msgpack parser's decoder in the client role: what it decodes, as it decodes it,
+    except a CONNECT_ERROR, whose ``data`` (the server's ``{message, data}``) the server-role
+    check reduces to ``""`` (clients do not send one). That packet is read again here: its
+    ``data`` map goes back through the parser's own decoder, as the single argument of an
+    ACK, so that its values (bytes, dates) come out as in any event."""
+
+    __slots__ = ("_inner", "_parser")
+
+    def __init__(self, parser: Parser, inner: PayloadDecoder) -> None:
+        self._parser = parser
+        self._inner = inner
+
+    def receive_text_event(self, text: str) -> tuple[str, list[Any], int | None] | Packet | None:
+        return self._inner.receive_text_event(text)
+
+    def receive_text(self, text: str) -> Packet | None:
+        return self._inner.receive_text(text)
+
+    def receive_binary(self, data: bytes | bytearray | memoryview) -> Packet | None:
+        packet = self._inner.receive_binary(data)
+        if type(packet) is not ConnectError:
+            return packet
+        import msgpack  # type: ignore[import-untyped]  # (there: the parser imported it)
+
+        raw = msgpack.unpackb(data, raw=False, strict_map_key=False)  # (ext types kept)
+        payload = raw.get("data")
+        if type(payload) is str:  # (an older server's plain message)
+            return ConnectError(packet.namespace, payload)
+        if type(payload) is not dict:
+            return packet
+        ack = self._parser.encode_ack("/", 0, [payload])[0]
+        assert type(ack) is bytes
+        reread = self._parser.decoder(0, 0).receive_binary(ack)
+        full = reread.args[0]  # type: ignore[union-attr]
+        message = full.get("message")
+        return ConnectError(
+            packet.namespace, message if type(message) is str else "", full.get("data")
+        )
+
+
+def client_decoder(
+    parser: Parser | None, max_attachments: int, max_attachment_bytes: int
+) -> PayloadDecoder:
+    """A decoder of what the server sends, for a client speaking ``parser`` (None: the
+    built-in :class:`PacketDecoder`); see the module docstring."""
+    if parser is None:
+        return PacketDecoder(
+            max_attachments=max_attachments, max_attachment_bytes=max_attachment_bytes
+        )
+    inner = parser.decoder(max_attachments, max_attachment_bytes)
+    if parser.name == "msgpack":
+        return _MsgpackClientDecoder(parser, inner)
+    return inner
 
 
 def parse_connected(packet: Connect) -> tuple[str, str | None]:

@@ -3,7 +3,8 @@
 // one JSON line {"event":"listening","port":N}, then one line per thing it saw.
 //
 // Options: --port N, --recovery (connectionStateRecovery on), --ping-interval ms,
-// --ping-timeout ms, --transports polling,websocket.
+// --ping-timeout ms, --transports polling,websocket, --parser msgpack (socket.io-msgpack-parser
+// 3.x; the default is socket.io's own parser).
 //
 // The protocol, on "/" and on "/admin":
 //   middleware      refuses auth {token: "bad"}: Error("Authentication error"), data {reason}
@@ -30,7 +31,9 @@ function option(name, fallback) {
 
 const port = Number(option("port", "0"));
 const recovery = option("recovery", false) === true;
+const parser = option("parser", "default");
 const io = new Server({
+  ...(parser === "msgpack" ? { parser: require("socket.io-msgpack-parser") } : {}),
   pingInterval: Number(option("ping-interval", "25000")),
   pingTimeout: Number(option("ping-timeout", "20000")),
   transports: String(option("transports", "polling,websocket")).split(","),

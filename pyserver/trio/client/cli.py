@@ -14,13 +14,15 @@ asking for an ack, and the ack is printed when it comes (``--ack-timeout`` bound
 a server that does not ack prints nothing). ``--emit 'event [json args]'`` (repeatable) is
 the one-shot form for scripts: emit, print the acks, stay ``--wait`` seconds printing
 events, exit (the end of standard input does the same). Binary arguments are printed as
-``{"$binary": "<hex>"}``. Errors go to standard error as one JSON line; a refused
-connection exits with status 1.
+``{"$binary": "<hex>"}`` (and msgpack's dates as ISO 8601 strings). ``--parser msgpack``
+speaks socket.io-msgpack-parser (a server with ``parser="msgpack"``). Errors go to standard
+error as one JSON line; a refused connection exits with status 1.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import os
 import ssl
@@ -71,6 +73,13 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
         "of standard input)",
     )
     client.add_argument("--ack-timeout", type=float, default=5.0, help="seconds to wait for acks")
+    client.add_argument(
+        "--parser",
+        choices=["json", "msgpack"],
+        default="json",
+        help="the server's Socket.IO parser: json (the default) or msgpack "
+        "(socket.io-msgpack-parser)",
+    )
     client.add_argument("--no-reconnect", action="store_true", help="do not reconnect")
     client.add_argument(
         "--insecure", action="store_true", help="with https: do not check the certificate"
@@ -103,6 +112,8 @@ def _plain(value: Any) -> Any:
         return [_plain(v) for v in value]
     if isinstance(value, dict):
         return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, datetime.datetime):
+        return value.isoformat()
     return value
 
 
@@ -130,6 +141,7 @@ async def _main(args: argparse.Namespace) -> int:
             for name, _, value in (h.partition(":") for h in args.header)
         ),
         "reconnection": not args.no_reconnect,
+        "parser": getattr(args, "parser", "json"),
     }
     if args.insecure:
         context = ssl.create_default_context()

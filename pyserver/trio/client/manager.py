@@ -25,6 +25,16 @@ bounds the attempts (``"reconnect_failed"``, then ``ConnectionLost("reconnect fa
 When every socket has ended for good (the server disconnected them), a dropped connection
 is made again only once a namespace is joined again. A namespace the server refuses on a
 reconnection ends the client with that ``ConnectionRefused``.
+
+``parser="msgpack"`` speaks socket.io-msgpack-parser (``Server(parser="msgpack")``, Node's
+``new Server({parser})``); ``json=codec`` the default wire with another JSON codec (orjson,
+or :class:`~pyserver.socketio.parsers.JSONCodec`), as ``Server`` takes them. Both ends must
+use the same parser: there is no negotiation. When the server closes a connection on which
+no CONNECT was answered yet (what a server with another parser does with a CONNECT in this
+client's), the ``connect`` calls waiting on it end with ``ConnectionLost`` at once, naming
+the parser, rather than retrying until ``timeout``. (A CONNECT lost with a connection that
+had answered one is sent again after reconnecting, as before.)
+
 Manager events are registered with ``manager.on(name, handler)`` (sync or async handlers,
 run by the supervisor).
 """
@@ -42,9 +52,17 @@ from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import trio
 
-from pyserver.socketio.client import Backoff, ConnectionLost, parse_connected, plain_ack
-from pyserver.socketio.decoder import DecoderState, PacketDecoder
+from pyserver.socketio.client import (
+    Backoff,
+    ConnectionLost,
+    client_decoder,
+    parse_connected,
+    plain_ack,
+)
+from pyserver.socketio.decoder import DecoderState
 from pyserver.socketio.packets import Ack, Connect, ConnectError, Disconnect, Event
+from pyserver.socketio.parser_session import make_parser
+from pyserver.socketio.parsers import Parser, PayloadDecoder
 from pyserver.trio.client.engine import EngineConnection
 from pyserver.trio.client.http import Origin
 from pyserver.trio.client.socket import ClientSocket
@@ -59,6 +77,8 @@ MAX_ATTACHMENTS = 1000
 
 
 _AWAITING_PACKET = DecoderState.AWAITING_PACKET
+CLOSED_BY_SERVER = frozenset({"transport close", "transport error"})
+"""The reasons of a connection the server ended (not one this client could not read)."""
 
 
 def unwrap_single(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
@@ -96,7 +116,12 @@ class Manager:
         max_buffered_emits: int = 1024,
         max_message_bytes: int = 1_000_000,
         max_outbox: int = 10_000,
+        parser: str | Parser = "json",
+        json: Any = None,
     ) -> None:
+        self.parser = make_parser(parser, json)
+        """The parser (None: the built-in JSON one, the fast path)."""
+        self.parser_name = "json" if self.parser is None else self.parser.name
         parts = urlsplit(url)
         self.origin = Origin.from_url(url, ssl_context)
         self.url = urlunsplit((parts.scheme, parts.netloc, "", "", ""))
@@ -117,11 +142,11 @@ class Manager:
         self.max_outbox = max_outbox
         self.engine: EngineConnection | None = None
         self.sockets: dict[str, ClientSocket] = {}
-        self._decoder = PacketDecoder(
-            max_attachments=MAX_ATTACHMENTS, max_attachment_bytes=max_message_bytes
-        )
-        self._plain_json = type(self._decoder) is PacketDecoder
-        """JSON's own packet decoder: :func:`plain_ack` reads acks as it would."""
+        self._decoder: PayloadDecoder = self._new_decoder()
+        self._plain_json = self.parser is None
+        """The built-in parser: :func:`plain_ack` reads acks as its decoder would (never
+        with another parser: msgpack's packets are binary, a JSON codec may read
+        differently)."""
         self._handlers: dict[str, Callable[..., Any]] = {}
         self._nursery: trio.Nursery | None = None
         self._failure: BaseException | None = None
@@ -129,6 +154,8 @@ class Manager:
         self._running: Any = None
         self._rng = random.Random()
         self._wanted: trio.Event | None = None
+        self._answering: EngineConnection | None = None
+        """The last connection a CONNECT was answered on (then it speaks our parser)."""
 
     # -- events ------------------------------------------------------------------------------
 
@@ -229,10 +256,11 @@ class Manager:
             max_outbox=self.max_outbox,
         )
         await engine.open()
-        self._decoder = PacketDecoder(
-            max_attachments=MAX_ATTACHMENTS, max_attachment_bytes=self.max_message_bytes
-        )
+        self._decoder = self._new_decoder()
         return engine
+
+    def _new_decoder(self) -> PayloadDecoder:
+        return client_decoder(self.parser, MAX_ATTACHMENTS, self.max_message_bytes)
 
     async def _supervise(self) -> None:
         while True:
@@ -247,8 +275,21 @@ class Manager:
             logger.info("connection to %s lost: %s", self.url, lost)
             self.engine = None
             await engine.close()
+            unanswered = [
+                s
+                for s in self.sockets.values()
+                if s.pending_on is engine
+                and lost.reason in CLOSED_BY_SERVER
+                and self._answering is not engine
+            ]
             for socket in self.sockets.values():
                 socket.on_connection_lost(lost.reason)
+            if unanswered:
+                error = self._unanswered(lost, [s.namespace for s in unanswered])
+                for socket in unanswered:
+                    socket.on_connect_lost(error)
+                if not self.reconnection:
+                    raise error from lost.__cause__
             if not self.reconnection:
                 raise lost
             if not any(s.disconnect_reason is None for s in self.sockets.values()):
@@ -257,6 +298,19 @@ class Manager:
                 self._wanted = trio.Event()
                 await self._wanted.wait()
             await self._reconnect(lost)
+
+    def _unanswered(self, lost: ConnectionLost, namespaces: list[str]) -> ConnectionLost:
+        """The error of CONNECTs a connection closed by the server never answered (none on
+        it was): most often a server with another parser, which closes the connection on a
+        packet it cannot read (the message asks)."""
+        detail = (
+            f"the server ended the connection without answering CONNECT {', '.join(namespaces)}"
+            f" (does it use the {self.parser_name!r} parser too? both ends must);"
+            f" {lost.detail or lost.reason}"
+        )
+        error = ConnectionLost(lost.reason, detail)
+        error.__cause__ = lost.__cause__
+        return error
 
     async def _reconnect(self, cause: ConnectionLost) -> None:
         backoff = self.backoff
@@ -280,6 +334,8 @@ class Manager:
             for socket in self.sockets.values():
                 if socket.disconnect_reason is None:
                     engine.send(socket.connect_text())
+                    if not socket._answered.is_set():
+                        socket.pending_on = engine
             await self._emit("reconnect", attempts)
             return
 
@@ -287,7 +343,9 @@ class Manager:
         """The reader's hand-off: one Engine.IO message to the socket it is for."""
         decoder = self._decoder
         if type(data) is str:
-            if data[:1] == "3" and decoder.state is _AWAITING_PACKET and self._plain_json:
+            if (
+                data[:1] == "3" and self._plain_json and decoder.state is _AWAITING_PACKET  # type: ignore[attr-defined]
+            ):
                 ack = plain_ack(data)  # the hot path: an ACK on "/", no attachments
                 if ack is not None:
                     socket = self.sockets.get("/")
@@ -314,6 +372,7 @@ class Manager:
             socket.on_ack(packet.ack_id, packet.args)
         elif type(packet) is Connect:
             socket.on_connected(*parse_connected(packet))
+            self._answering = self.engine
         elif type(packet) is ConnectError:
             refusal = socket.on_refused(packet.message, packet.data)
             if refusal is not None:
@@ -330,7 +389,7 @@ class Manager:
         """Join ``namespace`` over this connection (socket.io-client's ``manager.socket``);
         leaving the ``async with`` leaves the namespace. Raises ``ConnectionRefused`` (the
         server's CONNECT_ERROR: ``message``, ``data``) or ``ConnectionLost`` (no answer
-        within ``timeout``)."""
+        within ``timeout``, or the connection ended before the answer)."""
         if self._nursery is None:
             raise RuntimeError("the manager is not running: use 'async with Manager(...)'")
         if not namespace.startswith("/"):
@@ -343,17 +402,21 @@ class Manager:
             auth,
             max_queued_events=self.max_queued_events,
             max_buffered_emits=self.max_buffered_emits,
+            parser=self.parser,
         )
         self.sockets[namespace] = socket
         try:
             if self.engine is not None:
                 self.engine.send(socket.connect_text())
+                socket.pending_on = self.engine
             elif self._wanted is not None:
                 self._wanted.set()  # the supervisor reconnects, and sends the CONNECT
             with trio.move_on_after(self.timeout):
                 await socket._answered.wait()
             if socket.refusal is not None:
                 raise socket.refusal
+            if socket.lost is not None:
+                raise socket.lost
             if not socket._answered.is_set():
                 raise ConnectionLost("timeout", f"no answer to CONNECT {namespace}")
             self._nursery.start_soon(self._guard, socket.dispatch)
@@ -377,7 +440,9 @@ async def connect(
     default, upgrading; ``["websocket"]`` for WebSocket only), ``upgrade``, ``query``,
     ``headers``, ``path``, ``ssl_context``, ``reconnection``, ``reconnection_attempts``,
     ``reconnection_delay``, ``reconnection_delay_max``, ``randomization_factor``,
-    ``timeout``, ``max_queued_events``, ``max_buffered_emits``, ``max_message_bytes``.
+    ``timeout``, ``max_queued_events``, ``max_buffered_emits``, ``max_message_bytes``,
+    ``parser`` (``"json"``, ``"msgpack"``) and ``json`` (a JSON codec), as ``Server`` takes
+    them.
     Raises ``ConnectionLost`` when the server cannot be reached and ``ConnectionRefused``
     when it refuses the namespace."""
     parts = urlsplit(url)

@@ -9,6 +9,9 @@ emit_with_ack(..., timeout=...)`` (the reply as pyserver's server gives it: one 
 itself, several as a tuple); ``async for event in socket`` and ``await wait_for(name)``, each
 giving :class:`ReceivedEvent` (``name``, ``args``, ``ack(*args)``); ``disconnect()``.
 
+With another parser than the built-in one (``parser="msgpack"``, ``json=codec``: the
+manager's), packets are encoded by it: msgpack's are one binary message each.
+
 Delivery follows :class:`~pyserver.socketio.client.Inbox` (bounded; events nobody consumes
 yet are kept and handed, in order, to the first handler, waiter or iteration for them).
 Handlers run one at a time, in arrival order, in the socket's dispatcher task (a task of the
@@ -35,15 +38,17 @@ import trio
 
 from pyserver.errors import ConnectionRefused, SocketDisconnected
 from pyserver.socketio.client import (
+    ConnectionLost,
     Delivery,
     Inbox,
     Received,
     SendBuffer,
     ack_args,
-    connect_packet,
+    connect_message,
     reply_value,
 )
 from pyserver.socketio.packets import encode_ack, encode_disconnect, encode_event
+from pyserver.socketio.parsers import Parser
 from pyserver.trio.client.engine import EngineConnection
 
 __all__ = ["ClientSocket", "ReceivedEvent"]
@@ -79,7 +84,8 @@ class ReceivedEvent(Received):
     def ack(self, *args: Any) -> None:
         """Answer the server's ``emit_with_ack`` (nothing happens if it asked for none)."""
         if self.ack_id is not None:
-            self._socket._send(encode_ack(self._socket.namespace, self.ack_id, args))
+            socket = self._socket
+            socket._send(socket._encode_ack(socket.namespace, self.ack_id, args))
             self.ack_id = None
 
 
@@ -135,7 +141,7 @@ class _Volatile:
         engine = socket.manager.engine
         if not socket.connected or engine is None:
             return False
-        packet = encode_event(socket.namespace, event, args)
+        packet = socket._encode_event(socket.namespace, event, args)
         if len(engine.outbox) + len(packet) > engine.max_outbox:
             return False
         socket._send(packet)
@@ -153,6 +159,7 @@ class ClientSocket:
         *,
         max_queued_events: int,
         max_buffered_emits: int,
+        parser: Parser | None = None,
     ) -> None:
         self.manager = manager
         self.namespace = namespace
@@ -177,6 +184,13 @@ class ClientSocket:
         self._answered = trio.Event()
         self.refusal: ConnectionRefused | None = None
         self.volatile = _Volatile(self)
+        self._parser = parser
+        self.lost: ConnectionLost | None = None
+        """Why the first CONNECT got no answer: the connection it went out on ended."""
+        self.pending_on: object = None
+        """The connection a CONNECT not answered yet went out on (the manager's)."""
+        self._encode_event = encode_event if parser is None else parser.encode_event
+        self._encode_ack = encode_ack if parser is None else parser.encode_ack
 
     def __repr__(self) -> str:
         state = "connected" if self.connected else "disconnected"
@@ -224,17 +238,20 @@ class ClientSocket:
     def _send(self, packet: list[str | bytes]) -> None:
         engine = self.manager.engine
         if self.connected and engine is not None:
+            first = packet[0]
+            if type(first) is str:  # a text packet is an Engine.IO MESSAGE ("4"); a binary
+                first = "4" + first  # one (msgpack's) is sent as it is
             if len(packet) == 1:
-                engine.send("4" + packet[0])  # type: ignore[operator]
+                engine.send(first)
             else:
-                engine.send_many(["4" + packet[0], *packet[1:]])  # type: ignore[operator]
+                engine.send_many([first, *packet[1:]])
         else:
             self._buffer.add(packet)
 
     def emit(self, event: str, *args: Any) -> None:
         """Send ``event(*args)``; never blocks. Buffered while reconnecting."""
         self._check_open()
-        self._send(encode_event(self.namespace, event, args))
+        self._send(self._encode_event(self.namespace, event, args))
 
     async def emit_with_ack(self, event: str, *args: Any, timeout: float | None = None) -> Any:  # noqa: ASYNC109
         """Send ``event(*args)`` and return the server's ack: ``None`` for none, one value as
@@ -245,7 +262,7 @@ class ClientSocket:
         self._next_ack += 1
         reply = self._acks[ack_id] = _Reply()
         try:
-            self._send(encode_event(self.namespace, event, args, ack_id))
+            self._send(self._encode_event(self.namespace, event, args, ack_id))
             if timeout is None:
                 await reply.wait()
             else:
@@ -265,7 +282,11 @@ class ClientSocket:
             return
         engine = self.manager.engine
         if self.connected and engine is not None:
-            engine.send("4" + encode_disconnect(self.namespace))
+            if self._parser is None:
+                engine.send("4" + encode_disconnect(self.namespace))
+            else:
+                message = self._parser.encode_disconnect(self.namespace)
+                engine.send("4" + message if type(message) is str else message)
         self._end("io client disconnect")
 
     # -- receiving ---------------------------------------------------------------------------
@@ -319,9 +340,11 @@ class ClientSocket:
 
     # -- called by the manager ---------------------------------------------------------------
 
-    def connect_text(self) -> str:
-        """The CONNECT to send (with recovery's pid and offset once it had a session)."""
-        return "4" + connect_packet(self.namespace, self.auth, self._pid, self._offset)
+    def connect_text(self) -> str | bytes:
+        """The CONNECT message to send (with recovery's pid and offset once it had a
+        session): Engine.IO text, or one binary message with msgpack."""
+        message = connect_message(self._parser, self.namespace, self.auth, self._pid, self._offset)
+        return "4" + message if type(message) is str else message
 
     def on_event(self, name: str, args: list[Any], ack_id: int | None) -> None:
         if self._pid is not None and ack_id is None and args and type(args[-1]) is str:
@@ -355,6 +378,7 @@ class ClientSocket:
         self.recovered = pid is not None and pid == self._pid
         self._pid = pid
         self.connected = True
+        self.pending_on = None
         early, self._early = self._early, deque(maxlen=self._early.maxlen)
         for event in early:
             event._socket = self  # type: ignore[attr-defined]
@@ -364,6 +388,13 @@ class ClientSocket:
         if "connect" in self._handlers:
             self._ready.append(("connect", [], None))
             self._dispatch_lot.unpark_all()
+        self._answered.set()
+
+    def on_connect_lost(self, error: ConnectionLost) -> None:
+        """The connection ended before the server answered this socket's first CONNECT: the
+        waiting ``connect`` raises ``error`` (the socket ends)."""
+        self.lost = error
+        self._end("connect error")
         self._answered.set()
 
     def on_refused(self, message: str, data: Any) -> ConnectionRefused | None:
@@ -428,4 +459,4 @@ class ClientSocket:
             if inspect.isawaitable(result):
                 result = await result
             if ack_id is not None and self.connected:
-                self._send(encode_ack(self.namespace, ack_id, ack_args(result)))
+                self._send(self._encode_ack(self.namespace, ack_id, ack_args(result)))
