@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 import trio
 
-from pyserver import ConnectionRefused, Server, testing
+from pyserver import ConnectionRefused, Server, StateRecovery, testing
 from pyserver.socketio.client import ConnectionLost
 from pyserver.trio.client import connect
 
@@ -68,6 +68,20 @@ def build_pyserver(**options: Any) -> Server:
             reply = await socket.emit_with_ack(spec["event"], *spec.get("args", []), timeout=5)
             return {"reply": reply}
 
+        @nsp.on("join")
+        async def join(socket: Any, room: str) -> list[str]:
+            socket.join(room)
+            return sorted(socket.rooms)
+
+        @nsp.on("broadcast-when-gone")
+        async def broadcast_when_gone(socket: Any, spec: dict[str, Any]) -> int:
+            with trio.fail_after(10):
+                while spec["id"] in socket.nsp.sockets:  # noqa: ASYNC110
+                    await trio.sleep(0.01)
+            for i in range(spec["n"]):
+                socket.nsp.to(spec["room"]).emit("missed", i)
+            return int(spec["n"])
+
         @nsp.on("disconnect-me")
         async def disconnect_me(socket: Any) -> None:
             socket.disconnect()
@@ -76,14 +90,17 @@ def build_pyserver(**options: Any) -> Server:
 
 
 @asynccontextmanager
-async def node_server(parser: str) -> AsyncIterator[str]:
-    """sio_server.js with ``--parser`` (``msgpack`` or ``default``); yields its URL."""
+async def node_server(parser: str, recovery: bool = False) -> AsyncIterator[str]:
+    """sio_server.js with ``--parser`` (``msgpack`` or ``default``), ``--recovery``; yields
+    its URL."""
     node = shutil.which("node")
     if node is None:
         pytest.skip("node is not installed")
     if not (HERE / "node_modules" / "socket.io-msgpack-parser").is_dir():
         pytest.fail(f"socket.io-msgpack-parser is missing in {HERE}/node_modules: `npm ci` there")
     argv = [node, str(SIO_SERVER_JS), "--port", "0", "--parser", parser]
+    if recovery:
+        argv.append("--recovery")
     proc = await trio.lowlevel.open_process(
         argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, cwd=HERE
     )
@@ -109,7 +126,8 @@ async def serving(kind: str, **options: Any) -> AsyncIterator[str]:
     """The Node server (msgpack unless ``options`` say ``parser="default"``) or pyserver's
     ``Server(**options)``; yields the URL."""
     if kind == "node":
-        async with node_server(options.get("parser", "msgpack")) as url:
+        recovery = options.get("connection_state_recovery") is not None
+        async with node_server(options.get("parser", "msgpack"), recovery) as url:
             yield url
     else:
         options.setdefault("parser", "msgpack")
@@ -217,6 +235,33 @@ async def test_refused_on_connect(msgpack_url: str) -> None:
                 pytest.fail("connected despite the refusal")
     assert caught.value.message == "Authentication error"
     assert caught.value.data == {"reason": "bad token"}
+
+
+@pytest.mark.parametrize("kind", ["node", "pyserver"])
+async def test_connection_state_recovery(kind: str) -> None:
+    """The reconnection's CONNECT carries recovery's pid and offset in msgpack; the session
+    comes back and the broadcasts missed meanwhile arrive, in order, once (the offset, the
+    last argument of each, was read from msgpack events)."""
+    async with serving(kind, connection_state_recovery=StateRecovery()) as url:
+        with trio.fail_after(30):
+            async with (
+                connect(url, parser="msgpack", transports=["websocket"], **FAST) as a,
+                connect(url, parser="msgpack", transports=["polling"], **FAST) as b,
+            ):
+                assert await a.emit_with_ack("join", "r") == sorted([a.id, "r"])
+                missed: list[Any] = []
+                a.on("missed", lambda i, *offset: missed.append(i))
+                first = a.id
+                reconnected: list[int] = []
+                a.manager.on("reconnect", reconnected.append)
+                await testing.drop_connection(a)
+                spec = {"id": first, "room": "r", "n": 5}
+                assert await b.emit_with_ack("broadcast-when-gone", spec) == 5
+                while not (reconnected and a.connected):  # noqa: ASYNC110
+                    await trio.sleep(0.01)
+                assert a.id == first and a.recovered
+                assert await a.emit_with_ack("echo", "after") == "after"
+                assert missed == [0, 1, 2, 3, 4]
 
 
 @pytest.mark.parametrize("kind", ["node", "pyserver"])
