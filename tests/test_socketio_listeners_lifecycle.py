@@ -222,9 +222,13 @@ def _server_objects() -> Counter[str]:
     """Live objects of the server's classes (pyserver's, the client's left out: it runs in
     this process too), by class: a namespace made and removed leaves none behind."""
     gc.collect()
-    return Counter(
-        f"{kind.__module__}.{kind.__qualname__}"
-        for obj in gc.get_objects()
-        if (kind := type(obj)).__module__.startswith("pyserver.")
-        and not kind.__module__.startswith(("pyserver.trio.client", "pyserver.socketio.client"))
-    )
+    found: Counter[str] = Counter()
+    for obj in gc.get_objects():
+        module = type(obj).__dict__.get("__module__")  # (some types' is a descriptor)
+        if (
+            isinstance(module, str)
+            and module.startswith("pyserver.")
+            and not module.startswith(("pyserver.trio.client", "pyserver.socketio.client"))
+        ):
+            found[f"{module}.{type(obj).__qualname__}"] += 1
+    return found
