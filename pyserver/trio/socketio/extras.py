@@ -86,7 +86,8 @@ class ServerExtras:
         seconds each), every connection is closed, the listeners of ``serve`` stop (no new
         connection), room tasks and the server's tasks end; returns once ``serve`` (or
         ``run``) has returned. A no-op when the server is not running. Call it from outside
-        the server's tasks (not from a handler: the server waits for its handlers)."""
+        the server's tasks (not from a handler: the server waits for its handlers). With
+        ``run`` alone, the App you serve yourself keeps its listeners: stop it yourself."""
         if self._nursery is None:
             return
         stopped = self._stopped
