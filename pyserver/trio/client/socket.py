@@ -191,6 +191,8 @@ class ClientSocket:
         """The connection a CONNECT not answered yet went out on (the manager's)."""
         self._encode_event = encode_event if parser is None else parser.encode_event
         self._encode_ack = encode_ack if parser is None else parser.encode_ack
+        if parser is not None:  # (the built-in parser's _send stays the plain method)
+            self._send = self._send_parsed  # type: ignore[method-assign]
 
     def __repr__(self) -> str:
         state = "connected" if self.connected else "disconnected"
@@ -236,11 +238,24 @@ class ClientSocket:
             raise SocketDisconnected(self.disconnect_reason)
 
     def _send(self, packet: list[str | bytes]) -> None:
+        """Send a packet of the built-in parser (``[text, *attachments]``), or buffer it."""
+        engine = self.manager.engine
+        if self.connected and engine is not None:
+            if len(packet) == 1:
+                engine.send("4" + packet[0])  # type: ignore[operator]
+            else:
+                engine.send_many(["4" + packet[0], *packet[1:]])  # type: ignore[operator]
+        else:
+            self._buffer.add(packet)
+
+    def _send_parsed(self, packet: list[str | bytes]) -> None:
+        """:meth:`_send` with another parser (the socket's ``_send`` then): a text packet is
+        an Engine.IO MESSAGE (``"4"``), a binary one (msgpack's) is sent as it is."""
         engine = self.manager.engine
         if self.connected and engine is not None:
             first = packet[0]
-            if type(first) is str:  # a text packet is an Engine.IO MESSAGE ("4"); a binary
-                first = "4" + first  # one (msgpack's) is sent as it is
+            if type(first) is str:
+                first = "4" + first
             if len(packet) == 1:
                 engine.send(first)
             else:
