@@ -78,7 +78,7 @@ import logging
 import os
 import re
 import ssl
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from functools import partial
 from typing import Any, Literal, TypeVar
 
@@ -95,13 +95,10 @@ from pyserver.socketio.session import DEFAULT_MAX_EMIT_BYTES, SessionConfig
 from pyserver.trio.engineio import EngineIOServer, EngineSession
 from pyserver.trio.engineio.hooks import AllowRequest, Cookie, HeadersHook
 from pyserver.trio.http.app import App
-from pyserver.trio.socketio.adapter import AdapterFactory, InMemoryAdapter, RemoteSocket
-from pyserver.trio.socketio.broadcast import BroadcastOperator
+from pyserver.trio.socketio.adapter import AdapterFactory, InMemoryAdapter
 from pyserver.trio.socketio.client import Client
-from pyserver.trio.socketio.extras import ServerExtras
+from pyserver.trio.socketio.main_api import MainNamespaceApi
 from pyserver.trio.socketio.namespace import DynamicNamespace, Namespace, NamespaceMatcher
-from pyserver.trio.socketio.room_tasks import RoomHandle
-from pyserver.trio.socketio.socket import Socket
 from pyserver.trio.timers import DeadlineTimer
 from pyserver.trio.websocket.inline import Work
 
@@ -113,7 +110,7 @@ logger = logging.getLogger("pyserver.socketio")
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-class Server(ServerExtras):
+class Server(MainNamespaceApi):
     """A Socket.IO v5 server. See the module docstring."""
 
     def __init__(
@@ -285,90 +282,6 @@ class Server(ServerExtras):
                     nsp = parent.child(name)  # the caller counts its admission at once
                 return nsp
         return None
-
-    # -- the main namespace's API ----------------------------------------------------------
-
-    def on(self, event: str, handler: F | None = None) -> Any:
-        """Register a handler on the main namespace (see :meth:`Namespace.on`);
-        ``"new_namespace"`` is the server's event (:meth:`on_new_namespace`), as in Node."""
-        if event == "new_namespace":
-            return self.on_new_namespace if handler is None else self.on_new_namespace(handler)
-        return self.main.on(event, handler)
-
-    def event(self, handler: F) -> F:
-        return self.main.event(handler)
-
-    def use(self, middleware: F) -> F:
-        """Connection middleware on the main namespace (see :meth:`Namespace.use`)."""
-        return self.main.use(middleware)
-
-    def emit(self, event: str, *args: Any) -> int:
-        """Send ``event(*args)`` to every socket of the main namespace. Never blocks."""
-        return self.main.emit(event, *args)
-
-    def send(self, *args: Any) -> int:
-        return self.main.send(*args)
-
-    def to(self, room: str | Iterable[str]) -> BroadcastOperator:
-        return self.main.to(room)
-
-    in_ = to
-
-    def except_(self, room: str | Iterable[str]) -> BroadcastOperator:
-        return self.main.except_(room)
-
-    @property
-    def volatile(self) -> BroadcastOperator:
-        return self.main.volatile
-
-    @property
-    def local(self) -> BroadcastOperator:
-        return self.main.local
-
-    def compress(self, compress: bool) -> BroadcastOperator:
-        return self.main.compress(compress)
-
-    def timeout(self, seconds: float) -> BroadcastOperator:
-        return self.main.timeout(seconds)
-
-    async def emit_with_ack(self, event: str, *args: Any) -> list[Any]:
-        return await self.main.emit_with_ack(event, *args)
-
-    async def fetch_sockets(self) -> list[Socket | RemoteSocket]:
-        """The main namespace's sockets, on every node (see :meth:`Namespace.fetch_sockets`)."""
-        return await self.main.fetch_sockets()
-
-    def sockets_join(self, room: str | Iterable[str]) -> None:
-        self.main.sockets_join(room)
-
-    def sockets_leave(self, room: str | Iterable[str]) -> None:
-        self.main.sockets_leave(room)
-
-    def disconnect_sockets(self, close: bool = False) -> None:
-        self.main.disconnect_sockets(close)
-
-    def server_side_emit(self, event: str, *args: Any) -> None:
-        """Send ``event(*args)`` to the other nodes' :meth:`on_server_event` handlers."""
-        self.main.server_side_emit(event, *args)
-
-    async def server_side_emit_with_ack(
-        self,
-        event: str,
-        *args: Any,
-        timeout: float | None = None,  # noqa: ASYNC109
-    ) -> list[Any]:
-        """Ask the other nodes; their replies (see :meth:`Namespace.server_side_emit_with_ack`)."""
-        return await self.main.server_side_emit_with_ack(event, *args, timeout=timeout)
-
-    def on_server_event(self, event: str, handler: F | None = None) -> Any:
-        """A handler for another node's ``server_side_emit`` (see
-        :meth:`Namespace.on_server_event`)."""
-        return self.main.on_server_event(event, handler)
-
-    def room(self, name: str, grace: float | None = None) -> RoomHandle:
-        """A room of the main namespace, for room-scoped tasks (see
-        :mod:`pyserver.trio.socketio.room_tasks`)."""
-        return self.main.room(name, grace)
 
     # -- monitoring ------------------------------------------------------------------------
 
