@@ -111,6 +111,21 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _wait_listening(port: int, server: subprocess.Popen[bytes]) -> None:
+    """Until the server accepts connections (it fails the test if it exits first)."""
+    import socket
+
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        assert server.poll() is None, "the server exited"
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise AssertionError("the server did not listen within 30 s")
+
+
 @pytest.mark.skipif(not NODE_MODULES.is_dir(), reason="tests/interop/node_modules missing")
 def test_sigterm_with_2000_clients(tmp_path: Path) -> None:
     import resource
@@ -151,7 +166,7 @@ def test_sigterm_with_2000_clients(tmp_path: Path) -> None:
     )
     client = None
     try:
-        time.sleep(1.0)  # the listener comes up (the client retries nothing: checked below)
+        _wait_listening(port, server)
         client = subprocess.Popen(
             ["node", str(tmp_path / "client.js"), f"http://127.0.0.1:{port}", str(CLIENTS)],
             env=env,
