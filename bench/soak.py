@@ -3,7 +3,11 @@ traffic for D seconds, against pyserver and Node socket.io, one after the other.
 
 The load is bench/soak_loadgen.js (socket.io-client, WebSocket): every client acks an
 "ack" every few seconds, one client broadcasts to the room R times a second, and each minute
-a tenth of the clients reconnect, half cleanly and half by RST. The server's RSS and open file
+a tenth of the clients reconnect, half cleanly and half by RST. Each ack's fate is counted
+apart (soak_loadgen.js's header): answered, aborted by a deliberate drop, failed because the
+client saw its connection end before the deadline, timed out in socket.io-client's buffer,
+answered late, or lost (no answer ever, on a connection that stayed up: only that one is a
+server's fault). The server's RSS and open file
 descriptors are sampled every 10 s from /proc; pyserver runs as bench/soak_server.py, whose
 probe adds its living Trio tasks and its ERROR log records (its exceptions). Node's errors are
 the lines of its stderr that say "Error". Writes everything to ``--json``; bench/soak_plot.py
@@ -164,7 +168,12 @@ def main() -> int:
         print(
             f"{r['server']:<15} rss MiB min/max/last {min(rss):.1f}/{max(rss):.1f}/{rss[-1]:.1f}"
             f"  fds min/max {min(f)}/{max(f)}  acks sent {res.get('acks_sent')} ok "
-            f"{res.get('acks_ok')} lost {res.get('acks_lost')} aborted {res.get('acks_aborted')}"
+            f"{res.get('acks_ok')} wrong {res.get('acks_wrong')} lost {res.get('acks_lost')}"
+            f" late {res.get('acks_late')} aborted (dropped) {res.get('acks_aborted')}"
+            f" failed by disconnect {res.get('acks_failed_disconnect')}"
+            f" failed buffered {res.get('acks_failed_buffered')} open {res.get('acks_open')}"
+            f"  unexpected disconnects {res.get('unexpected_disconnects')}"
+            f"  loadgen lag max {res.get('lag_max_ms')} ms"
             f"  bcast {res.get('bcast_sent')}->{res.get('bcast_received')}"
             f"  resets {res.get('resets')} clean {res.get('reconnects_clean')}"
             f"  server errors {r['server_errors']}  {res.get('error') or ''}"
