@@ -14,6 +14,12 @@ official ``socket.io-client``, websocket transport only). Scenarios:
   to receipt (time stamps in the payload);
 * ``idle``: resident memory per idle connection (RSS delta / N) at N connections.
 
+``--parsers`` adds three servers (issue 16, "Benchmark"): ``pyserver-msgpack``
+(``Server(parser="msgpack")``), ``pyserver-orjson`` (``Server(json=orjson)``) and
+``node-msgpack`` (Node socket.io with ``socket.io-msgpack-parser``); the load generator speaks
+msgpack to the msgpack servers. The bar, printed with the targets: pyserver-msgpack /
+node-msgpack no worse than pyserver / node-socket.io in the same run.
+
 The figure to compare is the server's user+system CPU time over the measured window
 (``/proc/<pid>/stat``) divided by the messages (echo, ack) or deliveries (bcast) in it. It
 prints one table with ratios, the reference figures and our targets (printed, never asserted).
@@ -49,7 +55,19 @@ SERVERS: dict[str, tuple[str, str]] = {
     "pyserver": ("python", "sio_pyserver.py"),
     "node-socket.io": ("node", "sio_node.js"),
     "python-socketio": ("python", "sio_python_socketio.py"),
+    "pyserver-msgpack": ("python", "sio_pyserver.py"),
+    "pyserver-orjson": ("python", "sio_pyserver.py"),
+    "node-msgpack": ("node", "sio_node.js"),
 }
+DEFAULT_SERVERS = ("pyserver", "node-socket.io", "python-socketio")
+# --parsers: the parser variants (issue 16), their environment, and the pairs compared.
+PARSER_SERVERS = ("pyserver-msgpack", "node-msgpack", "pyserver-orjson")
+SERVER_ENV: dict[str, dict[str, str]] = {
+    "pyserver-msgpack": {"BENCH_SIO_PARSER": "msgpack"},
+    "pyserver-orjson": {"BENCH_SIO_JSON": "orjson"},
+    "node-msgpack": {"BENCH_SIO_PARSER": "msgpack"},
+}
+MSGPACK_PAIR = ("pyserver-msgpack", "node-msgpack")
 
 # Reference server CPU figures measured earlier on 2 cores (issue 4): us per message
 # (per delivery for bcast), keyed by (server, scenario label); and idle KiB per connection.
@@ -127,6 +145,7 @@ class ServerProcess(harness.ServerProcess):
         kind, script = SERVERS[name]
         env = dict(os.environ, PYTHONUNBUFFERED="1", NODE_PATH=str(BENCH / "node_modules"))
         env["PYTHONPATH"] = harness.python_path(name, BENCH.parent, baseline)
+        env.update(SERVER_ENV.get(name, {}))
         super().__init__(name, kind, script, node, python, log_prefix="sio-", env=env, cwd=BENCH)
 
     @property
@@ -139,6 +158,11 @@ class LoadGen(harness.LoadGen):
 
     def __init__(self, node: str, args: list[str], timeout: float) -> None:
         super().__init__(node, LOADGEN, args, timeout, err_tail=600)
+
+
+def parser_args(server: str) -> list[str]:
+    """The load generator's parser: msgpack for a server configured with it."""
+    return ["--parser", "msgpack"] if SERVER_ENV.get(server, {}).get("BENCH_SIO_PARSER") else []
 
 
 # ---- measurements -----------------------------------------------------------------------
@@ -169,6 +193,7 @@ def run_echo(server: ServerProcess, sc: Scenario, opts: argparse.Namespace) -> R
         "--warmup", str(opts.warmup),
         "--duration", str(opts.duration),
         "--max-messages", str(opts.max_messages),
+        *parser_args(server.name),
     ]  # fmt: skip
     gen = LoadGen(opts.node, args, timeout=opts.warmup + opts.duration + 90)
     ev = gen.wait_for("measure_start")
@@ -242,6 +267,7 @@ def run_bcast(server: ServerProcess, sc: Scenario, opts: argparse.Namespace) -> 
             "--first-id", str(first),
             "--max-messages", str(int(sc.rate * (opts.warmup + opts.duration + 5))),
             "--max-seconds", str(int(budget)),
+            *parser_args(server.name),
         ]  # fmt: skip
         first += n
         gens.append(LoadGen(opts.node, args, timeout=budget + 10))
@@ -333,6 +359,7 @@ def run_idle(server: ServerProcess, opts: argparse.Namespace) -> IdleResult:
         "--connections", str(opts.idle_connections),
         "--size", "32",
         "--max-seconds", "240",
+        *parser_args(server.name),
     ]  # fmt: skip
     gen = LoadGen(opts.node, args, timeout=250)
     try:
@@ -527,6 +554,7 @@ def print_targets(report: Report, scenarios: list[Scenario], out: Any) -> None:
                 f"per delivery: pyserver {fmt(ours.writes_per_msg, '.2f')}, Node "
                 f"{fmt(node.writes_per_msg if node else None, '.2f')}"
             )
+    lines += parser_lines(by_key, scenarios)
     idle = next((r for r in report.idle if r.server == OURS), None)
     if idle is not None:
         got = idle.kib_per_conn
@@ -538,6 +566,34 @@ def print_targets(report: Report, scenarios: list[Scenario], out: Any) -> None:
         print("pyserver targets (indicative, not asserted):", file=out)
         for line in lines:
             print(line, file=out)
+
+
+def parser_lines(by_key: dict[tuple[str, str], Result], scenarios: list[Scenario]) -> list[str]:
+    """Issue 16's bar, per scenario: pyserver-msgpack / node-msgpack no worse than pyserver /
+    node-socket.io (srv us ratios of this run); and orjson against the built-in JSON."""
+    lines = []
+
+    def us(server: str, label: str) -> float | None:
+        r = by_key.get((server, label))
+        return None if r is None else r.server_us
+
+    def div(a: float | None, b: float | None) -> float | None:
+        return None if a is None or not b else a / b
+
+    for sc in scenarios:
+        json_ratio = div(us(OURS, sc.label), us(NODE, sc.label))
+        mp_ratio = div(us(MSGPACK_PAIR[0], sc.label), us(MSGPACK_PAIR[1], sc.label))
+        orjson = div(us("pyserver-orjson", sc.label), us(OURS, sc.label))
+        if mp_ratio is None and orjson is None:
+            continue
+        ok = None if mp_ratio is None or json_ratio is None else mp_ratio <= json_ratio
+        verdict = "-" if ok is None else ("met" if ok else "missed")
+        lines.append(
+            f"  {sc.label} parsers: pyserver/node msgpack {fmt(mp_ratio, '.2f')}x, target <= "
+            f"JSON's {fmt(json_ratio, '.2f')}x -> {verdict}; orjson/built-in JSON "
+            f"{fmt(orjson, '.2f')}x"
+        )
+    return lines
 
 
 # ---- main -------------------------------------------------------------------------------
@@ -576,8 +632,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument(
         "--servers",
-        default=",".join(SERVERS),
-        help=f"comma-separated subset of {','.join(SERVERS)}",
+        default=",".join(DEFAULT_SERVERS),
+        help=f"comma-separated subset of {','.join(SERVERS)} (default: "
+        f"{','.join(DEFAULT_SERVERS)})",
+    )
+    p.add_argument(
+        "--parsers",
+        action="store_true",
+        help=f"also run {','.join(PARSER_SERVERS)} (issue 16): Server(parser='msgpack'), "
+        "Node socket.io with socket.io-msgpack-parser, Server(json=orjson)",
     )
     p.add_argument(
         "--scenarios",
@@ -644,6 +707,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     harness.add_tail_args(p, OURS)
     opts = p.parse_args(argv)
     harness.fill_defaults(opts, idle_quick=500, idle_full=2000)
+    if opts.parsers:
+        picked = [s.strip() for s in opts.servers.split(",") if s.strip()]
+        opts.servers = ",".join(picked + [s for s in PARSER_SERVERS if s not in picked])
     return opts
 
 
@@ -655,6 +721,9 @@ def main(argv: list[str] | None = None) -> int:
     servers = harness.pick_servers(opts.servers, SERVERS)
     if servers is None or harness.node_modules_missing("socket.io", "socket.io-client"):
         return 2
+    if any(SERVER_ENV.get(s, {}).get("BENCH_SIO_PARSER") for s in servers):
+        if harness.node_modules_missing("socket.io-msgpack-parser"):
+            return 2
     scenarios, want_idle = build_scenarios(opts)
     opts.profiles = {}
     report = Report(args=harness.args_for_json(opts, skip=("profiles",)))

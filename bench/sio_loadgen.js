@@ -24,6 +24,9 @@
 //   stdin; opens N more (each does one echo round trip), prints {"event":"idle_ready"} and
 //   waits for a line on stdin; closes everything and prints the result.
 //
+// --parser msgpack: every connection uses `socket.io-msgpack-parser` (for a server configured
+// with it); the default is socket.io-client's built-in JSON parser.
+//
 // Everything is bounded: by duration, by --max-messages, and by a hard deadline after which
 // the process exits on its own. Only loopback URLs are accepted.
 'use strict';
@@ -43,8 +46,9 @@ const {
 function parseArgs(argv) {
   const opts = parseCommonArgs(
     argv,
-    { openTimeout: 20, receivers: 500, sender: 1, rate: 200, firstId: 1, maxSeconds: 300 },
+    { openTimeout: 20, receivers: 500, sender: 1, rate: 200, firstId: 1, maxSeconds: 300, parser: 'json' },
     {
+      '--parser': ['parser', String],
       '--receivers': ['receivers', Number],
       '--sender': ['sender', Number],
       '--rate': ['rate', Number],
@@ -56,12 +60,16 @@ function parseArgs(argv) {
   if (!(opts.size >= 16)) throw new Error('--size must be at least 16');
   if (!(opts.inflight >= 1 && opts.connections >= 0)) throw new Error('bad --inflight/--connections');
   if (!(opts.rate > 0 && opts.rate <= 10000)) throw new Error('--rate must be in (0, 10000]');
+  if (!['json', 'msgpack'].includes(opts.parser)) throw new Error(`bad --parser ${opts.parser}`);
   return opts;
 }
 
 const opts = parseArgs(process.argv.slice(2));
 const S = opts.size;
 const K = opts.inflight;
+
+// socket.io-client's `parser` option: the msgpack parser module, or the built-in one.
+const parserOption = opts.parser === 'msgpack' ? { parser: require('socket.io-msgpack-parser') } : {};
 
 const wallMs = () => performance.timeOrigin + performance.now();
 
@@ -81,6 +89,7 @@ function openConn(id, auth, setup) {
       reconnection: false,
       timeout: opts.openTimeout * 1000,
       auth: auth || {},
+      ...parserOption,
     });
     const c = { id, socket, open: false, closing: false };
     if (setup) setup(c);

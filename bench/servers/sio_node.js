@@ -5,6 +5,7 @@
 //   "ack":  acknowledges with the payload;
 //   "bcast": broadcasts the payload as "bcast" to the room "b";
 //   a client that connects with auth {room: "b"} joins the room "b".
+// BENCH_SIO_PARSER=msgpack: the server uses `socket.io-msgpack-parser` (sio_bench.py's node-msgpack).
 'use strict';
 
 const http = require('node:http');
@@ -20,7 +21,8 @@ if (!Number.isInteger(port)) {
 const httpServer = http.createServer();
 // BENCH_SIO_RECOVERY=1 (sio_bench.py --recovery): connection state recovery on
 const recovery = process.env.BENCH_SIO_RECOVERY === '1' ? { connectionStateRecovery: {} } : {};
-const io = new Server(httpServer, { serveClient: false, cors: { origin: '*' }, ...recovery });
+const parser = process.env.BENCH_SIO_PARSER === 'msgpack' ? { parser: require('socket.io-msgpack-parser') } : {};
+const io = new Server(httpServer, { serveClient: false, cors: { origin: '*' }, ...recovery, ...parser });
 io.on('connection', (socket) => {
   const room = socket.handshake.auth && socket.handshake.auth.room;
   if (room) socket.join(room);

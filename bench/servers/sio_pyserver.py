@@ -20,7 +20,16 @@ from pyserver import Server
 # BENCH_SIO_RECOVERY=1 (sio_bench.py --recovery): connection state recovery on (the option
 # is passed only then, so that --baseline runs this script on commits that predate it)
 RECOVERY = {"connection_state_recovery": True} if os.environ.get("BENCH_SIO_RECOVERY") else {}
-sio = Server(**RECOVERY)
+# BENCH_SIO_PARSER=msgpack (sio_bench.py's pyserver-msgpack): Server(parser="msgpack");
+# BENCH_SIO_JSON=orjson (pyserver-orjson): Server(json=orjson). Passed only when set, as above.
+PARSER: dict[str, Any] = {}
+if os.environ.get("BENCH_SIO_PARSER") == "msgpack":
+    PARSER["parser"] = "msgpack"
+if os.environ.get("BENCH_SIO_JSON") == "orjson":
+    import orjson
+
+    PARSER["json"] = orjson
+sio = Server(**RECOVERY, **PARSER)
 
 
 async def _maybe_await(value: Any) -> None:
