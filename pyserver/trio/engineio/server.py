@@ -19,6 +19,7 @@ import trio
 from pyserver.engineio.http_answers import Cors, OriginSpec
 from pyserver.engineio.session import CloseReason, SessionConfig
 from pyserver.http import Request
+from pyserver.metrics import EngineCounters
 from pyserver.trio.engineio.hooks import AllowRequest, Cookie, HeadersHook, is_async, make_cookie
 from pyserver.trio.engineio.polling import PollingTransport
 from pyserver.trio.engineio.session import (
@@ -120,6 +121,10 @@ class EngineIOServer(PollingTransport, WebSocketTransport):
         self.on_message = on_message
         self.on_disconnect = on_disconnect
         self.sessions = {}
+        #: The Engine.IO counters (:class:`pyserver.metrics.EngineCounters`: packets and
+        #: bytes in and out, sessions opened by transport and closed by reason, upgrades,
+        #: refusals), always kept: each is an attribute bumped in place where it happens.
+        self.counters = EngineCounters()
         # a str of up to this many characters is within max_payload whatever it holds
         self._ws_char_limit = max_payload // 4
         self._timer = DeadlineTimer(self._session_due)

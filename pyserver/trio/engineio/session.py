@@ -53,6 +53,7 @@ from pyserver.engineio.session import (
 )
 from pyserver.errors import ConnectionClosed
 from pyserver.http import Request, WebSocket
+from pyserver.metrics import EngineCounters
 from pyserver.trio.websocket.connection import WebSocket as TrioWebSocket
 from pyserver.trio.websocket.connection import send_frames_to_many
 from pyserver.trio.websocket.inline import Work
@@ -81,6 +82,7 @@ class SessionOwner(Protocol):
     to hand it the core's events, the message callback, and the payload limit."""
 
     config: SessionConfig
+    counters: EngineCounters
     on_message: MessageHandler | None
     _ws_char_limit: int
 
@@ -120,13 +122,21 @@ def send_encoded_many(
     for session in sessions:
         ws = session._ws
         if ws is None:
+            counters = session._counters
             for message in messages:
+                counters.packets_out += 1
+                counters.bytes_out += len(message.packet.data)
                 session._server._process(session, session.core.send_packet(message.packet))
         elif ws.__class__ is TrioWebSocket:
             sockets.append(ws)
         else:
             others.append(ws)
     if sockets or others:
+        # counted once for every WebSocket recipient (all of one server: the last session's)
+        counters = session._counters
+        count = len(sockets) + len(others)
+        counters.packets_out += count * len(messages)
+        counters.bytes_out += count * sum([len(message.packet.data) for message in messages])
         frames = [message.frame() for message in messages]
         send_frames_to_many(sockets, frames)
         for other in others:
@@ -139,6 +149,7 @@ class EngineSession:
     __slots__ = (
         "__weakref__",
         "_closed_event",
+        "_counters",
         "_poll_wakeup",
         "_probe_scope",
         "_server",
@@ -154,6 +165,7 @@ class EngineSession:
 
     def __init__(self, server: SessionOwner, core: Session, request: Request) -> None:
         self._server = server
+        self._counters = server.counters  # (the server's; bumped per message)
         self.core = core
         self.sid: EioSid = core.sid
         #: The request that opened the session (headers, query, remote address).
@@ -182,6 +194,9 @@ class EngineSession:
 
     def send(self, data: str | bytes) -> None:
         """Queue one message (text or binary). Never blocks; dropped once closed."""
+        counters = self._counters
+        counters.packets_out += 1
+        counters.bytes_out += len(data)
         ws = self._ws
         if ws is not None:
             try:
@@ -193,6 +208,9 @@ class EngineSession:
 
     def send_encoded(self, message: OutgoingMessage) -> None:
         """Queue a message encoded once for many recipients (see :class:`OutgoingMessage`)."""
+        counters = self._counters
+        counters.packets_out += 1
+        counters.bytes_out += len(message.packet.data)
         ws = self._ws
         if ws is not None:
             try:
@@ -242,7 +260,8 @@ class EngineSession:
         if core.state is not SessionState.OPEN:
             return None  # closing: what the client still sends is dropped
         server = self._server
-        if len(message) > server._ws_char_limit and too_big(message, server.config.max_payload):
+        size = len(message)
+        if size > server._ws_char_limit and too_big(message, server.config.max_payload):
             self._ws_close_code = 1009
             server._process(
                 self, core.transport_closed(CloseReason.TRANSPORT_ERROR, "message too big")
@@ -253,6 +272,10 @@ class EngineSession:
                 server._process(self, core.receive_data(message, trio.current_time()))
                 return None
             message = message[1:]
+            size -= 1
+        counters = self._counters
+        counters.packets_in += 1
+        counters.bytes_in += size
         on_message = server.on_message
         if on_message is not None:
             try:

@@ -35,6 +35,7 @@ from pyserver.engineio.session import (
 )
 from pyserver.http import Request, Response
 from pyserver.logtext import shown
+from pyserver.metrics import EngineCounters
 from pyserver.trio.engineio.hooks import AllowRequest, Cookie, HeadersHook, new_sid
 from pyserver.trio.engineio.session import (
     ConnectHandler,
@@ -90,6 +91,7 @@ class SessionTable:
     on_message: MessageHandler | None
     on_disconnect: DisconnectHandler | None
     sessions: dict[EioSid, EngineSession]
+    counters: EngineCounters
     _sessions_per_ip: dict[str, int]
     _session_refusals: BurstLog
     _ws_char_limit: int
@@ -140,6 +142,8 @@ class SessionTable:
         """One log line per refused request (unless ``log`` is false: the caller logs), and
         ``on_connection_error`` (the reference server's ``connection_error`` event)."""
         refusal = RequestRefused(request, code, message or ERROR_MESSAGES[code])
+        refused = self.counters.refused
+        refused[code] = refused.get(code, 0) + 1
         if log:
             host, port = request.remote_address
             logger.info(
@@ -169,6 +173,8 @@ class SessionTable:
         core = Session(sid, transport, self.config, trio.current_time())
         session = EngineSession(self, core, request)
         self.sessions[sid] = session
+        opened = self.counters.opened
+        opened[transport.value] = opened.get(transport.value, 0) + 1
         key = client_key(request.remote_address[0])
         if key:
             counts = self._sessions_per_ip
@@ -209,6 +215,9 @@ class SessionTable:
         """React to the core's events, then move its packets to the transport."""
         for event in events:
             if event.__class__ is MessageReceived:
+                counters = self.counters
+                counters.packets_in += 1
+                counters.bytes_in += len(event.data)
                 if self.on_message is not None:
                     try:
                         work = self.on_message(session, event.data)
@@ -234,6 +243,8 @@ class SessionTable:
     def _closed(self, session: EngineSession, event: SessionClosed) -> None:
         if self.sessions.get(session.sid) is session:
             del self.sessions[session.sid]
+            closed = self.counters.closed
+            closed[event.reason.value] = closed.get(event.reason.value, 0) + 1
             key = client_key(session.request.remote_address[0])
             if key:
                 counts = self._sessions_per_ip

@@ -10,6 +10,7 @@ the end of the reading into the session's "transport close" or "transport error"
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from functools import partial
 
 import trio
@@ -73,6 +74,38 @@ class WebSocketTransport(SessionTable):
         status = 403 if code == FORBIDDEN else 400
         return Response(status, [("Content-Type", "text/html")], ERROR_MESSAGES[code].encode())
 
+    @property
+    def check_websocket_async(self) -> Callable[[Request], Awaitable[Response | None]] | None:
+        """The App awaits it before the ``101`` (an ``async`` ``allow_request`` only)."""
+        return self._allow_websocket if self._allow_async else None
+
+    async def _allow_websocket(self, request: Request) -> Response | None:
+        """An ``async`` ``allow_request`` for a WebSocket that opens a session, before the
+        upgrade: refused, the reference server's 403 JSON answer (no session, no 101)."""
+        if request.query.get("sid") is not None:
+            return None
+        assert self.allow_request is not None
+        if await request_allowed(self.allow_request, request):
+            return None
+        return self._refused(request, FORBIDDEN, [])
+
+    @property
+    def websocket_headers(self) -> Callable[[Request], list[tuple[str, str]]] | None:
+        """The ``101`` answer's extra headers (the App asks before the upgrade), only with a
+        headers hook: ``initial_headers`` when the WebSocket opens a session, then
+        ``headers``, as the reference server calls them on its upgrade answers."""
+        if self.initial_headers is None and self.headers is None:
+            return None
+        return self._websocket_headers
+
+    def _websocket_headers(self, request: Request) -> list[tuple[str, str]]:
+        headers: list[tuple[str, str]] = []
+        if self.initial_headers is not None and request.query.get("sid") is None:
+            self.initial_headers(headers, request)
+        if self.headers is not None:
+            self.headers(headers, request)
+        return headers
+
     async def handle_websocket(self, ws: WebSocket) -> None:
         sid = ws.request.query.get("sid")
         if sid is None:
@@ -81,12 +114,6 @@ class WebSocketTransport(SessionTable):
                 self._refuse_too_many(ws.request)
                 await ws.close(1013, "too many sessions")
                 return
-            if self._allow_async:
-                assert self.allow_request is not None
-                if not await request_allowed(self.allow_request, ws.request):
-                    self._report_refusal(ws.request, FORBIDDEN)
-                    await ws.close(1008, ERROR_MESSAGES[FORBIDDEN])
-                    return
             session = self._new_session(Transport.WEBSOCKET, ws.request)
             session._ws = ws
             self._flush_ws(session)
@@ -121,6 +148,7 @@ class WebSocketTransport(SessionTable):
                         send_quietly(ws, encode_packet(packet))
                     if events and isinstance(events[0], UpgradeCompleted):
                         session._ws = ws
+                        self.counters.upgrades += 1
                     self._process(session, events)
                     if core.upgrade_state is UpgradeState.UPGRADED:
                         return core.state is SessionState.OPEN

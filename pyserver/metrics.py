@@ -1,0 +1,256 @@
+"""The server's counters and their Prometheus text exposition (sans-IO).
+
+What an operator alerts on is counted where it happens, as plain ``int`` attributes (and a
+few small dicts keyed by a bounded label) bumped in place: no lock, no label lookup per
+message, nothing read until someone asks. Reading is :func:`render`, the Prometheus text
+exposition format 0.0.4, written here (``prometheus_client`` is only the tests' parser).
+
+The counters, the attribute names (stable: the Admin UI reads them too) and where they are
+bumped:
+
+:class:`EngineCounters` (``EngineIOServer.counters``, one per Engine.IO server, always on: a
+bump is one slot increment), Engine.IO message packets only (no pings, no noops):
+
+* ``packets_in`` / ``bytes_in``: every message packet received, and its payload length
+  (characters of a text message, bytes of a binary one, without the ``4``): WebSocket in
+  ``EngineSession._receive_ws``, long-polling in ``SessionTable._process``
+  (``MessageReceived``). The admin UI's ``packetsIn`` / ``bytesIn``.
+* ``packets_out`` / ``bytes_out``: every message packet queued for a client, the same way:
+  ``EngineSession.send`` and ``send_encoded``, and ``send_encoded_many`` (a broadcast adds
+  its recipients times its packets once). The admin UI's ``packetsOut`` / ``bytesOut``.
+* ``opened[transport]``: sessions opened, by the transport they opened on
+  (``SessionTable._new_session``); the admin UI's ``rawConnection``.
+* ``closed[reason]``: sessions ended, by their Engine.IO ``CloseReason`` value ("transport
+  close", "ping timeout", ..., ``SessionTable._closed``); the admin UI's
+  ``rawDisconnection`` with that reason.
+* ``upgrades``: sessions upgraded from polling to WebSocket.
+* ``refused[code]``: requests refused, by Engine.IO error code (``SessionTable._report_refusal``).
+
+Live values (sessions by transport, outbox depths, rooms, ...) are not counters: the Trio
+side reads them when scraped (:mod:`pyserver.trio.metrics`).
+
+:class:`NamespaceCounters` (``Namespace.counters``; a dynamic namespace's children share
+their parent's, so the ``namespace`` label stays bounded) count the Socket.IO layer; see its
+docstring.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from collections.abc import Iterable, Mapping, Sequence
+
+__all__ = [
+    "CONTENT_TYPE",
+    "DEPTH_BUCKETS",
+    "DURATION_BUCKETS",
+    "OTHER_EVENT",
+    "EngineCounters",
+    "Exposition",
+    "Histogram",
+    "NamespaceCounters",
+    "render",
+]
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+"""The ``Content-Type`` of :func:`render`'s output."""
+
+OTHER_EVENT = "_other"
+"""The ``event`` label of events whose name is not in the allowlist."""
+
+DURATION_BUCKETS: tuple[float, ...] = (
+    0.0001,
+    0.0005,
+    0.001,
+    0.005,
+    0.01,
+    0.05,
+    0.1,
+    0.5,
+    1.0,
+    5.0,
+    10.0,
+)
+"""Seconds: the handler duration histogram's upper bounds (``+Inf`` is implied)."""
+
+DEPTH_BUCKETS: tuple[float, ...] = (0, 1, 4, 16, 64, 256, 1024, 4096)
+"""Messages: the outbox depth histogram's upper bounds."""
+
+
+class EngineCounters:
+    """The Engine.IO server's counters (see the module docstring for where each is bumped)."""
+
+    __slots__ = (
+        "bytes_in",
+        "bytes_out",
+        "closed",
+        "opened",
+        "packets_in",
+        "packets_out",
+        "refused",
+        "upgrades",
+    )
+
+    def __init__(self) -> None:
+        self.packets_in = 0
+        self.packets_out = 0
+        self.bytes_in = 0
+        self.bytes_out = 0
+        self.opened: dict[str, int] = {}
+        self.closed: dict[str, int] = {}
+        self.upgrades = 0
+        self.refused: dict[int, int] = {}
+
+
+class NamespaceCounters:
+    """One namespace's Socket.IO counters (a dynamic namespace's children share these).
+
+    * ``connects``: sockets admitted (a CONNECT accepted); ``recovered``: of which restored
+      by connection state recovery; ``refused``: CONNECTs refused (middleware error, ...).
+    * ``disconnects[reason]``: sockets that left, by disconnect reason ("client namespace
+      disconnect", "transport close", "ping timeout", ...).
+    * ``events_in`` / ``events_out``: EVENT packets received from clients and emitted to
+      them (a broadcast counts once per recipient); ``events_by_name``: the same split by
+      event name, only for names in the server's allowlist (else under ``_other``), only
+      when an allowlist is set.
+    * ``acks_requested``: events emitted to a client with an ack asked for;
+      ``acks_answered``: of which the client answered; ``acks_timed_out``: of which the
+      timeout passed first. ``acks_sent``: acks the server sent for clients' events.
+    * ``rate_limited``: events refused by the socket's rate limit.
+    * ``volatile_skipped``: volatile packets not sent because the recipient was not writable.
+    * ``slow_consumers``: connections closed because their outbox was full.
+    * ``handler_seconds``: how long event handlers ran (when metrics are on).
+    """
+
+    __slots__ = (
+        "acks_answered",
+        "acks_requested",
+        "acks_sent",
+        "acks_timed_out",
+        "connects",
+        "disconnects",
+        "events_by_name",
+        "events_in",
+        "events_out",
+        "handler_seconds",
+        "name",
+        "rate_limited",
+        "recovered",
+        "refused",
+        "slow_consumers",
+        "volatile_skipped",
+    )
+
+    def __init__(self, name: str) -> None:
+        #: The ``namespace`` label (a dynamic namespace's pattern, not a child's name).
+        self.name = name
+        self.connects = 0
+        self.recovered = 0
+        self.refused = 0
+        self.disconnects: dict[str, int] = {}
+        self.events_in = 0
+        self.events_out = 0
+        self.events_by_name: dict[tuple[str, str], int] = {}
+        self.acks_requested = 0
+        self.acks_answered = 0
+        self.acks_timed_out = 0
+        self.acks_sent = 0
+        self.rate_limited = 0
+        self.volatile_skipped = 0
+        self.slow_consumers = 0
+        self.handler_seconds = Histogram(DURATION_BUCKETS)
+
+
+class Histogram:
+    """A Prometheus histogram: counts per upper bound (``le``), a sum and a count."""
+
+    __slots__ = ("bounds", "buckets", "count", "sum")
+
+    def __init__(self, bounds: Sequence[float]) -> None:
+        self.bounds = tuple(bounds)
+        self.buckets = [0] * (len(self.bounds) + 1)  # the last: above every bound (+Inf)
+        self.count = 0
+        self.sum = 0.0
+
+    def observe(self, value: float) -> None:
+        self.buckets[bisect_left(self.bounds, value)] += 1
+        self.count += 1
+        self.sum += value
+
+    def cumulative(self) -> list[tuple[str, int]]:
+        """``(le, cumulative count)`` for every bound and ``+Inf``."""
+        out = []
+        total = 0
+        for bound, count in zip((*self.bounds, float("inf")), self.buckets, strict=True):
+            total += count
+            out.append(("+Inf" if bound == float("inf") else repr(float(bound)), total))
+        return out
+
+
+Labels = Mapping[str, str]
+
+
+class Exposition:
+    """Builds the text exposition: one family at a time, then :meth:`text`."""
+
+    def __init__(self) -> None:
+        self._lines: list[str] = []
+
+    def family(
+        self, name: str, kind: str, help: str, samples: Iterable[tuple[Labels, float]]
+    ) -> None:
+        """A counter (``name`` without ``_total``: added here), gauge or untyped family."""
+        lines = self._lines
+        sample_name = f"{name}_total" if kind == "counter" else name
+        # (a counter's HELP and TYPE name its samples, ``_total`` included, as
+        # prometheus_client writes them and its text parser reads them)
+        lines.append(f"# HELP {sample_name} {_escape_help(help)}")
+        lines.append(f"# TYPE {sample_name} {kind}")
+        for labels, value in samples:
+            lines.append(f"{sample_name}{_labels(labels)} {_number(value)}")
+
+    def counter(self, name: str, help: str, samples: Iterable[tuple[Labels, float]]) -> None:
+        self.family(name, "counter", help, samples)
+
+    def gauge(self, name: str, help: str, samples: Iterable[tuple[Labels, float]]) -> None:
+        self.family(name, "gauge", help, samples)
+
+    def histogram(self, name: str, help: str, samples: Iterable[tuple[Labels, Histogram]]) -> None:
+        lines = self._lines
+        lines.append(f"# HELP {name} {_escape_help(help)}")
+        lines.append(f"# TYPE {name} histogram")
+        for labels, histogram in samples:
+            for le, total in histogram.cumulative():
+                lines.append(f"{name}_bucket{_labels({**labels, 'le': le})} {total}")
+            lines.append(f"{name}_sum{_labels(labels)} {_number(histogram.sum)}")
+            lines.append(f"{name}_count{_labels(labels)} {histogram.count}")
+
+    def text(self) -> str:
+        return "\n".join(self._lines) + "\n"
+
+
+def render(exposition: Exposition) -> bytes:
+    """The exposition as the body of a ``/metrics`` answer (:data:`CONTENT_TYPE`)."""
+    return exposition.text().encode()
+
+
+def _labels(labels: Labels) -> str:
+    if not labels:
+        return ""
+    inner = ",".join(f'{key}="{_escape_value(value)}"' for key, value in labels.items())
+    return "{" + inner + "}"
+
+
+def _escape_value(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def _escape_help(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("\n", "\\n")
+
+
+def _number(value: float) -> str:
+    if value == float("inf"):
+        return "+Inf"
+    if isinstance(value, int) or value.is_integer():
+        return str(int(value))
+    return repr(float(value))
