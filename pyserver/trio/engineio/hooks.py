@@ -11,13 +11,15 @@
   included, after ``initial_headers``): Node's ``initial_headers`` and ``headers`` events.
 * ``generate_id(request) -> str``: the session ids (Node's ``generateId``); a duplicate of a
   live session's id is replaced by a random one, with a warning.
-* ``allow_request(request)`` may be ``async`` (a database look-up): over long-polling it is
-  awaited before the handshake is answered (403 when refused); a WebSocket that opens a
-  session is accepted first (the upgrade check is synchronous) and closed with 1008 before
-  any session exists when refused (a sync ``allow_request`` still answers 403).
+* ``allow_request(request)`` may be ``async`` (a database look-up): it is awaited before the
+  handshake is answered, over long-polling and for a WebSocket that opens a session alike
+  (before the upgrade: refused, the reference server's 403 JSON answer and no ``101``).
 
-The hooks apply to HTTP answers: a WebSocket's ``101`` answer carries neither the cookie nor
-the hooks' headers (a client that starts over WebSocket has no later request to route).
+A WebSocket's ``101`` answer carries the hooks' headers as the reference server's does
+(``initial_headers`` when the WebSocket opens a session, then ``headers``; both start from an
+empty list), but not the cookie: Node sets it on the polling handshake only (the session id
+is not made before the upgrade, and a client that starts over WebSocket has no later request
+to route).
 """
 
 from __future__ import annotations

@@ -227,6 +227,8 @@ class App:
                 (),
                 mount.check_websocket,
                 getattr(mount, "websocket_origin_allowed", None),
+                getattr(mount, "check_websocket_async", None),
+                getattr(mount, "websocket_headers", None),
             )
         return self.asgi.websocket_endpoint(request) if self.asgi is not None else None
 

@@ -82,6 +82,11 @@ class WebSocketEndpoint:
     check: Callable[[Request], Response | None] | None = None
     origin_ok: Callable[[str], bool] | None = None
     """Origins accepted beyond the site's rule (the mount's own allow-list)."""
+    async_check: Callable[[Request], Awaitable[Response | None]] | None = None
+    """Awaited after ``check`` and before the ``101``: None accepts, a response refuses
+    (an ``async`` ``allow_request`` looking a token up)."""
+    headers: Callable[[Request], list[tuple[str, str]]] | None = None
+    """Extra headers for the ``101`` answer (Engine.IO's ``headers`` hooks)."""
 
 
 class Site(Protocol):
@@ -407,10 +412,35 @@ class _Connection:
             if refusal is not None:
                 await self.send_error(refusal)
                 return None
+        if endpoint.async_check is not None or endpoint.headers is not None:
+            extra = await self._before_accepting(request, endpoint)
+            if extra is None:
+                return None
+            if extra:
+                verdict = HandshakeAccepted(
+                    [*verdict.headers, *extra], verdict.subprotocol, verdict.deflate
+                )
         data = self.conn.send(h11.InformationalResponse(status_code=101, headers=verdict.headers))
         await self.stream.send_all(data or b"")
         trailing, _closed = self.conn.trailing_data
         return _Upgrade(request, endpoint, verdict, trailing)
+
+    async def _before_accepting(
+        self, request: Request, endpoint: WebSocketEndpoint
+    ) -> list[tuple[str, str]] | None:
+        """The endpoint's ``async_check`` (a refusal is sent here: None) and its ``headers``
+        for the ``101`` (a failing hook answers 500, as a failing ``check`` does)."""
+        try:
+            if endpoint.async_check is not None:
+                refusal = await endpoint.async_check(request)
+                if refusal is not None:
+                    await self.send_error(refusal)
+                    return None
+            return endpoint.headers(request) if endpoint.headers is not None else []
+        except Exception:
+            logger.exception("WebSocket check failed for %s", shown(request.path))
+        await self.send_error(error_response(500))
+        return None
 
 
 async def serve_connection(stream: trio.abc.Stream, site: Site) -> None:
