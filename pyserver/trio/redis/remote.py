@@ -5,7 +5,8 @@ to the other nodes and what it does with theirs (the protocol of
 * ``broadcast``: published (unless ``local``) on the namespace's channel, and delivered to
   this node's sockets at once (encoded once). Received broadcasts from our own uid (the
   pattern subscription echoes them) are dropped; the others are delivered to the local
-  sockets they select, encoded once.
+  sockets they select, encoded once (and their outgoing listeners told, as Node's adapter
+  does).
 * ``sockets_join``, ``sockets_leave``, ``disconnect_sockets``: published (unless ``local``)
   and applied here at once; our own request, when it comes back, is dropped by uid.
 * Requests with answers (``fetch_sockets``, ``server_side_emit_with_ack``, broadcasts with
@@ -42,6 +43,7 @@ from pyserver.trio.socketio.adapter import (
     RemoteSocket,
     RequestTimeout,
 )
+from pyserver.trio.socketio.broadcast import notify_outgoing
 
 __all__ = ["Node", "RedisNamespaceAdapter", "new_uid"]
 
@@ -324,6 +326,8 @@ class RedisNamespaceAdapter(InMemoryAdapter):
             local=True,
         )
         super().broadcast(parts, opts)
+        if self.outgoing_watchers:  # (one attribute test while no socket listens)
+            notify_outgoing(self, opts, data[0], data[1:])
 
     def on_request(self, payload: bytes) -> None:
         answers.answer(self, payload)

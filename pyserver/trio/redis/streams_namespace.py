@@ -9,7 +9,8 @@ in-memory rooms of this node, plus the cluster protocol of ``socket.io-adapter``
   reads it back, with its entry id as the offset, so every client gets its packets in the
   stream's order and its last offset is always the last packet it got (never a packet of
   ours with a higher id before another node's lower one, which would make a recovery replay
-  that one twice).
+  that one twice). The outgoing listeners of the recipients of another node's broadcast are
+  told of it as it is delivered (with its offset, if any), as Node's adapter does.
 * Requests (``fetch_sockets``, ``server_side_emit``, broadcasts with acks): pub/sub on
   ``<prefix>#<nsp>#``; answers go to ``<prefix>#<nsp>#<requester uid>#``. The nodes to wait
   for are ``PUBSUB NUMSUB <prefix>#<nsp>#`` minus this one, as Node counts them.
@@ -50,6 +51,7 @@ from pyserver.trio.socketio.adapter import (
     RemoteSocket,
     RequestTimeout,
 )
+from pyserver.trio.socketio.broadcast import notify_outgoing
 from pyserver.trio.socketio.socket import ERROR_ACK, call
 
 __all__ = ["StreamSessions", "StreamsNamespaceAdapter", "StreamsNode"]
@@ -325,13 +327,21 @@ class StreamsNamespaceAdapter(InMemoryAdapter):
         return self._encoded(data, entry_id)
 
     def _encoded(self, data: dict[str, Any], offset: str | None) -> list[str | bytes]:
+        return self._encode(self._event(data, offset))
+
+    @staticmethod
+    def _event(data: dict[str, Any], offset: str | None) -> list[Any]:
+        """A broadcast's ``[event, *args]`` as clients get it (``offset`` added at its end)."""
         packet = data.get("packet")
         args = packet.get("data") if isinstance(packet, dict) else None
         if not isinstance(args, list) or not args or not isinstance(args[0], str):
             raise CodecError("a broadcast's packet is {type, data: [event, ...]}")
-        args = for_client(args)
+        event: list[Any] = for_client(args)
         if offset is not None:
-            args.append(offset)
+            event.append(offset)
+        return event
+
+    def _encode(self, args: list[Any]) -> list[str | bytes]:
         try:
             return encode_event(self.name, args[0], args[1:])
         except ProtocolError as exc:
@@ -376,7 +386,10 @@ class StreamsNamespaceAdapter(InMemoryAdapter):
                 compress=flags.get("compress") is not False,
                 local=True,
             )
-            super().broadcast(self._encoded(data, offset), opts)
+            event = self._event(data, offset)
+            super().broadcast(self._encode(event), opts)
+            if self.outgoing_watchers and not mine:  # (ours: told when it was sent)
+                notify_outgoing(self, opts, event[0], event[1:])
         elif mine:
             return  # applied when it was sent
         elif kind in (MessageType.SOCKETS_JOIN, MessageType.SOCKETS_LEAVE):

@@ -34,7 +34,7 @@ from pyserver.trio.socketio.adapter_base import EncodeEvent
 if TYPE_CHECKING:
     from pyserver.socketio.recovery import RecoveryStore
 
-__all__ = ["BroadcastNamespace", "BroadcastOperator"]
+__all__ = ["BroadcastNamespace", "BroadcastOperator", "notify_outgoing"]
 
 
 class BroadcastNamespace(Protocol):
@@ -131,14 +131,14 @@ class BroadcastOperator:
             parts, sent = nsp.encode_kept(event, args, opts.rooms, opts.except_rooms)
             count = adapter.broadcast(parts, opts, (event, *sent))
             if adapter.outgoing_watchers:
-                _notify_outgoing(adapter, opts, event, sent)
+                notify_outgoing(adapter, opts, event, sent)
             return count
         parts = nsp.encode_event(
             nsp.name, event, args, max_bytes=nsp.server.session_config.max_emit_bytes
         )
         count = adapter.broadcast(parts, opts, (event, *args))
         if adapter.outgoing_watchers:  # (one attribute test while no socket listens)
-            _notify_outgoing(adapter, opts, event, args)
+            notify_outgoing(adapter, opts, event, args)
         return count
 
     def send(self, *args: Any) -> int:
@@ -198,10 +198,12 @@ class BroadcastOperator:
         return f"<BroadcastOperator {self.nsp.name} {self.opts}>"
 
 
-def _notify_outgoing(
+def notify_outgoing(
     adapter: Adapter, opts: BroadcastOptions, event: str, args: Sequence[Any]
 ) -> None:
-    """Tell the outgoing listeners of this node's recipients of a broadcast."""
+    """Tell the outgoing listeners of this node's recipients of a broadcast (made here, or
+    another node's as the cluster adapters deliver it: call it only while
+    ``adapter.outgoing_watchers``)."""
     sockets = adapter.sockets
     for sid in adapter.sids(opts):
         socket = sockets.get(sid)

@@ -339,7 +339,7 @@ class Socket(HandlerQueue):
     def on_any_outgoing(self, listener: F) -> F:
         """``listener(event, *args)`` for every event sent to this client: by
         :meth:`emit`, :meth:`emit_with_ack` and the broadcasts that reach it (those sent on
-        this node), as Node's ``socket.onAnyOutgoing``. Called after the packet is queued,
+        any node), as Node's ``socket.onAnyOutgoing``. Called after the packet is queued,
         synchronously (``emit`` never blocks): a coroutine function is refused with
         ``TypeError``; an exception is logged. Usable as a decorator."""
         self._set_outgoing([*self._any_outgoing, _sync_listener(listener)])
