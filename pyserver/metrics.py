@@ -23,7 +23,10 @@ bump is one slot increment), Engine.IO message packets only (no pings, no noops)
 * ``closed[reason]``: sessions ended, by their Engine.IO ``CloseReason`` value ("transport
   close", "ping timeout", ..., ``SessionTable._closed``); the admin UI's
   ``rawDisconnection`` with that reason.
-* ``upgrades``: sessions upgraded from polling to WebSocket.
+* ``upgrades``: sessions upgraded from polling to WebSocket (``WebSocketTransport._probe_loop``).
+* ``slow_consumers[transport]``: sessions closed because their outbox was full: a WebSocket
+  closed 1008 "slow consumer" by its outbox (``WebSocketTransport._ws_ended``), a polling
+  session whose queue overflowed ("outgoing queue full", ``SessionTable._closed``).
 * ``refused[code]``: requests refused, by Engine.IO error code (``SessionTable._report_refusal``).
 
 Live values (sessions by transport, outbox depths, rooms, ...) are not counters: the Trio
@@ -37,7 +40,7 @@ docstring.
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 __all__ = [
     "CONTENT_TYPE",
@@ -76,6 +79,10 @@ DEPTH_BUCKETS: tuple[float, ...] = (0, 1, 4, 16, 64, 256, 1024, 4096)
 """Messages: the outbox depth histogram's upper bounds."""
 
 
+Watch = Callable[[str, str | None, str, int], None]
+"""``watch(direction, sid, event, count)``: see :class:`NamespaceCounters`."""
+
+
 class EngineCounters:
     """The Engine.IO server's counters (see the module docstring for where each is bumped)."""
 
@@ -87,6 +94,7 @@ class EngineCounters:
         "packets_in",
         "packets_out",
         "refused",
+        "slow_consumers",
         "upgrades",
     )
 
@@ -99,26 +107,35 @@ class EngineCounters:
         self.closed: dict[str, int] = {}
         self.upgrades = 0
         self.refused: dict[int, int] = {}
+        self.slow_consumers: dict[str, int] = {}
 
 
 class NamespaceCounters:
     """One namespace's Socket.IO counters (a dynamic namespace's children share these).
 
-    * ``connects``: sockets admitted (a CONNECT accepted); ``recovered``: of which restored
-      by connection state recovery; ``refused``: CONNECTs refused (middleware error, ...).
+    * ``connects``: sockets admitted (``Socket._connected``); ``recovered``: of which
+      restored by connection state recovery; ``refused``: CONNECTs to this namespace refused
+      (its middleware, ``Admission._refuse``).
     * ``disconnects[reason]``: sockets that left, by disconnect reason ("client namespace
-      disconnect", "transport close", "ping timeout", ...).
-    * ``events_in`` / ``events_out``: EVENT packets received from clients and emitted to
-      them (a broadcast counts once per recipient); ``events_by_name``: the same split by
-      event name, only for names in the server's allowlist (else under ``_other``), only
-      when an allowlist is set.
-    * ``acks_requested``: events emitted to a client with an ack asked for;
-      ``acks_answered``: of which the client answered; ``acks_timed_out``: of which the
-      timeout passed first. ``acks_sent``: acks the server sent for clients' events.
-    * ``rate_limited``: events refused by the socket's rate limit.
-    * ``volatile_skipped``: volatile packets not sent because the recipient was not writable.
-    * ``slow_consumers``: connections closed because their outbox was full.
-    * ``handler_seconds``: how long event handlers ran (when metrics are on).
+      disconnect", "transport close", "ping timeout", ..., ``Socket._left``).
+    * ``events_in``: EVENT packets received from clients on joined sockets
+      (``Client.receive``, rate-limited ones included); ``events_out``: EVENT packets queued
+      for clients (``Socket.emit``, ``Socket.emit_with_callback``, and a broadcast once per
+      local recipient in ``InMemoryAdapter.broadcast``).
+    * ``acks_requested``: events emitted with an ack asked for (``emit_with_callback``, what
+      ``emit_with_ack`` and broadcasts with acks use); ``acks_answered``: answers received
+      for them; ``acks_timed_out``: deadlines passed first (``Client._handle``).
+      ``acks_sent``: acks sent for the handlers' results (``HandlerQueue._ack``).
+    * ``rate_limited``: events refused by the socket's rate limit (``Client._within_rate``).
+    * ``volatile_skipped``: volatile packets not sent as the recipient was not writable
+      (``InMemoryAdapter.broadcast``, ``local_broadcast_with_ack``).
+    * ``handler_seconds``: how long each event's handlers ran (``HandlerQueue._run``), only
+      while ``timed`` is set (metrics on: two clock reads per event).
+    * ``watch``: None, or ``watch(direction, sid, event, count)`` called for every event
+      received (``"in"``) or sent (``"out"``; ``sid`` None and ``count`` the recipients for a
+      broadcast): the per-event log and the counts by event name hang there, so neither
+      costs more than one attribute test while off.
+    * ``events_by_name[(direction, event)]``: what a ``watch`` counts by allowlisted name.
     """
 
     __slots__ = (
@@ -136,8 +153,9 @@ class NamespaceCounters:
         "rate_limited",
         "recovered",
         "refused",
-        "slow_consumers",
+        "timed",
         "volatile_skipped",
+        "watch",
     )
 
     def __init__(self, name: str) -> None:
@@ -156,8 +174,9 @@ class NamespaceCounters:
         self.acks_sent = 0
         self.rate_limited = 0
         self.volatile_skipped = 0
-        self.slow_consumers = 0
         self.handler_seconds = Histogram(DURATION_BUCKETS)
+        self.timed = False
+        self.watch: Watch | None = None
 
 
 class Histogram:

@@ -245,6 +245,9 @@ class SessionTable:
             del self.sessions[session.sid]
             closed = self.counters.closed
             closed[event.reason.value] = closed.get(event.reason.value, 0) + 1
+            if event.detail == "outgoing queue full":  # (a polling slow consumer)
+                slow = self.counters.slow_consumers
+                slow["polling"] = slow.get("polling", 0) + 1
             key = client_key(session.request.remote_address[0])
             if key:
                 counts = self._sessions_per_ip

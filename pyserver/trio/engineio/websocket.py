@@ -176,6 +176,9 @@ class WebSocketTransport(SessionTable):
         core = session.core
         if core.state is SessionState.OPEN:
             code = ws.close_code
+            if code == 1008 and ws.close_reason == "slow consumer":  # (its outbox closed it)
+                slow = self.counters.slow_consumers
+                slow["websocket"] = slow.get("websocket", 0) + 1
             reason = (
                 CloseReason.TRANSPORT_ERROR
                 if code in _ERROR_CLOSE_CODES

@@ -162,12 +162,16 @@ class InMemoryAdapter(Adapter):
                 for sid, client in pairs
                 if sid not in excluded and not (volatile and not client.ready_for_volatile())
             ]
+            if volatile:  # (the recipients it was not sent to, as not writable)
+                skipped = sum(1 for sid, _ in pairs if sid not in excluded) - len(sessions)
+                self.counters.volatile_skipped += skipped
         if sessions:
             # one call per WebSocket recipient, the frames built once
             if len(parts) == 1:
                 send_encoded_many([OutgoingMessage(parts[0])], sessions)
             else:
                 send_encoded_many(_messages(parts), sessions)
+            self.counters.events_out += len(sessions)
         return len(sessions)
 
     def _recipients(self, rooms: frozenset[Room]) -> _Recipients:
@@ -213,7 +217,9 @@ class InMemoryAdapter(Adapter):
         ``on_reply`` per answer and ``on_gone`` per socket that left or timed out."""
         targets = [s for sid in self.sids(opts) if (s := self.sockets.get(sid)) is not None]
         if opts.volatile:
+            selected = len(targets)
             targets = [s for s in targets if s.client.ready_for_volatile()]
+            self.counters.volatile_skipped += selected - len(targets)
         on_count(len(targets))
         reply_to = _ReplyTo(on_reply, on_gone)
         for socket in targets:

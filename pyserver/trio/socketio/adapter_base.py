@@ -40,6 +40,7 @@ from collections.abc import Callable, Iterable, Sequence, Set
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
+from pyserver.metrics import NamespaceCounters
 from pyserver.socketio.packets import Sid, encode_event
 from pyserver.socketio.recovery import RecoveredSession, RecoveryStore, StateRecovery
 from pyserver.socketio.rooms import Room
@@ -324,6 +325,9 @@ class Adapter(abc.ABC):
     def __init__(self, nsp: AdapterNamespace | None = None) -> None:
         self.nsp = nsp
         self.name: str = nsp.name if nsp is not None else "/"
+        #: The namespace's counters (its own until the namespace gives its, which it does
+        #: at once): local deliveries and volatile skips are counted here.
+        self.counters = NamespaceCounters(self.name)
         self.on_room_created: Callable[[Room], None] = _ignore
         self.on_room_deleted: Callable[[Room], None] = _ignore
         self.sockets: dict[Sid, LocalSocket] = {}

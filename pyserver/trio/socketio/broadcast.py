@@ -132,6 +132,8 @@ class BroadcastOperator:
             count = adapter.broadcast(parts, opts, (event, *sent))
             if adapter.outgoing_watchers:
                 notify_outgoing(adapter, opts, event, sent)
+            if adapter.counters.watch is not None:
+                adapter.counters.watch("out", None, event, count)
             return count
         parts = nsp.encode_event(
             nsp.name, event, args, max_bytes=nsp.server.session_config.max_emit_bytes
@@ -139,6 +141,9 @@ class BroadcastOperator:
         count = adapter.broadcast(parts, opts, (event, *args))
         if adapter.outgoing_watchers:  # (one attribute test while no socket listens)
             notify_outgoing(adapter, opts, event, args)
+        watch = adapter.counters.watch
+        if watch is not None:
+            watch("out", None, event, count)
         return count
 
     def send(self, *args: Any) -> int:

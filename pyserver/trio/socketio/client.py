@@ -28,6 +28,7 @@ import trio
 from pyserver.engineio.session import CloseReason, Transport
 from pyserver.errors import SocketDisconnected
 from pyserver.logtext import shown
+from pyserver.socketio.legacy import legacy_session
 from pyserver.socketio.parser_session import ParserSession
 from pyserver.socketio.ratelimit import RateLimiter, Refusals, Verdict
 from pyserver.socketio.session import (
@@ -73,11 +74,14 @@ class Client(Admission):
         self.server = server
         self.session = session
         parser = server.parser
-        self.core = (
-            Session(server.session_config, now)
-            if parser is None
-            else ParserSession(server.session_config, now, parser)
-        )
+        if session.core.protocol == 3:  # socket.io-client 2.x: Socket.IO v4 (allow_eio3)
+            self.core = legacy_session(server.session_config, now, parser)
+        else:
+            self.core = (
+                Session(server.session_config, now)
+                if parser is None
+                else ParserSession(server.session_config, now, parser)
+            )
         self.sockets: dict[str, Socket] = {}
         self.acks: dict[int, AckCallback] = {}
         self._refusals: Refusals | None = None  # made on the first refused event
@@ -144,6 +148,10 @@ class Client(Admission):
         socket = self.sockets.get(event.namespace)
         if socket is None:
             return None
+        counters = socket.nsp.counters
+        counters.events_in += 1
+        if counters.watch is not None:
+            counters.watch("in", socket.id, event.event, 1)
         limiter = socket._limiter
         if limiter is not None and not self._within_rate(limiter, socket, event):
             return None
@@ -159,6 +167,7 @@ class Client(Admission):
         verdict = limiter.check(trio.current_time())
         if verdict is Verdict.ALLOWED:
             return True
+        socket.nsp.counters.rate_limited += 1
         refusals = self._refuse_event(socket, event, RATE_LIMITED, limiter)
         if verdict is Verdict.FLOODING:
             logger.warning(
@@ -208,6 +217,7 @@ class Client(Admission):
         if isinstance(event, AckReceived):
             callback = self.acks.pop(event.ack_id, None)
             if callback is not None:
+                self._count_ack(event.namespace, timed_out=False)
                 callback(_reply(event.args), None)
         elif isinstance(event, NamespaceConnectRequested):
             return self._connect_requested(event)
@@ -219,6 +229,7 @@ class Client(Admission):
         elif isinstance(event, AckTimedOut):
             callback = self.acks.pop(event.ack_id, None)
             if callback is not None:
+                self._count_ack(event.namespace, timed_out=True)
                 callback(None, TimeoutError(f"no ack for ack id {event.ack_id} in time"))
         elif isinstance(event, ProtocolViolation):
             logger.warning(
@@ -248,6 +259,15 @@ class Client(Admission):
             )
             self.session.close()
         return None
+
+    def _count_ack(self, namespace: str, *, timed_out: bool) -> None:
+        socket = self.sockets.get(namespace)
+        if socket is not None:
+            counters = socket.nsp.counters
+            if timed_out:
+                counters.acks_timed_out += 1
+            else:
+                counters.acks_answered += 1
 
     def _fail_acks(self, ack_ids: tuple[int, ...], reason: str) -> None:
         for ack_id in ack_ids:

@@ -43,6 +43,7 @@ from __future__ import annotations
 import contextvars
 import inspect
 import logging
+import time
 from collections import deque
 from collections.abc import Callable
 from types import CoroutineType
@@ -51,6 +52,7 @@ from typing import Any, Protocol
 import trio
 
 from pyserver.logtext import shown
+from pyserver.metrics import NamespaceCounters
 from pyserver.socketio.packets import Sid
 from pyserver.trio.socketio.host import Host
 from pyserver.trio.websocket.inline import Work, run_in
@@ -124,6 +126,8 @@ class HandlerNamespace(Protocol):
     def handlers(self) -> dict[str, Callable[..., Any]]: ...
     @property
     def server(self) -> Host[Any, Any]: ...
+    @property
+    def counters(self) -> NamespaceCounters: ...
 
 
 class AckSender(Protocol):
@@ -200,7 +204,13 @@ class HandlerQueue:
                 kind, item = queue.popleft()
                 if kind == EVENT:
                     self._pending_events -= 1
-                    await self._dispatch(*item)
+                    counters = self.nsp.counters
+                    if counters.timed:  # (metrics on: the handlers' duration observed)
+                        started = time.perf_counter()
+                        await self._dispatch(*item)
+                        counters.handler_seconds.observe(time.perf_counter() - started)
+                    else:
+                        await self._dispatch(*item)
                 elif kind == CONNECTION:
                     await self._lifecycle("connection", self)
                 else:
@@ -308,6 +318,7 @@ class HandlerQueue:
 
     def _ack(self, ack_id: int, args: list[Any]) -> None:
         if self.connected:
+            self.nsp.counters.acks_sent += 1
             try:
                 self.client.send_ack(self.nsp.name, ack_id, args)
             except Exception:

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 import trio
 
 from pyserver.logtext import shown
+from pyserver.metrics import NamespaceCounters
 from pyserver.socketio.packets import encode_event
 from pyserver.socketio.ratelimit import RateLimit
 from pyserver.socketio.recovery import RecoveryStore
@@ -132,7 +133,11 @@ class Namespace(_Handlers):
         parser = server.parser
         if parser is not None:
             self.encode_event = parser.encode_event
+        #: Its counters (:class:`~pyserver.metrics.NamespaceCounters`); a dynamic parent's
+        #: children share the parent's, so the metrics' ``namespace`` label stays bounded.
+        self.counters = parent.counters if parent is not None else NamespaceCounters(name)
         self.adapter: Adapter = server.adapter_factory(self)
+        self.adapter.counters = self.counters
         if parser is not None and parser.name != "json":
             # what arrives encoded by the built-in parser (the Redis adapters re-encode
             # other nodes' broadcasts with it) is re-encoded once per broadcast
@@ -324,6 +329,10 @@ class DynamicNamespace(_Handlers):
         self.middlewares = []
         self.server_handlers: dict[str, Callable[..., Any]] = {}
         self.children: dict[str, Namespace] = {}
+        #: The counters of all its children (labelled with the pattern, or ``_dynamic``).
+        self.counters = NamespaceCounters(
+            matcher.pattern if isinstance(matcher, re.Pattern) else "_dynamic"
+        )
 
     async def matches(self, name: str, auth: dict[str, Any] | None) -> bool:
         matcher = self.matcher

@@ -154,12 +154,17 @@ class Socket(HandlerQueue):
                     self.notify_outgoing(event, args)
             elif nsp.adapter.recovers_across_nodes:  # the cluster gives the offset
                 nsp.to(self.id).emit(event, *args)  # (the broadcast tells the listeners)
+                return  # (and counts it)
             else:
                 own = frozenset((self.id,))
                 parts, sent = nsp.encode_kept(event, args, own, _NO_ROOMS)
                 self.client.send_parts(parts)
                 if self._any_outgoing:
                     self.notify_outgoing(event, sent)
+            counters = nsp.counters
+            counters.events_out += 1
+            if counters.watch is not None:
+                counters.watch("out", self.id, event, 1)
 
     def send(self, *args: Any) -> None:
         """``emit("message", *args)``."""
@@ -206,6 +211,11 @@ class Socket(HandlerQueue):
             return
         sent = list(args)
         self.client.send_with_ack(self.nsp.name, event, sent, callback, timeout)
+        counters = self.nsp.counters
+        counters.events_out += 1
+        counters.acks_requested += 1
+        if counters.watch is not None:
+            counters.watch("out", self.id, event, 1)
         if self._any_outgoing:
             self.notify_outgoing(event, sent)
 
@@ -403,6 +413,10 @@ class Socket(HandlerQueue):
         """The socket joined: queue the connection handler; the work to run the queue, for
         the caller to run or start (``_push``)."""
         self.connected = True
+        counters = self.nsp.counters
+        counters.connects += 1
+        if self.recovered:
+            counters.recovered += 1
         if self._any_outgoing:
             self.nsp.adapter.outgoing_watchers += 1
         rooms = self._pending_rooms or ()
@@ -417,6 +431,8 @@ class Socket(HandlerQueue):
             return None
         self.connected = False
         self.disconnect_reason = reason
+        disconnects = self.nsp.counters.disconnects
+        disconnects[reason] = disconnects.get(reason, 0) + 1
         if self._any_outgoing:
             self.nsp.adapter.outgoing_watchers -= 1
         logger.info("socket %s left %s: %s", self.id, shown(self.nsp.name), reason)
