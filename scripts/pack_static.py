@@ -10,6 +10,13 @@ Writes ``pyserver/_static/`` (generated, ignored by git, shipped in the wheel an
   The version is pinned in one place, ``web/package.json``; the installed package must be it.
 * ``web/``: the demo's pages, scripts and styles, as ``web/`` has them, less what the static
   handler never serves (``node_modules/``, ``package*.json``, dot-files).
+* ``admin-ui/``: the Socket.IO Admin UI (``@socket.io/admin-ui``'s built ``ui/dist``, source
+  maps left out), served at ``/admin/`` by ``sio.instrument(..., serve_ui=True)``, when
+  ``web/package.json`` depends on it. Its ``index.html`` loads a Google font and the Material
+  Design icon font from CDNs: the copy loads the icons from ``admin-ui/mdi/`` (the
+  ``@mdi/font`` package's CSS and woff2/woff fonts) and drops the font (the system sans-serif
+  instead), so the UI loads nothing from the internet; packing fails when the page still names
+  another site.
 * ``MANIFEST``: the client's name and version on the first line, then the path of every file
   (paths only, so that editing a page does not rebuild the Rust crate).
   ``rust_frames/build.rs`` refuses to build the extension for Python when the manifest or a
@@ -25,6 +32,7 @@ Standard library only: it runs before the virtual environment exists.
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 from typing import NoReturn
@@ -40,6 +48,20 @@ CLIENT_FILES = tuple(
     for suffix in ("", ".map")
 )
 _NEVER_SERVED = {"node_modules", "package.json", "package-lock.json"}
+ADMIN_UI = "@socket.io/admin-ui"
+ICONS = "@mdi/font"
+#: What the Admin UI's index.html loads from CDNs, and what the packed copy loads instead.
+_ADMIN_UI_LINKS = (
+    (
+        '<link rel="stylesheet" href="https://fonts.googleapis.com/css?family=Roboto:100,300,'
+        '400,500,700,900">',
+        "",
+    ),
+    (
+        "https://cdn.jsdelivr.net/npm/@mdi/font@latest/css/materialdesignicons.min.css",
+        "mdi/css/materialdesignicons.min.css",
+    ),
+)
 
 
 def fail(message: str) -> NoReturn:
@@ -54,8 +76,49 @@ def pinned_version(web: Path = WEB) -> str:
     return str(pin)
 
 
-def sources(web: Path = WEB) -> dict[str, Path]:
-    """Relative path under ``_static`` -> the file it is copied from."""
+def installed(web: Path, name: str) -> Path:
+    """The npm package ``name`` in ``web/node_modules``, at the version ``web/package.json``
+    pins (exactly)."""
+    pin = json.loads((web / "package.json").read_text("utf-8"))["dependencies"][name]
+    package = web / "node_modules" / name
+    try:
+        version = json.loads((package / "package.json").read_text("utf-8"))["version"]
+    except FileNotFoundError:
+        fail(f"{package} is missing: run scripts/bootstrap.sh (npm ci in web/)")
+    if version != pin:
+        fail(f"{name} {version} is installed but web/package.json pins {pin}: npm ci")
+    return package
+
+
+def admin_ui_sources(web: Path = WEB) -> dict[str, Path | bytes]:
+    """The Admin UI's files under ``admin-ui/`` (empty when ``web/package.json`` does not
+    depend on it): ``ui/dist`` without source maps, its ``index.html`` rewritten to load
+    nothing from another site, and the icon font it needs."""
+    deps = json.loads((web / "package.json").read_text("utf-8"))["dependencies"]
+    if ADMIN_UI not in deps:
+        return {}
+    dist = installed(web, ADMIN_UI) / "ui" / "dist"
+    files: dict[str, Path | bytes] = {}
+    for path in sorted(dist.rglob("*")):
+        if path.is_file() and path.suffix != ".map":
+            files["admin-ui/" + path.relative_to(dist).as_posix()] = path
+    index = (dist / "index.html").read_text("utf-8")
+    for cdn, local in _ADMIN_UI_LINKS:
+        index = index.replace(cdn, local)
+    if re.search(r"""(?:href|src)=["']?(?:[a-z]+:)?//""", index, re.IGNORECASE):
+        fail(f"{dist / 'index.html'} loads from another site (a new {ADMIN_UI} version?)")
+    files["admin-ui/index.html"] = index.encode("utf-8")
+    icons = installed(web, ICONS)
+    files["admin-ui/mdi/css/materialdesignicons.min.css"] = (
+        icons / "css" / "materialdesignicons.min.css"
+    )
+    for font in sorted((icons / "fonts").glob("materialdesignicons-webfont.woff*")):
+        files[f"admin-ui/mdi/fonts/{font.name}"] = font
+    return files
+
+
+def sources(web: Path = WEB) -> dict[str, Path | bytes]:
+    """Relative path under ``_static`` -> the file it is copied from (or its bytes)."""
     package = web / "node_modules" / CLIENT
     version = pinned_version(web)
     try:
@@ -64,7 +127,7 @@ def sources(web: Path = WEB) -> dict[str, Path]:
         fail(f"{package} is missing: run scripts/bootstrap.sh (npm ci in web/)")
     if installed != version:
         fail(f"{CLIENT} {installed} is installed but web/package.json pins {version}: npm ci")
-    files = {f"{CLIENT}/package.json": package / "package.json"}
+    files: dict[str, Path | bytes] = {f"{CLIENT}/package.json": package / "package.json"}
     for name in CLIENT_FILES:
         path = package / "dist" / name
         if not path.is_file():
@@ -77,6 +140,7 @@ def sources(web: Path = WEB) -> dict[str, Path]:
         files["web/" + "/".join(parts)] = path
     if "web/index.html" not in files:
         fail("web/index.html is missing")
+    files.update(admin_ui_sources(web))
     return files
 
 
@@ -87,7 +151,7 @@ def pack(web: Path = WEB, out: Path = OUT) -> list[str]:
     if out.exists() and not out.is_dir():
         out.unlink()
     for rel, src in files.items():
-        data = src.read_bytes()
+        data = src if isinstance(src, bytes) else src.read_bytes()
         dest = out / rel
         if not dest.is_file() or dest.read_bytes() != data:
             dest.parent.mkdir(parents=True, exist_ok=True)

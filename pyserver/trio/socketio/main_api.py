@@ -6,13 +6,14 @@ is in :class:`~pyserver.trio.socketio.namespace.Namespace`'s terms.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any, TypeVar
+from collections.abc import Awaitable, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from pyserver.trio.socketio.extras import ServerExtras
 
 if TYPE_CHECKING:
     from pyserver.trio.socketio.adapter_base import RemoteSocket
+    from pyserver.trio.socketio.admin import AdminUI
     from pyserver.trio.socketio.broadcast import BroadcastOperator
     from pyserver.trio.socketio.namespace import Namespace
     from pyserver.trio.socketio.room_tasks import RoomHandle
@@ -25,6 +26,14 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 class MainNamespaceApi(ServerExtras):
     """The main namespace's API on the server (module docstring)."""
+
+    #: The Admin UI's instrumentation (:meth:`instrument`), or None.
+    admin: AdminUI | None = None
+    running: bool  # (the Server's)
+
+    def spawn(self, fn: Callable[..., Awaitable[Any]], name: str, *args: Any) -> bool:
+        """Run ``fn(*args)`` in the server's nursery (``Server``)."""
+        raise NotImplementedError
 
     @property
     def main(self) -> Namespace:
@@ -107,6 +116,43 @@ class MainNamespaceApi(ServerExtras):
         """A handler for another node's ``server_side_emit`` (see
         :meth:`Namespace.on_server_event`)."""
         return self.main.on_server_event(event, handler)
+
+    def instrument(
+        self,
+        auth: Any = None,
+        mode: Literal["development", "production"] = "development",
+        read_only: bool = False,
+        namespace: str = "/admin",
+        server_id: str | None = None,
+        server_stats_interval: float = 2,
+        *,
+        serve_ui: bool | str = False,
+    ) -> AdminUI:
+        """Speak to the Socket.IO Admin UI (``@socket.io/admin-ui`` 0.5) on ``namespace``
+        (python-socketio's signature; see :mod:`pyserver.trio.socketio.admin`). ``auth`` is
+        required: False, ``{"username", "password"}``, Node's ``{"type": "basic",
+        "username", "password": <bcrypt hash>}``, a list of them, or ``fn(auth) -> bool``.
+        ``mode="production"`` sends only the server stats. ``serve_ui=True`` serves the UI
+        at ``/admin/`` (or the path given)."""
+        if auth is None:
+            raise ValueError("instrument() needs auth= (False: anyone may log in)")
+        from pyserver.trio.socketio.admin import AdminUI  # (only an instrumented server)
+
+        if self.admin is not None:
+            raise RuntimeError("this Server is already instrumented")
+        admin = self.admin = AdminUI(
+            self,  # type: ignore[arg-type]  # (the Server)
+            auth=auth,
+            mode=mode,
+            read_only=read_only,
+            namespace=namespace,
+            server_id=server_id,
+            server_stats_interval=server_stats_interval,
+            serve_ui=serve_ui,
+        )
+        if self.running:
+            self.spawn(admin.run, "admin stats")
+        return admin
 
     def room(self, name: str, grace: float | None = None) -> RoomHandle:
         """A room of the main namespace, for room-scoped tasks (see

@@ -135,8 +135,10 @@ class Server(MainNamespaceApi):
         initial_headers: HeadersHook | None = None,
         headers: HeadersHook | None = None,
         http_compression_threshold: int = 1024,
+        http_compression_level: int = -1,
         per_message_deflate: bool = False,
         max_sessions_per_ip: int | None = None,
+        allow_eio3: bool = False,
         max_connections: int | Literal["auto"] | None = "auto",
         max_connections_per_ip: int | None = None,
         rate_limit: RateLimit | None = None,
@@ -199,7 +201,9 @@ class Server(MainNamespaceApi):
             initial_headers=initial_headers,
             headers=headers,
             compression_threshold=http_compression_threshold,
+            compression_level=http_compression_level,
             max_sessions_per_ip=max_sessions_per_ip,
+            allow_eio3=allow_eio3,
             on_connect=self._eio_connect,
             on_message=self._eio_message,
             on_disconnect=self._eio_disconnect,
@@ -368,6 +372,8 @@ class Server(MainNamespaceApi):
                     adapter_run = getattr(self.adapter_factory, "run", None)
                     if adapter_run is not None:  # a cluster adapter's tasks
                         await nursery.start(adapter_run, self)
+                    if self.admin is not None:  # sio.instrument(): the Admin UI's stats
+                        nursery.start_soon(self.admin.run)
                     task_status.started()
                     await self._close_requested.wait()
                 finally:
@@ -420,6 +426,8 @@ class Server(MainNamespaceApi):
         session.data["sio"] = client
         self.clients[session.sid] = client
         self.schedule(client)
+        if session.core.protocol == 3:  # socket.io-client 2.x: joined to "/" at once
+            client.join_main()
 
     def _eio_message(self, session: EngineSession, data: str | bytes) -> Work | None:
         client: Client = session.data["sio"]
