@@ -176,7 +176,8 @@ class WebSocketTransport(SessionTable):
         core = session.core
         if core.state is SessionState.OPEN:
             code = ws.close_code
-            if code == 1008 and ws.close_reason == "slow consumer":  # (its outbox closed it)
+            # (its outbox closed it; close_reason is not part of every WebSocket type)
+            if code == 1008 and getattr(ws, "close_reason", None) == "slow consumer":
                 slow = self.counters.slow_consumers
                 slow["websocket"] = slow.get("websocket", 0) + 1
             reason = (
