@@ -55,7 +55,7 @@ from __future__ import annotations
 
 import logging
 import secrets
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import coredis
 import trio
@@ -63,6 +63,7 @@ import trio
 from pyserver.logtext import shown
 from pyserver.redis import codec
 from pyserver.redis.nodes import NodeTable, heartbeat_message
+from pyserver.trio.redis.answers import HandlerBudget
 from pyserver.trio.redis.remote import RedisNamespaceAdapter, new_uid
 from pyserver.trio.redis.subscriber import Subscriber
 
@@ -112,7 +113,8 @@ class RedisAdapter:
         self.requests_timeout = requests_timeout
         self.heartbeat_interval = heartbeat_interval
         self.max_pending_requests = max_pending_requests
-        self.max_handler_tasks = max_handler_tasks
+        #: The server-side handler tasks run for other nodes (``max_handler_tasks``).
+        self.handlers = HandlerBudget(max_handler_tasks)
         self.start_timeout = start_timeout
         self.publish_queue_bytes = publish_queue_bytes
         self.adapters: dict[str, RedisNamespaceAdapter] = {}
@@ -132,6 +134,10 @@ class RedisAdapter:
         self._send, self._receive = trio.open_memory_channel[tuple[str, bytes]](publish_queue_size)
         self._queued_bytes = 0
         self._dropped = 0
+        #: Messages for other nodes dropped (queue full) since the start (for the metrics).
+        self.dropped_total = 0
+        #: Times the subscriber got every subscription back after losing them (metrics).
+        self.reconnects = 0
         self._routes: dict[bytes, tuple[RedisNamespaceAdapter, bool]] = {}
         self._patterns: dict[bytes, RedisNamespaceAdapter] = {}
         self._heartbeat_channel = codec.heartbeat_channel(key)
@@ -140,7 +146,6 @@ class RedisAdapter:
         self.subscribed = trio.Event()
         """Set while the subscriber holds every subscription (replaced when it is lost)."""
         self._running = False
-        self._handler_tasks = 0
         self._malformed = 0
         self._redis_down = False
         self._subscribed_since = 0.0
@@ -150,6 +155,11 @@ class RedisAdapter:
     def redis_down(self) -> bool:
         """True from a lost subscription until the subscriber is back."""
         return self._redis_down
+
+    @property
+    def publish_queued(self) -> tuple[int, int]:
+        """Messages waiting in the publish queue, and their bytes (for monitoring)."""
+        return self._send.statistics().current_buffer_used, self._queued_bytes
 
     @property
     def dropped(self) -> int:
@@ -288,6 +298,7 @@ class RedisAdapter:
     def _state(self, *, up: bool, why: BaseException | None = None) -> None:
         if up and self._redis_down:
             self._redis_down = False
+            self.reconnects += 1
             logger.warning("Redis %s: reconnected and resubscribed", self.url)
         elif up:
             logger.info("Redis %s: subscribed (node %s)", self.url, self.uid)
@@ -347,6 +358,7 @@ class RedisAdapter:
                 "Redis publish queue full: dropping messages for other nodes until it drains"
             )
         self._dropped += 1
+        self.dropped_total += 1
         return False
 
     async def _publisher(self) -> None:
@@ -428,25 +440,6 @@ class RedisAdapter:
             if counts.get(name.encode(), 0) > 0
         )
         return max(total - me - len(hung), 0), hung
-
-    # -- server-side handlers ----------------------------------------------------------------
-
-    def spawn_handler(self, nsp: AdapterNamespace, fn: Any, *args: Any) -> bool:
-        """Run a server-side handler task (at most ``max_handler_tasks`` at once)."""
-        if self._handler_tasks >= self.max_handler_tasks:
-            return False
-        self._handler_tasks += 1
-
-        async def run() -> None:
-            try:
-                await fn(*args)
-            finally:
-                self._handler_tasks -= 1
-
-        if not nsp.server.spawn(run, f"server-side event in {nsp.name}"):
-            self._handler_tasks -= 1
-            return False
-        return True
 
     def __repr__(self) -> str:
         return f"<RedisAdapter {self.url} key={self.key!r} uid={self.uid}>"

@@ -25,12 +25,15 @@ a :class:`~pyserver.trio.redis.remote.RedisNamespaceAdapter`), so this module do
 import ``remote.py``, which imports it. Membership requests are applied with the adapter's
 own ``add_sockets``/``del_sockets``/``disconnect_sockets``: their options are local, so
 nothing is published again.
+
+:class:`HandlerBudget` bounds the server-side handler tasks of every cluster adapter (this
+one's node and the streams and sharded adapters' nodes).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, Protocol
 
 from pyserver.logtext import shown
@@ -40,7 +43,36 @@ from pyserver.socketio.packets import ProtocolError, Sid, encode_event
 from pyserver.trio.socketio.adapter import AdapterNamespace, BroadcastOptions, LocalSocket
 from pyserver.trio.socketio.socket import ERROR_ACK, call
 
-__all__ = ["Answering", "AnsweringNode", "answer", "options"]
+__all__ = ["Answering", "AnsweringNode", "HandlerBudget", "answer", "options"]
+
+
+class HandlerBudget:
+    """The server-side handler tasks a node runs for other nodes' events: at most ``max``
+    at once (``max_handler_tasks``), so a flood of requests cannot start tasks unbounded."""
+
+    __slots__ = ("count", "max")
+
+    def __init__(self, max_tasks: int) -> None:
+        self.max = max_tasks
+        self.count = 0
+
+    def spawn(self, nsp: AdapterNamespace, fn: Callable[[], Awaitable[Any]]) -> bool:
+        """Run ``fn()`` in the server's nursery; False (nothing run) at the bound or when
+        the server is not running."""
+        if self.count >= self.max:
+            return False
+        self.count += 1
+
+        async def run() -> None:
+            try:
+                await fn()
+            finally:
+                self.count -= 1
+
+        if not nsp.server.spawn(run, f"server-side event in {nsp.name}"):
+            self.count -= 1
+            return False
+        return True
 
 
 class AnsweringNode(Protocol):
@@ -49,8 +81,9 @@ class AnsweringNode(Protocol):
     @property
     def requests_timeout(self) -> float: ...
 
-    def spawn_handler(self, nsp: AdapterNamespace, fn: Callable[[], Any], *args: Any) -> bool:
-        """Run a server-side handler task (bounded); False when it cannot."""
+    @property
+    def handlers(self) -> HandlerBudget:
+        """The server-side handler tasks (bounded)."""
         ...
 
 
@@ -190,7 +223,7 @@ def _server_side_event(adapter: Answering, message: dict[str, Any], rid: Any) ->
         if respond is not None:
             respond({"type": RequestType.SERVER_SIDE_EMIT, "requestId": rid, "data": reply})
 
-    if not adapter.node.spawn_handler(nsp, run):
+    if not adapter.node.handlers.spawn(nsp, run):
         logger.warning("server-side event %s dropped: too many handlers running", shown(data[0]))
 
 

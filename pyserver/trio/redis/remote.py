@@ -12,7 +12,8 @@ to the other nodes and what it does with theirs (the protocol of
 * Requests with answers (``fetch_sockets``, ``server_side_emit_with_ack``, broadcasts with
   acks): the requester counts the nodes (see :meth:`RedisAdapter.remote_count`), publishes,
   and waits for that many answers, at most ``requests_timeout`` (or the broadcast's
-  timeout). Pending requests are bounded (``max_pending_requests``).
+  timeout). Pending requests are bounded (``max_pending_requests``). Written once for the
+  cluster adapters in :mod:`pyserver.trio.redis.requesting`; here are this protocol's hooks.
 * Requests from other nodes are answered by :mod:`pyserver.trio.redis.answers`.
 
 The namespace adapter reaches its node through the :class:`Node` protocol (what it needs of
@@ -27,21 +28,16 @@ import secrets
 from collections.abc import Iterable, Sequence
 from typing import Any, Protocol
 
-import trio
-
 from pyserver.logtext import shown
 from pyserver.redis import codec
 from pyserver.redis.codec import RequestType
 from pyserver.socketio.packets import ProtocolError, Sid, encode_event
 from pyserver.trio.redis import answers
+from pyserver.trio.redis.requesting import Request, RequestingAdapter
 from pyserver.trio.socketio.adapter import (
-    AckSink,
     AdapterNamespace,
     BroadcastOptions,
-    InMemoryAdapter,
-    LocalSocket,
     RemoteSocket,
-    RequestTimeout,
 )
 from pyserver.trio.socketio.broadcast import notify_outgoing
 
@@ -82,46 +78,17 @@ class Node(answers.AnsweringNode, Protocol):
         ...
 
 
-class _Pending:
-    """A request waiting for the other nodes' answers."""
-
-    __slots__ = ("answered", "done", "expected", "expires", "hung", "responses", "sink")
-
-    def __init__(
-        self, expected: int, hung: frozenset[str], expires: float, sink: AckSink | None = None
-    ) -> None:
-        self.expected = expected
-        self.hung = hung
-        self.expires = expires
-        self.answered = 0
-        self.responses: list[Any] = []
-        self.done = trio.Event()
-        self.sink = sink
-
-    def answer(self, message: dict[str, Any]) -> None:
-        uid = message.get("uid")
-        if isinstance(uid, str) and uid in self.hung:
-            self.expected += 1  # a stale node answered after all
-            self.hung = self.hung - {uid}
-        self.answered += 1
-        if self.answered >= self.expected:
-            self.done.set()
-
-
-class RedisNamespaceAdapter(InMemoryAdapter):
+class RedisNamespaceAdapter(RequestingAdapter):
     """The adapter of one namespace on one node of a Redis cluster."""
 
     # Other nodes' broadcasts arrive encoded, without offsets, and a client may come back
     # on another node: recovery would report sockets as recovered that missed packets.
     supports_recovery = False
+    node: Node
 
     def __init__(self, node: Node, nsp: AdapterNamespace) -> None:
-        super().__init__(nsp)
-        self.node = node
-        self.uid = node.uid
+        super().__init__(node, nsp)
         self.channels = codec.Channels(node.key, nsp.name)
-        self.default_ack_timeout = node.requests_timeout
-        self.pending: dict[str, _Pending] = {}
 
     def close(self) -> None:
         """The namespace is gone (an empty dynamic child removed): its channels are
@@ -210,97 +177,34 @@ class RedisNamespaceAdapter(InMemoryAdapter):
             )  # fmt: skip
         super().disconnect_sockets(opts, close)
 
-    def server_side_emit(self, event: str, args: Sequence[Any]) -> None:
-        self._publish_request(
-            {"uid": self.uid, "type": RequestType.SERVER_SIDE_EMIT, "data": [event, *args]}
-        )
+    # -- the requests' hooks (RequestingAdapter) -----------------------------------------
 
-    async def _request(
-        self,
-        message: dict[str, Any],
-        timeout: float,  # noqa: ASYNC109
-        msgpack: bool = False,
-    ) -> tuple[_Pending | None, bool]:
-        """Publish a request and wait for the other nodes: ``(pending, complete)``;
-        ``(None, True)`` when no other node will answer."""
-        expected, hung = await self.node.remote_count(self)
-        if expected == 0:
-            return None, True
-        pending = self._register(expected, hung, timeout)
-        message["requestId"] = rid = new_uid()
-        self.pending[rid] = pending
-        try:
-            self._publish_request(message, msgpack)
-            with trio.move_on_after(timeout):
-                await pending.done.wait()
-            return pending, pending.done.is_set()
-        finally:
-            self.pending.pop(rid, None)
+    async def _count(self) -> tuple[int, frozenset[str]]:
+        return await self.node.remote_count(self)
 
-    def _register(self, expected: int, hung: frozenset[str], timeout: float) -> _Pending:
-        now = trio.current_time()
-        if len(self.pending) >= 64:  # broadcasts with acks are forgotten once expired
-            for rid in [r for r, p in self.pending.items() if p.expires < now]:
-                del self.pending[rid]
-            if len(self.pending) >= self.node.max_pending_requests:
-                raise RuntimeError(f"too many requests to other nodes in flight in {self.name}")
-        return _Pending(expected, hung, now + timeout)
+    def _new_id(self) -> str:
+        return new_uid()
 
-    async def fetch_sockets(self, opts: BroadcastOptions) -> list[LocalSocket | RemoteSocket]:
-        found = await super().fetch_sockets(opts)
-        if opts.local:
-            return found
-        message = {"uid": self.uid, "type": RequestType.REMOTE_FETCH, "opts": self._opts(opts)}
-        pending, complete = await self._request(message, self.node.requests_timeout)
-        if pending is not None:
-            found.extend(pending.responses)
-            if not complete:
-                raise RequestTimeout(
-                    "timeout reached while waiting for fetchSockets response", found
-                )
-        return found
+    def _send_request(self, rid: str | None, kind: int, data: dict[str, Any]) -> None:
+        message = {"uid": self.uid, "type": kind, **data}
+        if rid is not None:
+            message["requestId"] = rid
+        # a broadcast with acks is msgpack, as Node's (its packet may hold binary)
+        self._publish_request(message, msgpack=kind == RequestType.BROADCAST)
 
-    async def server_side_emit_with_ack(
-        self,
-        event: str,
-        args: Sequence[Any],
-        timeout: float | None = None,  # noqa: ASYNC109
-    ) -> list[Any]:
-        message = {"uid": self.uid, "type": RequestType.SERVER_SIDE_EMIT, "data": [event, *args]}
-        pending, complete = await self._request(
-            message, timeout if timeout is not None else self.node.requests_timeout
-        )
-        if pending is None:
-            return []
-        if not complete:
-            raise RequestTimeout(
-                f"timeout reached: only {pending.answered} responses received out of "
-                f"{pending.expected}",
-                pending.responses,
-            )
-        return pending.responses
+    def _fetch_request(self, opts: BroadcastOptions) -> tuple[int, dict[str, Any], float]:
+        return RequestType.REMOTE_FETCH, {"opts": self._opts(opts)}, self.node.requests_timeout
 
-    async def broadcast_with_ack(
-        self, event: str, args: Sequence[Any], opts: BroadcastOptions, sink: AckSink
-    ) -> None:
-        if not opts.local:
-            timeout = opts.timeout if opts.timeout is not None else self.node.requests_timeout
-            expected, hung = await self.node.remote_count(self)
-            sink.expect_nodes(1 + expected)
-            if expected:
-                rid = new_uid()
-                pending = self._register(expected, hung, timeout)
-                pending.sink = sink
-                self.pending[rid] = pending
-                flags: dict[str, Any] = self._flags(opts)
-                flags["timeout"] = round(timeout * 1000)
-                self._publish_request(
-                    {"uid": self.uid, "requestId": rid, "type": RequestType.BROADCAST,
-                     "packet": {"type": 2, "data": [event, *args], "nsp": self.name},
-                     "opts": {**self._opts(opts), "flags": flags}},
-                    msgpack=True,
-                )  # fmt: skip
-        self.local_broadcast_with_ack(event, args, opts, sink.client_count, sink.reply, sink.gone)
+    def _emit_request(self, packet: list[Any]) -> Request:
+        return RequestType.SERVER_SIDE_EMIT, {"data": packet}
+
+    def _ack_request(self, packet: list[Any], opts: BroadcastOptions, ms: int) -> Request:
+        flags: dict[str, Any] = self._flags(opts)
+        flags["timeout"] = ms
+        return RequestType.BROADCAST, {
+            "packet": {"type": 2, "data": packet, "nsp": self.name},
+            "opts": {**self._opts(opts), "flags": flags},
+        }
 
     # -- what other nodes send ---------------------------------------------------------------
 
@@ -346,18 +250,18 @@ class RedisNamespaceAdapter(InMemoryAdapter):
             if kind == RequestType.BROADCAST_CLIENT_COUNT:
                 count = message.get("clientCount")
                 if type(count) is int and count >= 0:
-                    pending.answer(message)
+                    pending.answer(message.get("uid"))
                     sink.client_count(count)
             elif kind == RequestType.BROADCAST_ACK:
                 sink.reply(message.get("packet"))
         elif kind == RequestType.SERVER_SIDE_EMIT:
             pending.responses.append(message.get("data"))
-            pending.answer(message)
+            pending.answer(message.get("uid"))
         elif "sockets" in message:
             sockets = message["sockets"]
             if isinstance(sockets, list):
                 pending.responses.extend(self._remote_socket(s) for s in sockets)
-                pending.answer(message)
+                pending.answer(message.get("uid"))
 
     def _remote_socket(self, described: Any) -> RemoteSocket:
         if not isinstance(described, dict) or not isinstance(described.get("id"), str):

@@ -56,6 +56,7 @@ from pyserver.redis.codec import CodecError
 from pyserver.redis.streams import ClusterMessage, MessageType
 from pyserver.socketio.packets import Sid
 from pyserver.trio.redis.adapter import _cancelled, _why
+from pyserver.trio.redis.answers import HandlerBudget
 from pyserver.trio.redis.streams_namespace import StreamsNamespaceAdapter
 from pyserver.trio.redis.streams_parts import NamespaceRef
 from pyserver.trio.redis.streams_reader import ReaderConnection, entries, take_session, text
@@ -115,7 +116,8 @@ class RedisStreamsAdapter:
         self.session_key_prefix = session_key_prefix
         self.requests_timeout = requests_timeout
         self.max_pending_requests = max_pending_requests
-        self.max_handler_tasks = max_handler_tasks
+        #: The server-side handler tasks run for other nodes (``max_handler_tasks``).
+        self.handlers = HandlerBudget(max_handler_tasks)
         self.start_timeout = start_timeout
         self.max_message_bytes = max_message_bytes
         #: SSUBSCRIBE/SPUBLISH/SHARDNUMSUB (Redis 7) instead (Node's ``useShardedPubSub``).
@@ -143,7 +145,6 @@ class RedisStreamsAdapter:
         self.subscribed = trio.Event()
         self.reading = trio.Event()
         self._running = False
-        self._handler_tasks = 0
         self._malformed = 0
         self._down: set[str] = set()
 
@@ -468,23 +469,6 @@ class RedisStreamsAdapter:
             logger.warning("Redis %s: cannot count the nodes (%s)", self.url, _why(exc))
             return 0
         return max(counts.get(adapter.public.encode(), 0) - 1, 0)
-
-    def spawn_handler(self, nsp: AdapterNamespace, fn: Any, *args: Any) -> bool:
-        """Run a server-side handler task (at most ``max_handler_tasks`` at once)."""
-        if self._handler_tasks >= self.max_handler_tasks:
-            return False
-        self._handler_tasks += 1
-
-        async def run() -> None:
-            try:
-                await fn(*args)
-            finally:
-                self._handler_tasks -= 1
-
-        if not nsp.server.spawn(run, f"server-side event in {nsp.name}"):
-            self._handler_tasks -= 1
-            return False
-        return True
 
     def __repr__(self) -> str:
         return f"<RedisStreamsAdapter {self.url} stream={self.stream_name!r} uid={self.uid}>"

@@ -41,15 +41,12 @@ from pyserver.redis.streams import ClusterMessage, MessageType
 from pyserver.socketio.packets import ProtocolError, Sid, encode_event
 from pyserver.socketio.recovery import RecoveredSession, RecoveryStore, StateRecovery
 from pyserver.trio.redis.answers import describe
-from pyserver.trio.redis.streams_parts import Pending, Restored, StreamSessions, StreamsNode
+from pyserver.trio.redis.requesting import Pending, Request, RequestingAdapter
+from pyserver.trio.redis.streams_parts import Restored, StreamSessions, StreamsNode
 from pyserver.trio.socketio.adapter import (
-    AckSink,
     AdapterNamespace,
     BroadcastOptions,
-    InMemoryAdapter,
-    LocalSocket,
     RemoteSocket,
-    RequestTimeout,
 )
 from pyserver.trio.socketio.broadcast import notify_outgoing
 from pyserver.trio.socketio.socket import ERROR_ACK, call
@@ -62,20 +59,17 @@ MAX_REPLAY = 100_000
 """Entries read from the stream at most to restore one session (past it: not recovered)."""
 
 
-class StreamsNamespaceAdapter(InMemoryAdapter):
+class StreamsNamespaceAdapter(RequestingAdapter):
     """The adapter of one namespace on one node of a Redis streams cluster."""
 
     supports_recovery = True
     recovers_across_nodes = True
+    node: StreamsNode
 
     def __init__(self, node: StreamsNode, nsp: AdapterNamespace) -> None:
-        super().__init__(nsp)
-        self.node = node
-        self.uid = node.uid
+        super().__init__(node, nsp)
         self.public = streams.channel(node.channel_prefix, self.name)
         self.private = streams.channel(node.channel_prefix, self.name, node.uid)
-        self.default_ack_timeout = node.requests_timeout
-        self.pending: dict[str, Pending] = {}
         self.store: StreamSessions | None = None
         self._pids: dict[Sid, str] = {}
 
@@ -164,93 +158,31 @@ class StreamsNamespaceAdapter(InMemoryAdapter):
             self._append(MessageType.DISCONNECT_SOCKETS, {"opts": self._opts(opts), "close": close})
         super().disconnect_sockets(opts, close)
 
-    def server_side_emit(self, event: str, args: Sequence[Any]) -> None:
-        self._publish(self.public, MessageType.SERVER_SIDE_EMIT, {"packet": [event, *args]})
+    # -- the requests' hooks (RequestingAdapter) -----------------------------------------
 
-    def _register(self, expected: int, timeout: float, sink: AckSink | None = None) -> str:
-        now = trio.current_time()
-        if len(self.pending) >= 64:  # broadcasts with acks are forgotten once expired
-            for rid in [r for r, p in self.pending.items() if p.expires < now]:
-                del self.pending[rid]
-            if len(self.pending) >= self.node.max_pending_requests:
-                raise RuntimeError(f"too many requests to other nodes in flight in {self.name}")
-        rid = self.node.new_id()
-        self.pending[rid] = Pending(expected, now + timeout, sink)
-        return rid
+    async def _count(self) -> tuple[int, frozenset[str]]:
+        return await self.node.remote_count(self), frozenset()
 
-    async def _request(
-        self,
-        kind: MessageType,
-        data: dict[str, Any],
-        timeout: float,  # noqa: ASYNC109
-    ) -> tuple[Pending | None, bool]:
-        """Publish a request and wait for the other nodes: ``(pending, complete)``;
-        ``(None, True)`` when no other node will answer."""
-        expected = await self.node.remote_count(self)
-        if expected == 0:
-            return None, True
-        data["requestId"] = rid = self._register(expected, timeout)
-        pending = self.pending[rid]
-        try:
-            self._publish(self.public, kind, data)
-            with trio.move_on_after(timeout):
-                await pending.done.wait()
-            return pending, pending.done.is_set()
-        finally:
-            self.pending.pop(rid, None)
+    def _new_id(self) -> str:
+        return self.node.new_id()
 
-    async def fetch_sockets(self, opts: BroadcastOptions) -> list[LocalSocket | RemoteSocket]:
-        found = await super().fetch_sockets(opts)
-        if opts.local:
-            return found
+    def _send_request(self, rid: str | None, kind: int, data: dict[str, Any]) -> None:
+        if rid is not None:
+            data["requestId"] = rid
+        self._publish(self.public, MessageType(kind), data)
+
+    def _fetch_request(self, opts: BroadcastOptions) -> tuple[int, dict[str, Any], float]:
         timeout = opts.timeout if opts.timeout is not None else self.node.requests_timeout
-        pending, complete = await self._request(
-            MessageType.FETCH_SOCKETS, {"opts": self._opts(opts)}, timeout
-        )
-        if pending is not None:
-            found.extend(pending.responses)
-            if not complete:
-                raise RequestTimeout(
-                    "timeout reached while waiting for fetchSockets response", found
-                )
-        return found
+        return MessageType.FETCH_SOCKETS, {"opts": self._opts(opts)}, timeout
 
-    async def server_side_emit_with_ack(
-        self,
-        event: str,
-        args: Sequence[Any],
-        timeout: float | None = None,  # noqa: ASYNC109
-    ) -> list[Any]:
-        pending, complete = await self._request(
-            MessageType.SERVER_SIDE_EMIT,
-            {"packet": [event, *args]},
-            timeout if timeout is not None else self.node.requests_timeout,
-        )
-        if pending is None:
-            return []
-        if not complete:
-            raise RequestTimeout(
-                f"timeout reached: only {pending.answered} responses received out of "
-                f"{pending.expected}",
-                pending.responses,
-            )
-        return pending.responses
+    def _emit_request(self, packet: list[Any]) -> Request:
+        return MessageType.SERVER_SIDE_EMIT, {"packet": packet}
 
-    async def broadcast_with_ack(
-        self, event: str, args: Sequence[Any], opts: BroadcastOptions, sink: AckSink
-    ) -> None:
-        if not opts.local:
-            timeout = opts.timeout if opts.timeout is not None else self.node.requests_timeout
-            expected = await self.node.remote_count(self)
-            sink.expect_nodes(1 + expected)
-            if expected:
-                rid = self._register(expected, timeout, sink)
-                self._publish(self.public, MessageType.BROADCAST, {
-                    "packet": {"type": 2, "data": [event, *args]},
-                    "requestId": rid,
-                    "opts": self._opts(opts, timeout=round(timeout * 1000)),
-                })  # fmt: skip
-        self.local_broadcast_with_ack(event, args, opts, sink.client_count, sink.reply, sink.gone)
+    def _ack_request(self, packet: list[Any], opts: BroadcastOptions, ms: int) -> Request:
+        return MessageType.BROADCAST, {
+            "packet": {"type": 2, "data": packet},
+            "opts": self._opts(opts, timeout=ms),
+        }
 
     # -- sessions --------------------------------------------------------------------------
 
@@ -479,7 +411,7 @@ class StreamsNamespaceAdapter(InMemoryAdapter):
                 self._answer(uid, MessageType.SERVER_SIDE_EMIT_RESPONSE,
                              {"requestId": rid, "packet": reply})  # fmt: skip
 
-        if not self.node.spawn_handler(nsp, run):
+        if not self.node.handlers.spawn(nsp, run):
             logger.warning("server-side event %s dropped: too many handlers", shown(packet[0]))
 
     def _broadcast_with_ack(self, uid: str, data: dict[str, Any], rid: str) -> None:

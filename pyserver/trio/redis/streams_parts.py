@@ -3,23 +3,21 @@ its namespace adapters (:mod:`pyserver.trio.redis.streams_namespace`) share, wri
 protocols where one needs the other, so neither module imports the one that imports it:
 :class:`StreamsNode` (the node, as a namespace adapter sees it), :class:`NamespaceRef` (a
 namespace adapter, as the node sees it), :class:`StreamSessions` (the namespace's recovery
-store), :class:`Restored` (a session restored from the stream) and :class:`Pending` (a
-request waiting for the other nodes)."""
+store), :class:`Restored` (a session restored from the stream). A request waiting for the other
+nodes is :class:`pyserver.trio.redis.requesting.Pending`."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
-
-import trio
 
 from pyserver.redis.streams import ClusterMessage
 from pyserver.socketio.packets import Sid
 from pyserver.socketio.recovery import RecoveredSession, RecoveryStore, StateRecovery
-from pyserver.trio.socketio.adapter import AckSink, AdapterNamespace
+from pyserver.trio.redis.answers import HandlerBudget
 
-__all__ = ["NamespaceRef", "Pending", "Restored", "SessionSaver", "StreamSessions", "StreamsNode"]
+__all__ = ["NamespaceRef", "Restored", "SessionSaver", "StreamSessions", "StreamsNode"]
 
 
 class SessionSaver(Protocol):
@@ -131,25 +129,7 @@ class StreamsNode(Protocol):
 
     def new_id(self) -> str: ...
 
-    def spawn_handler(self, nsp: AdapterNamespace, fn: Callable[[], Any], *args: Any) -> bool: ...
+    @property
+    def handlers(self) -> HandlerBudget: ...
 
     def forget(self, adapter: NamespaceRef) -> None: ...
-
-
-class Pending:
-    """A request waiting for the other nodes' answers."""
-
-    __slots__ = ("answered", "done", "expected", "expires", "responses", "sink")
-
-    def __init__(self, expected: int, expires: float, sink: AckSink | None = None) -> None:
-        self.expected = expected
-        self.expires = expires
-        self.answered = 0
-        self.responses: list[Any] = []
-        self.done = trio.Event()
-        self.sink = sink
-
-    def answer(self) -> None:
-        self.answered += 1
-        if self.answered >= self.expected:
-            self.done.set()
