@@ -79,8 +79,8 @@ DEPTH_BUCKETS: tuple[float, ...] = (0, 1, 4, 16, 64, 256, 1024, 4096)
 """Messages: the outbox depth histogram's upper bounds."""
 
 
-Watch = Callable[[str, str | None, str, int], None]
-"""``watch(direction, sid, event, count)``: see :class:`NamespaceCounters`."""
+Watch = Callable[[str, str, str | None, str, int], None]
+"""``watch(direction, namespace, sid, event, count)``: see :class:`NamespaceCounters`."""
 
 
 class EngineCounters:
@@ -131,11 +131,15 @@ class NamespaceCounters:
       (``InMemoryAdapter.broadcast``, ``local_broadcast_with_ack``).
     * ``handler_seconds``: how long each event's handlers ran (``HandlerQueue._run``), only
       while ``timed`` is set (metrics on: two clock reads per event).
-    * ``watch``: None, or ``watch(direction, sid, event, count)`` called for every event
-      received (``"in"``) or sent (``"out"``; ``sid`` None and ``count`` the recipients for a
-      broadcast): the per-event log and the counts by event name hang there, so neither
-      costs more than one attribute test while off.
-    * ``events_by_name[(direction, event)]``: what a ``watch`` counts by allowlisted name.
+    * ``recovery_kept``: sockets whose session connection state recovery kept when they
+      left (``Socket._left``); restored ones are ``recovered``.
+    * ``watch``: None, or ``watch(direction, namespace, sid, event, count)`` called for every
+      event received (``"in"``) or sent (``"out"``; ``sid`` None and ``count`` the
+      recipients for a broadcast): the per-event log (:meth:`add_listener`) and the counts
+      by event name (:meth:`count_by_name`) hang there, so neither costs more than one
+      attribute test while off.
+    * ``events_by_name[(direction, event)]``: the events by name once :meth:`count_by_name`
+      was called (a name outside its allowlist counts as ``_other``).
     """
 
     __slots__ = (
@@ -145,13 +149,16 @@ class NamespaceCounters:
         "acks_timed_out",
         "connects",
         "disconnects",
+        "event_names",
         "events_by_name",
         "events_in",
         "events_out",
         "handler_seconds",
+        "listeners",
         "name",
         "rate_limited",
         "recovered",
+        "recovery_kept",
         "refused",
         "timed",
         "volatile_skipped",
@@ -174,9 +181,39 @@ class NamespaceCounters:
         self.acks_sent = 0
         self.rate_limited = 0
         self.volatile_skipped = 0
+        self.recovery_kept = 0
         self.handler_seconds = Histogram(DURATION_BUCKETS)
         self.timed = False
         self.watch: Watch | None = None
+        self.event_names: frozenset[str] | None = None
+        self.listeners: list[Watch] = []
+
+    def count_by_name(self, names: Iterable[str]) -> None:
+        """Count events by name from now on: those in ``names`` under their name, the others
+        under ``_other`` (event names are the client's choice: never an unbounded label)."""
+        self.event_names = frozenset(names)
+        self._rewatch()
+
+    def add_listener(self, listener: Watch) -> None:
+        """Call ``listener(direction, namespace, sid, event, count)`` for every event from
+        now on (once, however often it is added)."""
+        if listener not in self.listeners:
+            self.listeners.append(listener)
+        self._rewatch()
+
+    def _rewatch(self) -> None:
+        self.watch = self._watch if self.event_names is not None or self.listeners else None
+
+    def _watch(
+        self, direction: str, namespace: str, sid: str | None, event: str, count: int
+    ) -> None:
+        names = self.event_names
+        if names is not None:
+            key = (direction, event if event in names else OTHER_EVENT)
+            by_name = self.events_by_name
+            by_name[key] = by_name.get(key, 0) + count
+        for listener in self.listeners:
+            listener(direction, namespace, sid, event, count)
 
 
 class Histogram:

@@ -133,7 +133,7 @@ class BroadcastOperator:
             if adapter.outgoing_watchers:
                 notify_outgoing(adapter, opts, event, sent)
             if adapter.counters.watch is not None:
-                adapter.counters.watch("out", None, event, count)
+                adapter.counters.watch("out", nsp.name, None, event, count)
             return count
         parts = nsp.encode_event(
             nsp.name, event, args, max_bytes=nsp.server.session_config.max_emit_bytes
@@ -143,7 +143,7 @@ class BroadcastOperator:
             notify_outgoing(adapter, opts, event, args)
         watch = adapter.counters.watch
         if watch is not None:
-            watch("out", None, event, count)
+            watch("out", nsp.name, None, event, count)
         return count
 
     def send(self, *args: Any) -> int:

@@ -147,7 +147,7 @@ class Client(Admission):
         counters = socket.nsp.counters
         counters.events_in += 1
         if counters.watch is not None:
-            counters.watch("in", socket.id, event.event, 1)
+            counters.watch("in", event.namespace, socket.id, event.event, 1)
         limiter = socket._limiter
         if limiter is not None and not self._within_rate(limiter, socket, event):
             return None

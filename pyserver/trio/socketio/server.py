@@ -95,6 +95,7 @@ from pyserver.socketio.session import DEFAULT_MAX_EMIT_BYTES, SessionConfig
 from pyserver.trio.engineio import EngineIOServer, EngineSession
 from pyserver.trio.engineio.hooks import AllowRequest, Cookie, HeadersHook
 from pyserver.trio.http.app import App
+from pyserver.trio.metrics import Metrics, enable_metrics
 from pyserver.trio.socketio.adapter import AdapterFactory, InMemoryAdapter
 from pyserver.trio.socketio.client import Client
 from pyserver.trio.socketio.main_api import MainNamespaceApi
@@ -154,6 +155,7 @@ class Server(MainNamespaceApi):
         parser: Literal["json", "msgpack"] | Parser = "json",
         json: Any = None,
         app: App | None = None,
+        metrics: bool | Metrics = False,
     ) -> None:
         if rate_limit is not None and (rate_limit[0] < 1 or rate_limit[1] <= 0):
             raise ValueError("rate_limit must be (events >= 1, seconds > 0)")
@@ -245,6 +247,8 @@ class Server(MainNamespaceApi):
         self._close_requested = trio.Event()  # close() asked run to end
         self._stopped: trio.Event | None = None  # set once serve (or a run alone) ended
         self._timer: DeadlineTimer[Client] = DeadlineTimer(self._client_due)
+        if metrics:  # Prometheus /metrics: see pyserver.trio.metrics
+            enable_metrics(self, metrics if isinstance(metrics, Metrics) else None)
 
     # -- namespaces ------------------------------------------------------------------------
 

@@ -164,7 +164,7 @@ class Socket(HandlerQueue):
             counters = nsp.counters
             counters.events_out += 1
             if counters.watch is not None:
-                counters.watch("out", self.id, event, 1)
+                counters.watch("out", nsp.name, self.id, event, 1)
 
     def send(self, *args: Any) -> None:
         """``emit("message", *args)``."""
@@ -215,7 +215,7 @@ class Socket(HandlerQueue):
         counters.events_out += 1
         counters.acks_requested += 1
         if counters.watch is not None:
-            counters.watch("out", self.id, event, 1)
+            counters.watch("out", self.nsp.name, self.id, event, 1)
         if self._any_outgoing:
             self.notify_outgoing(event, sent)
 
@@ -440,6 +440,7 @@ class Socket(HandlerQueue):
         store = self.nsp.recovery
         if store is not None and self.pid is not None and reason in RECOVERABLE_REASONS:
             store.persist(self.id, self.pid, self._rooms_at_exit, self.data, trio.current_time())
+            self.nsp.counters.recovery_kept += 1
         self.nsp._remove_socket(self)
         if self._pending_events:  # events not run yet can no longer be answered
             self._queue = deque(item for item in self._queue if item[0] != EVENT)

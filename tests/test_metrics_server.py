@@ -1,0 +1,258 @@
+"""``/metrics`` of a real Server, scraped over HTTP before and after a known workload done by
+real clients: each counter moves by exactly what was done, and the answer parses with
+``prometheus_client``'s parser (which nobody here wrote)."""
+
+from __future__ import annotations
+
+import urllib.request
+from typing import Any
+
+import trio
+from helpers.sio_client import PyClient, RawClient, in_thread, serving
+from prometheus_client.parser import text_string_to_metric_families
+
+from pyserver import App, Server
+from pyserver.testing import connect
+from pyserver.trio.metrics import Metrics, serve_metrics
+
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+def _fetch(url: str) -> tuple[str, str]:
+    with urllib.request.urlopen(url, timeout=5) as answer:
+        return answer.headers["Content-Type"], answer.read().decode()
+
+
+async def scrape(url: str) -> Samples:
+    content_type, text = await in_thread(_fetch, url)
+    assert content_type.startswith("text/plain; version=0.0.4")
+    samples: Samples = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            samples[(sample.name, frozenset(sample.labels.items()))] = sample.value
+    return samples
+
+
+def value(samples: Samples, name: str, **labels: str) -> float:
+    return samples.get((name, frozenset(labels.items())), 0.0)
+
+
+def moved(before: Samples, after: Samples) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    """The samples that changed, and by how much (the live gauges and histograms left out)."""
+    skip = ("pyserver_handler_duration_seconds", "pyserver_send_queue_depth")
+    return {
+        key: after.get(key, 0.0) - before.get(key, 0.0)
+        for key in set(before) | set(after)
+        if after.get(key, 0.0) != before.get(key, 0.0) and not key[0].startswith(skip)
+    }
+
+
+async def wait_until(check: Any) -> None:
+    while not check():  # noqa: ASYNC110 (counters and lists, not events)
+        await trio.sleep(0.01)
+
+
+async def test_counters_move_by_the_workload() -> None:
+    """Connects, N events, M acked events, acks asked of the client (answered, one timed
+    out), a rate-limited event, a known disconnect reason: exactly those deltas."""
+    sio = Server(metrics=Metrics(events=["chat"]))
+    limited = sio.of("/limited", rate_limit=(1, 60.0))
+    left: list[str] = []
+    acks: list[Any] = []
+
+    @sio.on("chat")
+    def chat(socket: Any, text: str) -> str:
+        return text.upper()
+
+    @sio.on("ask me")
+    async def ask_me(socket: Any) -> None:
+        acks.append(await socket.emit_with_ack("question", 1, timeout=5))
+        acks.append(await socket.emit_with_ack("question", 2, timeout=5))
+        try:
+            await socket.emit_with_ack("unanswered", timeout=0.2)
+        except TimeoutError:
+            acks.append("timed out")
+
+    @sio.on("disconnect")
+    def gone(socket: Any, reason: str) -> None:
+        left.append(reason)
+
+    limited.on("ping me", lambda socket: None)
+    n_events, m_acked = 5, 3
+    with trio.fail_after(20):
+        async with serving(sio) as url:
+            before = await scrape(url + "/metrics")
+            async with (
+                connect(url, transports=["websocket"]) as client,
+                connect(url + "/limited", transports=["websocket"]) as other,
+            ):
+                client.on("question", lambda n: n * 10)
+                for i in range(n_events):
+                    client.emit("chat", f"m{i}")
+                for i in range(m_acked):
+                    assert await client.emit_with_ack("chat", f"a{i}") == f"A{i}"
+                client.emit("ask me")
+                await wait_until(lambda: len(acks) == 3)
+                other.emit("ping me")
+                assert await other.emit_with_ack("ping me") == {"error": "rate limited"}
+                client.disconnect()
+                await wait_until(lambda: left)
+            await wait_until(lambda: len(sio.eio.sessions) == 0)
+            after = await scrape(url + "/metrics")
+    assert acks == [10, 20, "timed out"]
+    assert left == ["client namespace disconnect"]
+    root, lim = {"namespace": "/"}, {"namespace": "/limited"}
+    events_in = n_events + m_acked + 1  # + "ask me"
+    assert moved(before, after) == {
+        k: v
+        for k, v in {
+            (
+                "pyserver_engine_connections_opened_total",
+                frozenset({("transport", "websocket")}),
+            ): 2,
+            # (each client closes its connection once its socket left)
+            (
+                "pyserver_engine_connections_closed_total",
+                frozenset({("reason", "transport close")}),
+            ): 2,
+            ("pyserver_socket_connects_total", frozenset({**root, "result": "ok"}.items())): 1,
+            ("pyserver_socket_connects_total", frozenset({**lim, "result": "ok"}.items())): 1,
+            (
+                "pyserver_socket_disconnects_total",
+                frozenset({**root, "reason": "client namespace disconnect"}.items()),
+            ): 1,
+            (
+                "pyserver_socket_disconnects_total",
+                frozenset({**lim, "reason": "client namespace disconnect"}.items()),
+            ): 1,
+            # by name: "chat" is allowed, the others are _other
+            (
+                "pyserver_events_total",
+                frozenset({**root, "direction": "in", "event": "chat"}.items()),
+            ): n_events + m_acked,
+            (
+                "pyserver_events_total",
+                frozenset({**root, "direction": "in", "event": "_other"}.items()),
+            ): 1,
+            (
+                "pyserver_events_total",
+                frozenset({**root, "direction": "out", "event": "_other"}.items()),
+            ): 3,
+            (
+                "pyserver_events_total",
+                frozenset({**lim, "direction": "in", "event": "_other"}.items()),
+            ): 2,
+            ("pyserver_acks_requested_total", frozenset(root.items())): 3,
+            ("pyserver_acks_answered_total", frozenset(root.items())): 2,
+            ("pyserver_ack_timeouts_total", frozenset(root.items())): 1,
+            ("pyserver_acks_sent_total", frozenset(root.items())): m_acked,
+            ("pyserver_rate_limited_events_total", frozenset(lim.items())): 1,
+        }.items()
+    } | _engine_packets(before, after, events_in)
+    # every event handled was timed (the histogram counts them)
+    timed = value(after, "pyserver_handler_duration_seconds_count", **root) - value(
+        before, "pyserver_handler_duration_seconds_count", **root
+    )
+    assert timed == events_in
+
+
+def _engine_packets(before: Samples, after: Samples, events_in: int) -> dict[Any, float]:
+    """The Engine.IO packet and byte counters moved (their exact values are checked by the
+    test below); returned as they moved so the comparison above is exact for the rest."""
+    keys = [
+        ("pyserver_engine_packets_total", frozenset({("direction", d)})) for d in ("in", "out")
+    ] + [("pyserver_engine_bytes_total", frozenset({("direction", d)})) for d in ("in", "out")]
+    deltas = {key: after.get(key, 0.0) - before.get(key, 0.0) for key in keys}
+    assert deltas[keys[0]] >= events_in and deltas[keys[1]] > 0
+    return deltas
+
+
+async def test_slow_consumer_and_volatile_drops() -> None:
+    """A client that stops reading (python-websockets' client stops once its queue of 16
+    messages is full): volatile packets to it are skipped once its outbox holds something,
+    then a flood closes it as a slow consumer; both counted once, on a separate listener
+    (``serve_metrics``)."""
+    sio = Server(app=App(ws_max_outbox_bytes=1 << 20), metrics=Metrics(path=None))
+    gone: list[str] = []
+    sent: list[int] = []
+
+    @sio.on("flood")
+    def flood(socket: Any) -> None:
+        big = "x" * 65536
+        for i in range(400):
+            if socket.client.outbox_depth() and not sent:
+                socket.volatile.emit("tick", i)  # skipped: something is queued
+                sent.append(i)
+            if not socket.connected:
+                break
+            socket.emit("big", big)
+
+    @sio.on("disconnect")
+    def left(socket: Any, reason: str) -> None:
+        gone.append(reason)
+
+    with trio.fail_after(20):
+        async with serving(sio) as url, trio.open_nursery() as nursery:
+            listeners = await nursery.start(serve_metrics, sio, "127.0.0.1", 0)
+            metrics_url = f"http://127.0.0.1:{listeners[0].socket.getsockname()[1]}/metrics"
+            before = await scrape(metrics_url)
+            raw = await RawClient.open(url)
+            await raw.send_sio("0")
+            assert (await raw.recv_sio()).startswith("0")
+            await raw.send_sio('2["flood"]')
+            await wait_until(lambda: gone)
+            after = await scrape(metrics_url)
+            nursery.cancel_scope.cancel()
+    assert gone == ["transport error"] and sent
+    changes = moved(before, after)
+    slow = ("pyserver_slow_client_disconnects_total", frozenset({("transport", "websocket")}))
+    skipped = ("pyserver_volatile_dropped_total", frozenset({("namespace", "/")}))
+    assert changes[slow] == 1
+    assert changes[skipped] == 1
+    closed = (
+        "pyserver_engine_connections_closed_total",
+        frozenset({("reason", "transport error")}),
+    )
+    assert changes[closed] == 1
+
+
+async def test_python_socketio_client_and_route() -> None:
+    """python-socketio's client: its connect, its events and its disconnect, counted; the
+    route answers on the server's port."""
+    sio = Server(metrics=True)
+    sio.on("hello", lambda socket, *args: None)
+    with trio.fail_after(20):
+        async with serving(sio) as url:
+            before = await scrape(url + "/metrics")
+            client = PyClient()
+            await client.connect(url)
+            for _ in range(4):
+                await in_thread(client.client.emit, "hello", 1)
+            await in_thread(client.client.call, "hello", 2)  # (an ack asked: answered empty)
+            await client.disconnect()
+            await wait_until(lambda: len(sio.eio.sessions) == 0)
+            after = await scrape(url + "/metrics")
+    root = frozenset({("namespace", "/")})
+    changes = moved(before, after)
+    assert changes[("pyserver_socket_connects_total", root | {("result", "ok")})] == 1
+    assert changes[("pyserver_events_total", root | {("direction", "in")})] == 5
+    assert changes[("pyserver_acks_sent_total", root)] == 1
+    # (python-socketio's disconnect closes the connection without a DISCONNECT packet)
+    disconnected = root | {("reason", "transport close")}
+    assert changes[("pyserver_socket_disconnects_total", disconnected)] == 1
+    assert value(after, "pyserver_sockets", namespace="/") == 0
+    # Engine.IO messages: in, the CONNECT "0{}" and 5 events ('2["hello",1]' four times,
+    # '20["hello",2]'); out, the CONNECT answer '0{"sid":"<20 characters>"}' and the ack "30[]"
+    packets = "pyserver_engine_packets_total"
+    assert changes[(packets, frozenset({("direction", "in")}))] == 6
+    assert changes[(packets, frozenset({("direction", "out")}))] == 2
+    engine_bytes = "pyserver_engine_bytes_total"
+    assert changes[(engine_bytes, frozenset({("direction", "in")}))] == 3 + 4 * 12 + 13
+    assert changes[(engine_bytes, frozenset({("direction", "out")}))] == 31 + 4
+    assert value(after, "pyserver_build_info", version="0.1.0", python=platform_python()) == 1
+
+
+def platform_python() -> str:
+    import platform
+
+    return platform.python_version()
