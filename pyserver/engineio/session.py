@@ -57,7 +57,14 @@ from pyserver.engineio.events import (
     UpgradeCompleted,
     UpgradeState,
 )
-from pyserver.engineio.packets import Packet, PacketError, PacketType, decode_packet, decode_payload
+from pyserver.engineio.packets import (
+    Packet,
+    PacketError,
+    PacketType,
+    decode_packet,
+    decode_payload,
+    encode_payload,
+)
 from pyserver.errors import LocalProtocolError
 
 __all__ = [
@@ -90,6 +97,10 @@ _PONG_PROBE = Packet(PacketType.PONG, "probe")
 
 class Session:
     """The state of one Engine.IO session. See the module docstring for its rules."""
+
+    #: The Engine.IO protocol revision it speaks (``SessionV3`` of
+    #: :mod:`pyserver.engineio.v3` says 3).
+    protocol = 4
 
     __slots__ = (
         "_close_deadline",
@@ -252,6 +263,10 @@ class Session:
         if self.state is SessionState.CLOSING and not self._outbox:
             return self._close(CloseReason.FORCED_CLOSE, "closed by the server")
         return _NO_EVENTS
+
+    def encode_poll(self, packets: list[Packet]) -> str | bytes:
+        """The body of the answer to a GET carrying ``packets`` (v4: text, ``\\x1e``)."""
+        return encode_payload(packets)
 
     def cancel_poll(self) -> None:
         """The waiting GET went away without an answer (its connection closed)."""

@@ -21,7 +21,6 @@ from pyserver.engineio.http_answers import (
     UNSUPPORTED,
     compress,
 )
-from pyserver.engineio.packets import encode_payload
 from pyserver.engineio.session import CloseReason, EioSid, SessionState, Transport
 from pyserver.http import Request, Response
 from pyserver.trio.engineio.hooks import extra_headers, request_allowed
@@ -50,7 +49,7 @@ class PollingTransport(SessionTable):
         transport = query.get("transport")
         if transport not in self.transports:
             return self._refused(request, UNKNOWN_TRANSPORT, cors)
-        if query.get("EIO") != "4":
+        if query.get("EIO") != "4" and not (self.allow_eio3 and query.get("EIO") == "3"):
             return self._refused(request, UNSUPPORTED, cors)
         sid = query.get("sid")
         if sid is None:
@@ -91,7 +90,7 @@ class PollingTransport(SessionTable):
         self._connected(session)
         if self._hooked:
             cors = extra_headers(self, request, session.sid, [*cors])
-        return self._payload_response(request, encode_payload(packets), cors)
+        return self._payload_response(request, core.encode_poll(packets), cors)
 
     async def _poll(
         self, session: EngineSession, request: Request, cors: list[tuple[str, str]]
@@ -132,7 +131,7 @@ class PollingTransport(SessionTable):
         self._process(session, core.poll_finished())
         if self._hooked:
             cors = extra_headers(self, request, None, [*cors])
-        return self._payload_response(request, encode_payload(packets), cors)
+        return self._payload_response(request, core.encode_poll(packets), cors)
 
     def _post(
         self, session: EngineSession, request: Request, cors: list[tuple[str, str]]
@@ -144,7 +143,10 @@ class PollingTransport(SessionTable):
                 session, core.transport_closed(CloseReason.TRANSPORT_ERROR, "payload too large")
             )
             return Response(413, [*cors, ("Content-Type", "text/html")], b"Payload Too Large")
-        if request.headers.get("content-type") == "application/octet-stream":
+        if (
+            request.headers.get("content-type") == "application/octet-stream"
+            and core.protocol == 4  # (v3 clients post binary payloads)
+        ):
             self._process(
                 session, core.transport_closed(CloseReason.TRANSPORT_ERROR, "invalid content")
             )
@@ -159,14 +161,15 @@ class PollingTransport(SessionTable):
         return Response(200, headers, b"ok")
 
     def _payload_response(
-        self, request: Request, payload: str, cors: list[tuple[str, str]]
+        self, request: Request, payload: str | bytes, cors: list[tuple[str, str]]
     ) -> Response:
-        body = payload.encode("utf-8")
-        headers = [
-            *cors,
-            ("Content-Type", "text/plain; charset=UTF-8"),
-            ("Cache-Control", "no-store"),
-        ]
+        if isinstance(payload, str):
+            body = payload.encode("utf-8")
+            content_type = "text/plain; charset=UTF-8"
+        else:  # (an Engine.IO v3 binary payload)
+            body = payload
+            content_type = "application/octet-stream"
+        headers = [*cors, ("Content-Type", content_type), ("Cache-Control", "no-store")]
         if self.http_compression and len(body) >= self.compression_threshold:
             body, encoding = compress(body, request.headers.get("accept-encoding") or "")
             if encoding is not None:

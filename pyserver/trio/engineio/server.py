@@ -66,6 +66,7 @@ class EngineIOServer(PollingTransport, WebSocketTransport):
         max_queued_packets: int = 1024,
         max_queued_bytes: int = 16 * 1024 * 1024,
         max_sessions_per_ip: int | None = None,
+        allow_eio3: bool = False,
         allow_request: AllowRequest | None = None,
         cookie: Cookie | Mapping[str, Any] | str | bool | None = None,
         generate_id: Callable[[Request], str] | None = None,
@@ -111,6 +112,9 @@ class EngineIOServer(PollingTransport, WebSocketTransport):
         #: with its backoff), reported to ``on_connection_error`` and logged once per burst.
         #: None: no cap (the default: behind a reverse proxy every client has its address).
         self.max_sessions_per_ip = max_sessions_per_ip
+        #: Serve Engine.IO v3 (``EIO=3``: socket.io-client 2.x) as well, as Node's
+        #: ``allowEIO3``; off: such a request is refused ("Unsupported protocol version").
+        self.allow_eio3 = allow_eio3
         self._sessions_per_ip = {}
         self._session_refusals = BurstLog()
         #: Called with a :class:`RequestRefused` for every refused request (unknown sid or

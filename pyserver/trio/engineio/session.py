@@ -188,6 +188,10 @@ class EngineSession:
     def transport(self) -> Transport:
         return self.core.transport
 
+    def _use_ws(self, ws: WebSocket) -> None:
+        """The session runs on ``ws`` from now on (opened on it, or upgraded to it)."""
+        self._ws = ws
+
     @property
     def closed(self) -> bool:
         return self.core.state is not SessionState.OPEN

@@ -33,6 +33,7 @@ from pyserver.engineio.session import (
     Transport,
     UpgradeState,
 )
+from pyserver.engineio.v3 import SessionV3
 from pyserver.http import Request, Response
 from pyserver.logtext import shown
 from pyserver.metrics import EngineCounters
@@ -44,6 +45,7 @@ from pyserver.trio.engineio.session import (
     MessageHandler,
     send_quietly,
 )
+from pyserver.trio.engineio.v3 import EngineSessionV3
 from pyserver.trio.http.server import BurstLog, client_key
 from pyserver.trio.timers import DeadlineTimer
 from pyserver.trio.websocket.inline import Work, run_in
@@ -86,6 +88,7 @@ class SessionTable:
     _hooked: bool  # a cookie or a headers hook: HTTP answers get extra_headers
     _allow_async: bool  # allow_request is async
     max_sessions_per_ip: int | None
+    allow_eio3: bool  # Engine.IO v3 requests (socket.io-client 2.x) are served
     on_connection_error: Callable[[RequestRefused], None] | None
     on_connect: ConnectHandler | None
     on_message: MessageHandler | None
@@ -170,8 +173,22 @@ class SessionTable:
         sid = EioSid(secrets.token_urlsafe(15) if given is None else given)
         while sid in self.sessions:
             sid = EioSid(secrets.token_urlsafe(15))
-        core = Session(sid, transport, self.config, trio.current_time())
-        session = EngineSession(self, core, request)
+        if self.allow_eio3 and request.query.get("EIO") == "3":
+            session: EngineSession = EngineSessionV3(
+                self,
+                SessionV3(
+                    sid,
+                    transport,
+                    self.config,
+                    trio.current_time(),
+                    binary="b64" not in request.query,
+                ),
+                request,
+            )
+        else:
+            session = EngineSession(
+                self, Session(sid, transport, self.config, trio.current_time()), request
+            )
         self.sessions[sid] = session
         opened = self.counters.opened
         opened[transport.value] = opened.get(transport.value, 0) + 1

@@ -55,7 +55,7 @@ class WebSocketTransport(SessionTable):
         code: int | None = None
         if query.get("transport") != Transport.WEBSOCKET or "websocket" not in self.transports:
             code = UNKNOWN_TRANSPORT
-        elif query.get("EIO") != "4":
+        elif query.get("EIO") != "4" and not (self.allow_eio3 and query.get("EIO") == "3"):
             code = UNSUPPORTED
         elif (sid := query.get("sid")) is not None:
             if EioSid(sid) not in self.sessions:
@@ -115,7 +115,7 @@ class WebSocketTransport(SessionTable):
                 await ws.close(1013, "too many sessions")
                 return
             session = self._new_session(Transport.WEBSOCKET, ws.request)
-            session._ws = ws
+            session._use_ws(ws)
             self._flush_ws(session)
             self._connected(session)
             await self._read_loop(session, ws)
@@ -147,7 +147,7 @@ class WebSocketTransport(SessionTable):
                     for packet in core.take_probe_packets():
                         send_quietly(ws, encode_packet(packet))
                     if events and isinstance(events[0], UpgradeCompleted):
-                        session._ws = ws
+                        session._use_ws(ws)
                         self.counters.upgrades += 1
                     self._process(session, events)
                     if core.upgrade_state is UpgradeState.UPGRADED:

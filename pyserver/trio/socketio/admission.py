@@ -27,6 +27,7 @@ import trio
 
 from pyserver.errors import ConnectionRefused
 from pyserver.logtext import shown
+from pyserver.socketio.legacy import LegacyProtocol
 from pyserver.socketio.packets import Sid
 from pyserver.socketio.recovery import RecoveredSession
 from pyserver.socketio.session import NamespaceConnectRequested, Session
@@ -63,6 +64,16 @@ class Admission:
     def send_parts(self, parts: list[str | bytes]) -> None:
         """Send an encoded packet (``Client``)."""
         raise NotImplementedError
+
+    def join_main(self) -> None:
+        """A socket.io-client 2.x connection (Socket.IO v4) is joined to ``"/"`` by the
+        server as soon as it opens (``LegacySession.join_main``), as any CONNECT."""
+        core = self.core
+        assert isinstance(core, LegacyProtocol)
+        work = self._connect_requested(core.join_main())
+        socket = self.sockets.get("/")
+        if work is not None and socket is not None:
+            socket._start(work)  # (no reader to run it: a task)
 
     def _connect_requested(self, event: NamespaceConnectRequested) -> Work | None:
         name = event.namespace

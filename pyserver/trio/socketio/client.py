@@ -28,6 +28,7 @@ import trio
 from pyserver.engineio.session import CloseReason, Transport
 from pyserver.errors import SocketDisconnected
 from pyserver.logtext import shown
+from pyserver.socketio.legacy import legacy_session
 from pyserver.socketio.parser_session import ParserSession
 from pyserver.socketio.ratelimit import RateLimiter, Refusals, Verdict
 from pyserver.socketio.session import (
@@ -73,11 +74,14 @@ class Client(Admission):
         self.server = server
         self.session = session
         parser = server.parser
-        self.core = (
-            Session(server.session_config, now)
-            if parser is None
-            else ParserSession(server.session_config, now, parser)
-        )
+        if session.core.protocol == 3:  # socket.io-client 2.x: Socket.IO v4 (allow_eio3)
+            self.core = legacy_session(server.session_config, now, parser)
+        else:
+            self.core = (
+                Session(server.session_config, now)
+                if parser is None
+                else ParserSession(server.session_config, now, parser)
+            )
         self.sockets: dict[str, Socket] = {}
         self.acks: dict[int, AckCallback] = {}
         self._refusals: Refusals | None = None  # made on the first refused event
