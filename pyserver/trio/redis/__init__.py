@@ -8,6 +8,8 @@ across nodes: :mod:`.streams`, :mod:`.streams_namespace`) and :class:`RedisShard
 * :mod:`.subscriber`: the subscribing connection (its own RESP reader, resubscribing on
   reconnect); :mod:`.remote`: requests to other nodes and their answers;
   :mod:`.answers`: this node answering theirs.
+* :mod:`.requesting`: the requests every cluster adapter's namespace makes (its base class);
+  :class:`.answers.HandlerBudget`: the server-side handler tasks every node bounds.
 
 The wire codecs are sans-IO, in :mod:`pyserver.redis`. The in-memory adapter, the interface
 and :class:`~pyserver.trio.socketio.adapter.RemoteSocket` are in

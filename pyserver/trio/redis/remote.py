@@ -33,7 +33,7 @@ from pyserver.redis import codec
 from pyserver.redis.codec import RequestType
 from pyserver.socketio.packets import ProtocolError, Sid, encode_event
 from pyserver.trio.redis import answers
-from pyserver.trio.redis.requesting import Request, RequestingAdapter
+from pyserver.trio.redis.requesting import Request, RequestingAdapter, RequestingNode
 from pyserver.trio.socketio.adapter import (
     AdapterNamespace,
     BroadcastOptions,
@@ -52,18 +52,12 @@ def new_uid() -> str:
     return secrets.token_urlsafe(6)[:6]
 
 
-class Node(answers.AnsweringNode, Protocol):
+class Node(answers.AnsweringNode, RequestingNode, Protocol):
     """What a namespace adapter (and :mod:`pyserver.trio.redis.answers`) needs of its node,
     the :class:`~pyserver.trio.redis.RedisAdapter`."""
 
     @property
-    def uid(self) -> str: ...
-
-    @property
     def key(self) -> str: ...
-
-    @property
-    def max_pending_requests(self) -> int: ...
 
     def publish(self, channel: str, payload: bytes) -> bool:
         """Queue ``payload`` for ``channel`` (never blocks); False if the queue is full."""

@@ -16,6 +16,7 @@ from pyserver.redis.streams import ClusterMessage
 from pyserver.socketio.packets import Sid
 from pyserver.socketio.recovery import RecoveredSession, RecoveryStore, StateRecovery
 from pyserver.trio.redis.answers import HandlerBudget
+from pyserver.trio.redis.requesting import RequestingNode
 
 __all__ = ["NamespaceRef", "Restored", "SessionSaver", "StreamSessions", "StreamsNode"]
 
@@ -86,21 +87,12 @@ class StreamSessions(RecoveryStore):
         self.adapter.save_session(session.sid, session.pid, session.rooms, session.data)
 
 
-class StreamsNode(Protocol):
+class StreamsNode(RequestingNode, Protocol):
     """What a namespace adapter needs of its node (the
     :class:`~pyserver.trio.redis.streams.RedisStreamsAdapter`)."""
 
     @property
-    def uid(self) -> str: ...
-
-    @property
     def channel_prefix(self) -> str: ...
-
-    @property
-    def requests_timeout(self) -> float: ...
-
-    @property
-    def max_pending_requests(self) -> int: ...
 
     @property
     def position(self) -> tuple[int, int]:
