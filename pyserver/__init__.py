@@ -21,6 +21,10 @@ _EXPORTS: dict[str, str] = {
     "ConnectionClosed": "pyserver.errors",
     "ConnectionRefused": "pyserver.errors",
     "Server": "pyserver.trio.socketio.server",
+    "Metrics": "pyserver.trio.metrics",
+    "serve_metrics": "pyserver.trio.metrics",
+    "log_events": "pyserver.trio.logevents",
+    "configure_logging": "pyserver.logjson",
     "Namespace": "pyserver.trio.socketio.namespace",
     "NamespaceHandlers": "pyserver.trio.socketio.class_handlers",
     "RedisAdapter": "pyserver.trio.redis.adapter",
@@ -59,6 +63,7 @@ __all__ = [
     "FrameError",
     "Headers",
     "LocalProtocolError",
+    "Metrics",
     "Mount",
     "Namespace",
     "NamespaceHandlers",
@@ -78,7 +83,10 @@ __all__ = [
     "StateRecovery",
     "WebSocket",
     "broadcast",
+    "configure_logging",
     "connect",
+    "log_events",
+    "serve_metrics",
 ]
 
 if TYPE_CHECKING:
@@ -93,6 +101,7 @@ if TYPE_CHECKING:
         SocketDisconnected,
     )
     from pyserver.http import Headers, Mount, Request, Response
+    from pyserver.logjson import configure_logging
     from pyserver.socketio.client import ConnectionLost
     from pyserver.socketio.packets import PacketTooLarge
     from pyserver.socketio.recovery import StateRecovery
@@ -103,6 +112,8 @@ if TYPE_CHECKING:
     from pyserver.trio.engineio import EngineIOServer
     from pyserver.trio.http.app import App
     from pyserver.trio.http.static import DEFAULT_SECURITY_HEADERS
+    from pyserver.trio.logevents import log_events
+    from pyserver.trio.metrics import Metrics, serve_metrics
     from pyserver.trio.redis.adapter import RedisAdapter
     from pyserver.trio.redis.sharded import RedisShardedAdapter
     from pyserver.trio.redis.streams import RedisStreamsAdapter

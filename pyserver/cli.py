@@ -11,11 +11,14 @@ import os
 import signal
 import ssl
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import trio
+
+from pyserver.logjson import configure_logging
 
 
 def _load(target: str) -> Any:
@@ -93,6 +96,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             "the server's, none)",
         )
 
+    for command in (demo, run):
+        _metrics_options(command, on=command is demo)
     cluster = sub.add_parser(
         "cluster",
         help="N server processes on consecutive ports sharing one Redis",
@@ -123,6 +128,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         default=10.0,
         help="seconds a node gets to stop before it is killed (default 10)",
     )
+    for command in (demo, run, cluster):
+        _log_options(command)
 
     from pyserver.trio.client import cli as client_cli
 
@@ -130,11 +137,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     args = parser.parse_args(argv)
     node = os.environ.get("PYSERVER_NODE")
-    where = f" [node {node}]" if node else ""
-    logging.basicConfig(
-        level=args.log_level.upper(),
-        format=f"%(asctime)s %(levelname)s{where} %(name)s: %(message)s",
-    )
+    configure_logging(getattr(args, "log_format", "text"), args.log_level, node=node)
     if args.command == "client":
         raise SystemExit(client_cli.run(args))
     if args.command == "cluster":
@@ -152,6 +155,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                 web_dir=args.web_dir,
                 log_level=args.log_level,
                 grace=args.grace,
+                env=_log_env(args),
             )
         except ClusterError as exc:
             raise SystemExit(f"pyserver cluster: {exc}") from None
@@ -164,11 +168,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     else:
         app = _load(args.target)
     _apply_caps(app, args)
+    extra = _observe(app, args)
     context = _ssl_context(args.certfile, args.keyfile)
     scheme = "https" if context is not None else "http"
     logging.getLogger("pyserver").info("serving on %s://%s:%d/", scheme, args.host, args.port)
     try:
-        trio.run(_serve_until_signalled, app, args.host, args.port, context)
+        trio.run(_serve_until_signalled, app, args.host, args.port, context, extra)
     except* KeyboardInterrupt:  # a second Ctrl-C while shutting down
         pass
 
@@ -258,6 +263,69 @@ def _apply_caps(target: Any, args: argparse.Namespace) -> None:
         setattr(owner, name, None if value is _NO_CAP else value)
 
 
+def _metrics_options(command: argparse.ArgumentParser, *, on: bool) -> None:
+    command.add_argument(
+        "--metrics",
+        action=argparse.BooleanOptionalAction,
+        default=on,
+        help="Prometheus metrics at /metrics on the server's port (a Server; default: "
+        + ("on" if on else "off")
+        + ")",
+    )
+    command.add_argument(
+        "--metrics-port",
+        type=int,
+        default=None,
+        metavar="N",
+        help="serve /metrics on a listener of its own, on this port (same host)",
+    )
+
+
+def _log_options(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default=os.environ.get("PYSERVER_LOG_FORMAT", "text"),
+        help="log lines as text or as one JSON object per line (default: text)",
+    )
+    command.add_argument(
+        "--log-events",
+        action="store_true",
+        default=os.environ.get("PYSERVER_LOG_EVENTS") == "1",
+        help="log every event received and sent (sid, namespace, event; off by default)",
+    )
+
+
+def _log_env(args: argparse.Namespace) -> dict[str, str]:
+    """The cluster's log options, for its nodes (read as their options' defaults)."""
+    env = {"PYSERVER_LOG_FORMAT": args.log_format}
+    if args.log_events:
+        env["PYSERVER_LOG_EVENTS"] = "1"
+    return env
+
+
+def _observe(app: Any, args: argparse.Namespace) -> list[Callable[[], Awaitable[None]]]:
+    """``--metrics``, ``--metrics-port`` and ``--log-events`` on the served Server; the
+    tasks to run beside it (the metrics listener)."""
+    from pyserver.trio.logevents import log_events
+    from pyserver.trio.metrics import Metrics, enable_metrics, serve_metrics
+
+    wanted = args.metrics_port is not None or args.log_events or args.metrics
+    if not wanted:
+        return []
+    if not hasattr(app, "eio"):  # an App: no Socket.IO server to observe
+        raise SystemExit("pyserver: --metrics, --metrics-port and --log-events need a Server")
+    tasks: list[Callable[[], Awaitable[None]]] = []
+    if args.metrics:
+        enable_metrics(app)
+    if args.metrics_port is not None:
+        enable_metrics(app, Metrics(path=None))
+        tasks.append(partial(serve_metrics, app, args.host, args.metrics_port))
+    if args.log_events:
+        log_events(app)
+    return tasks
+
+
 def _ssl_context(certfile: Path | None, keyfile: Path | None) -> ssl.SSLContext | None:
     """A server TLS context from ``--certfile``/``--keyfile`` (None without them)."""
     if certfile is None:
@@ -273,7 +341,11 @@ def _ssl_context(certfile: Path | None, keyfile: Path | None) -> ssl.SSLContext 
 
 
 async def _serve_until_signalled(
-    app: Any, host: str, port: int, ssl_context: ssl.SSLContext | None = None
+    app: Any,
+    host: str,
+    port: int,
+    ssl_context: ssl.SSLContext | None = None,
+    extra: Sequence[Callable[[], Awaitable[None]]] = (),
 ) -> None:
     """Serve until SIGINT or SIGTERM, then shut down gracefully: cancelling ``serve`` closes
     every connection with "server shutting down" (what ``pyserver cluster`` relies on to stop
@@ -281,6 +353,8 @@ async def _serve_until_signalled(
     log = logging.getLogger("pyserver")
     async with trio.open_nursery() as nursery:
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            for task in extra:  # (the metrics listener)
+                nursery.start_soon(task)
             nursery.start_soon(
                 _serve_then_cancel, app, host, port, ssl_context, nursery.cancel_scope
             )

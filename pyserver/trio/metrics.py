@@ -22,11 +22,11 @@ from __future__ import annotations
 import platform
 from collections.abc import Iterable
 from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 import trio
 
-import pyserver
 from pyserver.http import Request, Response
 from pyserver.metrics import (
     CONTENT_TYPE,
@@ -109,12 +109,21 @@ def exposition(server: Server) -> Exposition:
     out.gauge(
         "pyserver_build_info",
         "pyserver's version and the Python running it (always 1).",
-        [({"version": pyserver.__version__, "python": platform.python_version()}, 1)],
+        [({"version": _version(), "python": platform.python_version()}, 1)],
     )
     _engine(out, server)
     _namespaces(out, server)
     _adapter(out, server)
     return out
+
+
+def _version() -> str:
+    """The installed pyserver's version (not ``pyserver.__version__``: importing the
+    package from here would be an import cycle)."""
+    try:
+        return version("pyserver")
+    except PackageNotFoundError:
+        return "unknown"
 
 
 def _engine(out: Exposition, server: Server) -> None:

@@ -258,6 +258,12 @@ class Admission:
             self.session.sid,
             self.session.transport,
             peer(self.session),
+            extra={
+                "sid": socket.id,
+                "namespace": name,
+                "eio_sid": self.session.sid,
+                "remote": peer(self.session),
+            },
         )
         return socket._connected()
 
@@ -270,6 +276,7 @@ class Admission:
             self.session.sid,
             peer(self.session),
             shown(message),
+            extra={"namespace": name, "eio_sid": self.session.sid, "remote": peer(self.session)},
         )
         nsp = self.server.namespaces.get(name)
         if nsp is not None:

@@ -204,6 +204,13 @@ class Client(Admission):
                 peer(self.session),
                 why,
                 earlier,
+                extra={
+                    "sid": socket.id,
+                    "namespace": socket.nsp.name,
+                    "event": event.event,
+                    "eio_sid": self.session.sid,
+                    "remote": peer(self.session),
+                },
             )
         if event.ack_id is not None:
             self.send_ack(event.namespace, event.ack_id, [{"error": why}])

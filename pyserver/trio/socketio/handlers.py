@@ -290,6 +290,7 @@ class HandlerQueue:
                 shown(event),
                 self.id,
                 shown(self.nsp.name),
+                extra={"sid": self.id, "namespace": self.nsp.name, "event": event},
             )
             if ack_id is not None:
                 self._ack(ack_id, [dict(ERROR_ACK)])

@@ -435,7 +435,13 @@ class Socket(HandlerQueue):
         disconnects[reason] = disconnects.get(reason, 0) + 1
         if self._any_outgoing:
             self.nsp.adapter.outgoing_watchers -= 1
-        logger.info("socket %s left %s: %s", self.id, shown(self.nsp.name), reason)
+        logger.info(
+            "socket %s left %s: %s",
+            self.id,
+            shown(self.nsp.name),
+            reason,
+            extra={"sid": self.id, "namespace": self.nsp.name},
+        )
         self._rooms_at_exit = frozenset(self.nsp.adapter.rooms_of(self.id))
         store = self.nsp.recovery
         if store is not None and self.pid is not None and reason in RECOVERABLE_REASONS:
