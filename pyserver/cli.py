@@ -95,6 +95,14 @@ def main(argv: Sequence[str] | None = None) -> None:
             help="Engine.IO sessions at once per client address, for a Server (default: "
             "the server's, none)",
         )
+        command.add_argument(
+            "--admin-password",
+            default=os.environ.get("PYSERVER_ADMIN_PASSWORD") or None,
+            metavar="P",
+            help="instrument the Server for the Socket.IO Admin UI (user admin, this "
+            "password, development mode) and serve the UI at /admin/ (default: "
+            "$PYSERVER_ADMIN_PASSWORD; none: no admin namespace)",
+        )
 
     for command in (demo, run):
         _metrics_options(command, on=command is demo)
@@ -169,6 +177,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         app = _load(args.target)
     _apply_caps(app, args)
     extra = _observe(app, args)
+    if args.admin_password:
+        _instrument(app, args.admin_password)
     context = _ssl_context(args.certfile, args.keyfile)
     scheme = "https" if context is not None else "http"
     logging.getLogger("pyserver").info("serving on %s://%s:%d/", scheme, args.host, args.port)
@@ -261,6 +271,27 @@ def _apply_caps(target: Any, args: argparse.Namespace) -> None:
                 raise SystemExit(f"pyserver: --{name.replace('_', '-')} takes a number or none")
             value = default_max_connections()
         setattr(owner, name, None if value is _NO_CAP else value)
+
+
+def _instrument(app: Any, password: str) -> None:
+    """``--admin-password``: the Admin UI's namespace (user ``admin``, the password hashed
+    with bcrypt here, as Node's ``instrument`` takes it) and its page at ``/admin/``."""
+    if not callable(getattr(app, "instrument", None)):
+        raise SystemExit("pyserver: --admin-password needs a Server, not an App")
+    try:
+        from pyserver.trio.socketio.admin import basic_auth
+
+        auth = basic_auth("admin", password)
+    except ImportError:
+        raise SystemExit(
+            "pyserver: --admin-password needs bcrypt: pip install 'pyserver[admin]'"
+        ) from None
+    app.instrument(
+        auth=auth,
+        mode="development",
+        serve_ui=True,
+    )
+    logging.getLogger("pyserver").info("Admin UI at /admin/ (user admin)")
 
 
 def _metrics_options(command: argparse.ArgumentParser, *, on: bool) -> None:

@@ -16,7 +16,8 @@ Writes ``pyserver/_static/`` (generated, ignored by git, shipped in the wheel an
   Design icon font from CDNs: the copy loads the icons from ``admin-ui/mdi/`` (the
   ``@mdi/font`` package's CSS and woff2/woff fonts) and drops the font (the system sans-serif
   instead), so the UI loads nothing from the internet; packing fails when the page still names
-  another site.
+  another site. ``admin-ui/server-url.js`` (loaded first) makes the login form offer the
+  page's own server.
 * ``MANIFEST``: the client's name and version on the first line, then the path of every file
   (paths only, so that editing a page does not rebuild the Rust crate).
   ``rust_frames/build.rs`` refuses to build the extension for Python when the manifest or a
@@ -61,7 +62,16 @@ _ADMIN_UI_LINKS = (
         "https://cdn.jsdelivr.net/npm/@mdi/font@latest/css/materialdesignicons.min.css",
         "mdi/css/materialdesignicons.min.css",
     ),
+    ("<script src=", '<script src="server-url.js"></script><script src=', 1),
 )
+#: Loaded first by the packed page: the UI's login form needs a server URL (its Connect
+#: button stays disabled while it is empty), so the page served by a server offers that
+#: server (its own origin) until the user saves another.
+_SERVER_URL_JS = b"""// pyserver: by default, connect to the server that serves this page
+try {
+  if (!localStorage.getItem("server_url")) localStorage.setItem("server_url", location.origin);
+} catch (e) {}
+"""
 
 
 def fail(message: str) -> NoReturn:
@@ -103,11 +113,12 @@ def admin_ui_sources(web: Path = WEB) -> dict[str, Path | bytes]:
         if path.is_file() and path.suffix != ".map":
             files["admin-ui/" + path.relative_to(dist).as_posix()] = path
     index = (dist / "index.html").read_text("utf-8")
-    for cdn, local in _ADMIN_UI_LINKS:
-        index = index.replace(cdn, local)
+    for cdn, local, *count in _ADMIN_UI_LINKS:
+        index = index.replace(cdn, local, *count)
     if re.search(r"""(?:href|src)=["']?(?:[a-z]+:)?//""", index, re.IGNORECASE):
         fail(f"{dist / 'index.html'} loads from another site (a new {ADMIN_UI} version?)")
     files["admin-ui/index.html"] = index.encode("utf-8")
+    files["admin-ui/server-url.js"] = _SERVER_URL_JS
     icons = installed(web, ICONS)
     files["admin-ui/mdi/css/materialdesignicons.min.css"] = (
         icons / "css" / "materialdesignicons.min.css"

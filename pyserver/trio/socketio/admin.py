@@ -85,7 +85,7 @@ if TYPE_CHECKING:
     from pyserver.trio.socketio.client import Client
     from pyserver.trio.socketio.socket import Socket
 
-__all__ = ["ADMIN_UI_DIR", "AdminUI", "AdminUiMount", "Instrumented"]
+__all__ = ["ADMIN_UI_DIR", "AdminUI", "AdminUiMount", "Instrumented", "basic_auth"]
 
 logger = logging.getLogger("pyserver.socketio.admin")
 
@@ -420,6 +420,16 @@ class AdminUI:
         while True:
             await trio.sleep(self.interval)
             self.tick()
+
+
+def basic_auth(username: str, password: str) -> dict[str, str]:
+    """Node's ``{"type": "basic", "username", "password": <bcrypt hash>}`` for ``auth=``,
+    hashing ``password`` now (what ``pyserver demo --admin-password`` does; needs
+    ``pip install 'pyserver[admin]'``). Slow on purpose: call it once, at startup."""
+    import bcrypt
+
+    hashed = bcrypt.hashpw(password.encode(), bcrypt.gensalt()).decode()
+    return {"type": "basic", "username": username, "password": hashed}
 
 
 def _dumped(data: Any) -> str:
