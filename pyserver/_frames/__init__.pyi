@@ -117,7 +117,9 @@ class Decoder:
 class Encoder:
     """Frame encoder. ``client=False`` writes unmasked server frames; ``client=True`` masks
     every frame with a fresh random key. With ``deflate``, data messages of at least
-    ``compress_threshold`` bytes are compressed (RSV1 on the first frame only)."""
+    ``compress_threshold`` bytes are compressed (RSV1 on the first frame only) at zlib's
+    ``compression_level`` (0-9, or -1 for zlib's default, 6; else ValueError); a message
+    sent with ``compress=False`` never is."""
 
     def __init__(
         self,
@@ -158,4 +160,5 @@ def encode_message(
     ``bytes`` a binary one unless ``text=True`` (then the bytes must already be UTF-8). With
     ``deflate_window_bits`` the payload is compressed without context takeover, so the same
     frame can go to every peer that negotiated ``server_no_context_takeover`` with at least
-    that window. This is the broadcast path: encode once, send to many."""
+    that window, at ``compression_level`` (0-9, or -1 for zlib's default). This is the
+    broadcast path: encode once, send to many."""

@@ -144,13 +144,13 @@ def pick_encoding(accept_encoding: str) -> str | None:
     return best[2] if best else None
 
 
-def compress(body: bytes, accept_encoding: str) -> tuple[bytes, str | None]:
-    """``body`` compressed with the client's preferred of gzip/deflate, and that name (or the
-    body unchanged and None)."""
+def compress(body: bytes, accept_encoding: str, level: int = -1) -> tuple[bytes, str | None]:
+    """``body`` compressed at zlib ``level`` (0-9, -1 zlib's default) with the client's
+    preferred of gzip/deflate, and that name (or the body unchanged and None)."""
     encoding = pick_encoding(accept_encoding)
     if encoding == "gzip":
-        compressor = zlib.compressobj(wbits=31)
+        compressor = zlib.compressobj(level, wbits=31)
         return compressor.compress(body) + compressor.flush(), encoding
     if encoding == "deflate":
-        return zlib.compress(body), encoding
+        return zlib.compress(body, level), encoding
     return body, None

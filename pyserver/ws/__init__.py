@@ -15,7 +15,8 @@ from pyserver.errors import ConnectionClosed
 
 __all__ = ["BROADCAST_COMPRESS_THRESHOLD", "broadcast"]
 
-#: Messages shorter than this (in characters or bytes) are never compressed for broadcast.
+#: Messages shorter than this (in characters or bytes) are not compressed for broadcast to
+#: a connection that does not say its own threshold (``deflate_key``).
 BROADCAST_COMPRESS_THRESHOLD = 128
 
 
@@ -29,20 +30,34 @@ class _FrameSink(Protocol):
 def broadcast(connections: Iterable[_FrameSink], message: str | bytes) -> int:
     """Queue ``message`` on every open connection; returns how many took it.
 
-    A connection may carry ``deflate_window_bits`` (int or None, see
-    ``pyserver.trio.websocket.connection.WebSocket``): peers with the same window share one
-    compressed frame; the rest share one plain frame.
+    A connection that agreed on permessage-deflate carries ``deflate_key``, ``(window bits,
+    zlib level, threshold)`` (see ``pyserver.trio.websocket.connection.DeflateWebSocket``):
+    peers with the same key share one compressed frame when the message reaches their
+    threshold; the rest share one plain frame. (A connection with only
+    ``deflate_window_bits`` is compressed at level 6 from ``BROADCAST_COMPRESS_THRESHOLD``.)
     """
-    compress = len(message) >= BROADCAST_COMPRESS_THRESHOLD
-    frames: dict[int | None, bytes] = {}
+    size = len(message)
+    frames: dict[tuple[int, int, int] | None, bytes] = {}
     sent = 0
     for ws in connections:
         if ws.closed:
             continue
-        bits: int | None = getattr(ws, "deflate_window_bits", None) if compress else None
-        frame = frames.get(bits)
+        key: tuple[int, int, int] | None = getattr(ws, "deflate_key", None)
+        if key is None:
+            bits: int | None = getattr(ws, "deflate_window_bits", None)
+            if bits is not None:
+                key = (bits, 6, BROADCAST_COMPRESS_THRESHOLD)
+        if key is not None and size < key[2]:
+            key = None
+        frame = frames.get(key)
         if frame is None:
-            frame = frames[bits] = _frames.encode_message(message, deflate_window_bits=bits)
+            frame = frames[key] = (
+                _frames.encode_message(message)
+                if key is None
+                else _frames.encode_message(
+                    message, deflate_window_bits=key[0], compression_level=key[1]
+                )
+            )
         try:
             ws.send_frame_nowait(frame)
         except ConnectionClosed:

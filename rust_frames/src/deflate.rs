@@ -30,6 +30,19 @@
 
 use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
 
+/// zlib's `Z_DEFAULT_COMPRESSION` (-1) stands for this level.
+pub const DEFAULT_LEVEL: u32 = 6;
+
+/// A compression level as zlib (and Node's `zlibDeflateOptions.level`) takes it: 0 (store)
+/// to 9 (smallest), or -1 for zlib's default ([`DEFAULT_LEVEL`]); None for anything else.
+#[must_use]
+pub fn zlib_level(level: i64) -> Option<u32> {
+    if level == -1 {
+        return Some(DEFAULT_LEVEL);
+    }
+    u32::try_from(level).ok().filter(|l| *l <= 9)
+}
+
 /// The empty stored block that ends every sync flush (RFC 7692 7.2.1/7.2.2).
 pub const TAIL: [u8; 4] = [0x00, 0x00, 0xff, 0xff];
 

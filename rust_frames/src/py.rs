@@ -557,12 +557,11 @@ struct PyEncoder {
 }
 
 fn level(level: i64) -> PyResult<u32> {
-    u32::try_from(level)
-        .ok()
-        .filter(|l| *l <= 9)
-        .ok_or_else(|| {
-            PyValueError::new_err(format!("compression level must be 0..9, not {level}"))
-        })
+    deflate::zlib_level(level).ok_or_else(|| {
+        PyValueError::new_err(format!(
+            "compression level must be 0..9 (or -1, zlib's default), not {level}"
+        ))
+    })
 }
 
 #[pymethods]

@@ -537,6 +537,49 @@ fn encoder_vectors() {
     assert_eq!(third[0], 0x81);
 }
 
+#[test]
+fn encoder_threshold_level_and_the_per_message_flag() {
+    // Node's perMessageDeflate: messages under the threshold go out plain (RSV1 unset),
+    // messages at or over it compressed (RSV1 set), and compress=false always plain.
+    let p = params(true, false);
+    let text = "pyserver ".repeat(200);
+    let payload = text.as_bytes();
+    let mut enc = Encoder::new(Role::Server, Some(&p), 6, payload.len());
+    assert_eq!(enc.message(true, payload, true).unwrap().to_vec()[0], 0xc1);
+    assert_eq!(
+        enc.message(true, &payload[1..], true).unwrap().to_vec()[0],
+        0x81
+    );
+    assert_eq!(enc.message(true, payload, false).unwrap().to_vec()[0], 0x81);
+    // the level reaches zlib: 0 stores (the payload plus framing: not smaller, so a
+    // no-context-takeover encoder sends it plain), 1 and 9 shrink it, 9 at least as much
+    let mut sizes = Vec::new();
+    for level in [0, 1, 9] {
+        let mut enc = Encoder::new(Role::Server, Some(&p), level, 0);
+        let frame = enc.message(true, payload, true).unwrap().to_vec();
+        let mut dec = Decoder::new(Role::Client, MIB, MIB, Some(&p));
+        assert_eq!(feed(&mut dec, &frame).unwrap(), [self::text(&text)]);
+        sizes.push((frame[0], frame.len()));
+    }
+    assert_eq!(sizes[0].0, 0x81, "level 0 does not shrink: sent plain");
+    assert_eq!((sizes[1].0, sizes[2].0), (0xc1, 0xc1));
+    assert!(
+        sizes[2].1 <= sizes[1].1 && sizes[1].1 < payload.len(),
+        "{sizes:?}"
+    );
+}
+
+#[test]
+fn zlib_levels_as_node_takes_them() {
+    use crate::deflate::{DEFAULT_LEVEL, zlib_level};
+    assert_eq!(zlib_level(-1), Some(DEFAULT_LEVEL));
+    assert_eq!(zlib_level(0), Some(0));
+    assert_eq!(zlib_level(9), Some(9));
+    for bad in [-2, 10, i64::MAX, i64::MIN] {
+        assert_eq!(zlib_level(bad), None, "{bad}");
+    }
+}
+
 /// One message of the round-trip property: text or binary payload.
 #[derive(Debug, Clone)]
 enum Msg {

@@ -10,6 +10,8 @@ is refused with 400.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import trio
 
 from pyserver.engineio.http_answers import (
@@ -21,10 +23,11 @@ from pyserver.engineio.http_answers import (
     UNSUPPORTED,
     compress,
 )
+from pyserver.engineio.packets import Packet
 from pyserver.engineio.session import CloseReason, EioSid, SessionState, Transport
 from pyserver.http import Request, Response
 from pyserver.trio.engineio.hooks import extra_headers, request_allowed
-from pyserver.trio.engineio.session import EngineSession
+from pyserver.trio.engineio.session import EngineSession, PlainPacket
 from pyserver.trio.engineio.table import UPGRADING, SessionTable
 
 __all__ = ["UPGRADE_GRACE", "PollingTransport"]
@@ -131,7 +134,7 @@ class PollingTransport(SessionTable):
         self._process(session, core.poll_finished())
         if self._hooked:
             cors = extra_headers(self, request, None, [*cors])
-        return self._payload_response(request, core.encode_poll(packets), cors)
+        return self._payload_response(request, core.encode_poll(packets), cors, packets)
 
     def _post(
         self, session: EngineSession, request: Request, cors: list[tuple[str, str]]
@@ -161,8 +164,15 @@ class PollingTransport(SessionTable):
         return Response(200, headers, b"ok")
 
     def _payload_response(
-        self, request: Request, payload: str | bytes, cors: list[tuple[str, str]]
+        self,
+        request: Request,
+        payload: str | bytes,
+        cors: list[tuple[str, str]],
+        packets: Sequence[Packet] = (),
     ) -> Response:
+        """The answer to a GET: ``payload`` (the ``packets``), gzipped or deflated from
+        ``compression_threshold`` on unless every packet was sent with ``compress=False``
+        (Node's polling transport compresses when any packet of the answer wants it)."""
         if isinstance(payload, str):
             body = payload.encode("utf-8")
             content_type = "text/plain; charset=UTF-8"
@@ -170,8 +180,14 @@ class PollingTransport(SessionTable):
             body = payload
             content_type = "application/octet-stream"
         headers = [*cors, ("Content-Type", content_type), ("Cache-Control", "no-store")]
-        if self.http_compression and len(body) >= self.compression_threshold:
-            body, encoding = compress(body, request.headers.get("accept-encoding") or "")
+        if (
+            self.http_compression
+            and len(body) >= self.compression_threshold
+            and (not packets or any(p.__class__ is not PlainPacket for p in packets))
+        ):
+            body, encoding = compress(
+                body, request.headers.get("accept-encoding") or "", self.compression_level
+            )
             if encoding is not None:
                 headers.append(("Content-Encoding", encoding))
         return Response(200, headers, body)

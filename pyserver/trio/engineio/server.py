@@ -63,6 +63,7 @@ class EngineIOServer(PollingTransport, WebSocketTransport):
         cors_credentials: bool = False,
         http_compression: bool = True,
         compression_threshold: int = 1024,
+        compression_level: int = -1,
         max_queued_packets: int = 1024,
         max_queued_bytes: int = 16 * 1024 * 1024,
         max_sessions_per_ip: int | None = None,
@@ -97,6 +98,9 @@ class EngineIOServer(PollingTransport, WebSocketTransport):
         )
         self.http_compression = http_compression
         self.compression_threshold = compression_threshold
+        if not -1 <= compression_level <= 9:
+            raise ValueError(f"compression_level must be -1 to 9, not {compression_level}")
+        self.compression_level = compression_level
         self.allow_request = allow_request
         # the hooks of pyserver.trio.engineio.hooks (cookie, headers, ids, async allow_request)
         self.cookie = make_cookie(cookie)

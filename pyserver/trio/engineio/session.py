@@ -54,8 +54,8 @@ from pyserver.engineio.session import (
 from pyserver.errors import ConnectionClosed
 from pyserver.http import Request, WebSocket
 from pyserver.metrics import EngineCounters
+from pyserver.trio.websocket.connection import DeflateWebSocket, send_frames_to_many
 from pyserver.trio.websocket.connection import WebSocket as TrioWebSocket
-from pyserver.trio.websocket.connection import send_frames_to_many
 from pyserver.trio.websocket.inline import Work
 
 __all__ = [
@@ -64,6 +64,8 @@ __all__ = [
     "EngineSession",
     "MessageHandler",
     "OutgoingMessage",
+    "PlainMessage",
+    "PlainPacket",
     "SessionOwner",
     "send_encoded_many",
 ]
@@ -91,23 +93,73 @@ class SessionOwner(Protocol):
     def _callback_failed(self, session: EngineSession, name: str) -> None: ...
 
 
+class PlainPacket(Packet):
+    """A message packet sent with ``compress=False`` (Socket.IO's ``compress(False)``): a
+    long-polling answer made of such packets only is not gzipped, as Node's polling
+    transport compresses an answer when any of its packets wants it."""
+
+    __slots__ = ()
+
+
 class OutgoingMessage:
     """One message encoded once for many sessions (the broadcast path).
 
     ``packet`` serves polling sessions; :meth:`frame` is the whole WebSocket frame, built on
-    first use and shared by every WebSocket session."""
+    first use and shared by every WebSocket session; :meth:`deflated` the compressed frame
+    for the permessage-deflate peers of one setting, built at most once per setting (and
+    never for a :class:`PlainMessage`: those peers get :meth:`frame`)."""
 
-    __slots__ = ("_frame", "packet", "wire")
+    __slots__ = ("_deflated", "_frame", "packet", "wire")
+
+    #: False for a :class:`PlainMessage` (sent with ``compress=False``).
+    compress = True
+    _deflated: dict[tuple[int, int, int], bytes]  # by deflate_key, made on first use
 
     def __init__(self, data: str | bytes) -> None:
         self.packet = Packet(PacketType.MESSAGE, data)
         self.wire: str | bytes = encode_packet(self.packet)
         self._frame: bytes | None = None
+        # (_deflated is set on first use: a broadcast nobody compresses never touches it)
 
     def frame(self) -> bytes:
         if self._frame is None:
             self._frame = _frames.encode_message(self.wire)
         return self._frame
+
+    def frame_for(self, ws: WebSocket) -> bytes:
+        """The frame for ``ws``: :meth:`deflated` for a permessage-deflate peer."""
+        if isinstance(ws, DeflateWebSocket) and ws.deflate_key is not None:
+            return self.deflated(ws.deflate_key)
+        return self.frame()
+
+    def deflated(self, key: tuple[int, int, int]) -> bytes:
+        """The frame for peers whose ``DeflateWebSocket.deflate_key`` is ``key`` (window
+        bits, level, threshold): compressed from the threshold on, else :meth:`frame`."""
+        if not self.compress or len(self.wire) < key[2]:
+            return self.frame()
+        try:
+            made = self._deflated
+        except AttributeError:
+            made = self._deflated = {}
+        frame = made.get(key)
+        if frame is None:
+            frame = made[key] = _frames.encode_message(
+                self.wire, deflate_window_bits=key[0], compression_level=key[1]
+            )
+        return frame
+
+
+class PlainMessage(OutgoingMessage):
+    """A message sent with ``compress=False``: never compressed on WebSocket, and a
+    :class:`PlainPacket` over long-polling."""
+
+    __slots__ = ()
+    compress = False
+
+    def __init__(self, data: str | bytes) -> None:
+        self.packet = PlainPacket(PacketType.MESSAGE, data)
+        self.wire = encode_packet(self.packet)
+        self._frame = None
 
 
 def send_encoded_many(
@@ -137,10 +189,30 @@ def send_encoded_many(
         count = len(sockets) + len(others)
         counters.packets_out += count * len(messages)
         counters.bytes_out += count * sum([len(message.packet.data) for message in messages])
-        frames = [message.frame() for message in messages]
+        if sockets:
+            send_frames_to_many(sockets, [message.frame() for message in messages])
+        if others:
+            _send_to_others(messages, others)
+
+
+def _send_to_others(messages: Sequence[OutgoingMessage], others: list[WebSocket]) -> None:
+    """The broadcast to the WebSockets that are not plain Trio ones: those that agreed on
+    permessage-deflate (:class:`DeflateWebSocket`, grouped by setting: one compressed
+    encoding and one fan-out per group) and any other kind (the plain frames)."""
+    plain: list[bytes] | None = None
+    groups: dict[tuple[int, int, int], tuple[list[bytes], list[DeflateWebSocket]]] = {}
+    for ws in others:
+        if isinstance(ws, DeflateWebSocket) and (key := ws.deflate_key) is not None:
+            group = groups.get(key)
+            if group is None:
+                group = groups[key] = ([message.deflated(key) for message in messages], [])
+            group[1].append(ws)
+            continue
+        if plain is None:
+            plain = [message.frame() for message in messages]
+        ws.send_frames_nowait(plain)
+    for frames, sockets in groups.values():
         send_frames_to_many(sockets, frames)
-        for other in others:
-            other.send_frames_nowait(frames)
 
 
 class EngineSession:
@@ -218,7 +290,7 @@ class EngineSession:
         ws = self._ws
         if ws is not None:
             try:
-                ws.send_frame_nowait(message.frame())
+                ws.send_frame_nowait(message.frame_for(ws))
             except ConnectionClosed:
                 pass
             return

@@ -80,6 +80,7 @@ class SessionTable:
     cors: Cors | None
     http_compression: bool
     compression_threshold: int
+    compression_level: int  # zlib's, for the polling answers (-1: its default)
     allow_request: AllowRequest | None
     cookie: Cookie | None
     generate_id: Callable[[Request], str] | None

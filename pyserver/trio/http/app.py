@@ -32,9 +32,11 @@ from pyserver.trio.http.server import (
     remote_address,
     serve_connection,
 )
+from pyserver.trio.websocket.connection import DeflateWebSocket
 from pyserver.trio.websocket.connection import WebSocket as TrioWebSocket
 from pyserver.trio.websocket.reactive import serving_reactor
 from pyserver.ws.connection import WebSocketConnection
+from pyserver.ws.deflate import DeflateSpec, PerMessageDeflate, deflate_options
 from pyserver.ws.handshake import HandshakeAccepted, HostAllowList, is_websocket_upgrade
 
 if TYPE_CHECKING:
@@ -82,7 +84,7 @@ class App:
         *,
         static_dir: str | os.PathLike[str] | None = None,
         static_cache_control: str = "no-cache",
-        compression: bool = False,
+        compression: DeflateSpec = False,
         allowed_origins: Sequence[str] | None = None,
         ws_ping_interval: float | None = 20.0,
         ws_ping_timeout: float | None = 20.0,
@@ -117,7 +119,9 @@ class App:
         (:mod:`pyserver.trio.asgi.hosted`)."""
         self.static_dir = Path(static_dir) if static_dir is not None else None
         self.static_cache_control = static_cache_control
-        self.compression = compression
+        #: permessage-deflate's options (threshold, level), None when it is off.
+        self.deflate: PerMessageDeflate | None = deflate_options(compression)
+        self.compression = self.deflate is not None
         self.allowed_origins: Sequence[str] | None = (
             list(allowed_origins) if allowed_origins is not None else None
         )
@@ -260,14 +264,31 @@ class App:
     ) -> TrioWebSocket:
         # keepalive pings on raw routes; a mount (Engine.IO) has a heartbeat of its own
         raw = request.path in self._websockets
+        options = self.deflate if accepted.deflate is not None else None
         conn = WebSocketConnection(
             deflate=accepted.deflate,
             max_message_size=self.ws_max_message_size,
             ping_interval=self.ws_ping_interval if raw else None,
             ping_timeout=self.ws_ping_timeout if raw else None,
             close_timeout=self.ws_close_timeout,
+            # (the encoder's settings matter only with deflate: without, it is shared)
+            compression_level=options.level if options is not None else 6,
+            compress_threshold=options.threshold if options is not None else 128,
             now=trio.current_time(),
         )
+        if options is not None:
+            return DeflateWebSocket(
+                stream,
+                request,
+                conn,
+                compression_level=options.level,
+                compress_threshold=options.threshold,
+                subprotocol=accepted.subprotocol,
+                trailing_data=trailing_data,
+                max_inbox=self.ws_max_inbox,
+                max_outbox=self.ws_max_outbox,
+                max_outbox_bytes=self.ws_max_outbox_bytes,
+            )
         return TrioWebSocket(
             stream,
             request,

@@ -24,6 +24,7 @@ from typing import Any
 from pyserver.socketio.packets import Sid
 from pyserver.socketio.rooms import Room, RoomIndex
 from pyserver.trio.engineio import EngineSession, OutgoingMessage, send_encoded_many
+from pyserver.trio.engineio.session import PlainMessage
 from pyserver.trio.socketio.adapter_base import (
     AckSink,
     Adapter,
@@ -168,9 +169,10 @@ class InMemoryAdapter(Adapter):
         if sessions:
             # one call per WebSocket recipient, the frames built once
             if len(parts) == 1:
-                send_encoded_many([OutgoingMessage(parts[0])], sessions)
+                message = (OutgoingMessage if opts.compress else PlainMessage)(parts[0])
+                send_encoded_many([message], sessions)
             else:
-                send_encoded_many(_messages(parts), sessions)
+                send_encoded_many(_messages(parts, opts.compress), sessions)
             self.counters.events_out += len(sessions)
         return len(sessions)
 
@@ -250,7 +252,7 @@ class InMemoryAdapter(Adapter):
                 socket.disconnect(close)
 
 
-def _messages(parts: Sequence[str | bytes]) -> list[OutgoingMessage]:
+def _messages(parts: Sequence[str | bytes], compress: bool) -> list[OutgoingMessage]:
     """One :class:`OutgoingMessage` per part, the same one for parts that are the same object
     (an attachment that appears several times in the arguments: its frame is built once)."""
     made: dict[int, OutgoingMessage] = {}
@@ -258,7 +260,7 @@ def _messages(parts: Sequence[str | bytes]) -> list[OutgoingMessage]:
     for part in parts:
         message = made.get(id(part))
         if message is None:
-            message = made[id(part)] = OutgoingMessage(part)
+            message = made[id(part)] = (OutgoingMessage if compress else PlainMessage)(part)
         messages.append(message)
     return messages
 

@@ -58,10 +58,14 @@ official clients; see :mod:`pyserver.socketio.recovery`. It needs the in-memory 
 Engine.IO hooks (see :mod:`pyserver.trio.engineio.hooks`): ``cookie`` (the session id in a
 cookie for sticky load balancers), ``initial_headers``/``headers`` (change the HTTP answers'
 headers), ``generate_id``, an ``async`` ``allow_request``; ``http_compression_threshold`` (bytes,
-Node's ``httpCompression.threshold``) for the long-polling answers ``http_compression`` gzips;
-``per_message_deflate`` (off by default, as Node's ``perMessageDeflate``) negotiates
-permessage-deflate on WebSocket connections (``server_no_context_takeover``, so a broadcast's
-compressed frame is shared; no threshold or level: every message is compressed).
+Node's ``httpCompression.threshold``) and ``http_compression_level`` (zlib's, -1 its default)
+for the long-polling answers ``http_compression`` gzips; ``per_message_deflate`` (off by
+default, as Node's ``perMessageDeflate``) negotiates permessage-deflate on WebSocket
+connections (``server_no_context_takeover``, so a broadcast's compressed frame is shared):
+``True``, or ``{"threshold": 1024, "level": -1}`` (Node's ``threshold`` and
+``zlibDeflateOptions.level``; see :mod:`pyserver.ws.deflate`). ``compress(False)`` on an emit
+or a broadcast sends it uncompressed on both transports (a polling answer is gzipped when any
+of its packets wants it, as in Node).
 
 Parsers: ``Server(parser="msgpack")`` speaks ``socket.io-msgpack-parser`` 3.x (clients
 configured with it; see :mod:`pyserver.socketio.msgpack_parser`), ``Server(json=codec)`` the
@@ -102,6 +106,7 @@ from pyserver.trio.socketio.main_api import MainNamespaceApi
 from pyserver.trio.socketio.namespace import DynamicNamespace, Namespace, NamespaceMatcher
 from pyserver.trio.timers import DeadlineTimer
 from pyserver.trio.websocket.inline import Work
+from pyserver.ws.deflate import DeflateSpec
 
 __all__ = ["Server"]
 
@@ -137,7 +142,7 @@ class Server(MainNamespaceApi):
         headers: HeadersHook | None = None,
         http_compression_threshold: int = 1024,
         http_compression_level: int = -1,
-        per_message_deflate: bool = False,
+        per_message_deflate: DeflateSpec = False,
         max_sessions_per_ip: int | None = None,
         allow_eio3: bool = False,
         max_connections: int | Literal["auto"] | None = "auto",

@@ -35,6 +35,7 @@ once.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import trio
 
@@ -49,7 +50,7 @@ from pyserver.trio.websocket.timed import Timed
 from pyserver.trio.websocket.writer import WriterState
 from pyserver.ws.connection import ConnectionState, WebSocketConnection
 
-__all__ = ["WRITER_IDLE_SECONDS", "WebSocket", "send_frames_to_many"]
+__all__ = ["WRITER_IDLE_SECONDS", "DeflateWebSocket", "WebSocket", "send_frames_to_many"]
 
 _OPEN = ConnectionState.OPEN
 _CLOSING = ConnectionState.CLOSING
@@ -268,6 +269,36 @@ class WebSocket(Timed):
             self._leave_reactor()  # (before the stream closes: see _leave_reactor)
             if self._done_event is not None:
                 self._done_event.set()
+
+
+class DeflateWebSocket(WebSocket):
+    """A WebSocket that agreed on permessage-deflate (``App(compression=...)``).
+
+    A class of its own so that a broadcast tells it from the others by its class alone
+    (``ws.__class__ is WebSocket`` for the plain ones: no attribute test per recipient when
+    nobody compresses). ``deflate_key`` is what a shared compressed broadcast frame for it
+    depends on, ``(window bits, zlib level, threshold)``, or None when its server context is
+    stateful (not ``server_no_context_takeover``: broadcasts then reach it uncompressed).
+    Its own messages (``send``) go through its core's encoder with the same level and
+    threshold."""
+
+    __slots__ = ("deflate_key",)
+
+    def __init__(
+        self,
+        stream: trio.abc.Stream,
+        request: Request,
+        conn: WebSocketConnection,
+        *,
+        compression_level: int,
+        compress_threshold: int,
+        **options: Any,
+    ) -> None:
+        super().__init__(stream, request, conn, **options)
+        bits = self.deflate_window_bits
+        self.deflate_key: tuple[int, int, int] | None = (
+            (bits, compression_level, compress_threshold) if bits is not None else None
+        )
 
 
 #: Frames are joined into one write up to this many bytes; a larger batch is written in
