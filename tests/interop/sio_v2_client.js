@@ -6,7 +6,8 @@
 // non-zero on its own timeout or on an exception.
 //
 // Usage: node sio_v2_client.js --url http://127.0.0.1:PORT --scenario NAME
-//             [--transports polling|websocket|upgrade] [--wait MS] [--timeout MS]
+//             [--transports polling|websocket|upgrade] [--wait MS] [--timeout MS] [--b64 1]
+// (--b64 1: the v2 clients are made with forceBase64, so binary travels as base64 text)
 //
 // Scenarios:
 //   basic      connect to "/" (query x=1), then: "echo-ack" with an ack, "echo" with binary,
@@ -29,7 +30,7 @@ const ioV2 = require(path.join(__dirname, "node_modules", "socket.io-client-v2")
 const { io: ioV4 } = require(path.join(__dirname, "node_modules", "socket.io-client"));
 
 function parseArgs(argv) {
-  const out = { url: null, scenario: "basic", transports: "upgrade", wait: 0, timeout: 20000 };
+  const out = { url: null, scenario: "basic", transports: "upgrade", wait: 0, timeout: 20000, b64: "0" };
   for (let i = 2; i < argv.length; i += 2) {
     const key = argv[i].replace(/^--/, "");
     out[key] = ["wait", "timeout"].includes(key) ? Number(argv[i + 1]) : argv[i + 1];
@@ -79,6 +80,7 @@ function v2(client, nsp, query) {
     transports: transportsOf(args.transports),
     forceNew: true,
     reconnection: false,
+    forceBase64: args.b64 === "1",
     query,
   });
   sockets.push(s);

@@ -177,6 +177,16 @@ def test_v2_client_over_each_transport(node_v2: str, site: V2Site, transports: s
 
 
 @pytest.mark.parametrize("transports", ["polling", "websocket"])
+def test_v2_client_with_force_base64(node_v2: str, site: V2Site, transports: str) -> None:
+    # the client asked for b64=1: it sends binary as "b4<base64>" text, and over polling it
+    # must get text payloads (over WebSocket it reads the server's "b4..." and binary alike)
+    events = run(node_v2, site.url, "basic", transports, b64=1)
+    got = {e["name"]: e["args"] for e in of(events, "got", "A")}
+    assert got["echo"] == ["bin", bin_(b"\x01\x02\x03\xff"), {"nested": bin_(b"\x00")}]
+    assert got["answer"] == [["answer", bin_(b"\x09\x08")]]
+
+
+@pytest.mark.parametrize("transports", ["polling", "websocket"])
 def test_v2_and_v4_clients_share_a_room(node_v2: str, site: V2Site, transports: str) -> None:
     events = run(node_v2, site.url, "room", transports)
     expected = ["text", bin_(b"\x07\x07\x00\x07")]
