@@ -42,13 +42,12 @@ def broadcast(connections: Iterable[_FrameSink], message: str | bytes) -> int:
     for ws in connections:
         if ws.closed:
             continue
-        key: tuple[int, int, int] | None = getattr(ws, "deflate_key", None)
-        if key is None:
-            bits: int | None = getattr(ws, "deflate_window_bits", None)
-            if bits is not None:
-                key = (bits, 6, BROADCAST_COMPRESS_THRESHOLD)
-        if key is not None and size < key[2]:
-            key = None
+        key: tuple[int, int, int] | None = None
+        bits: int | None = getattr(ws, "deflate_window_bits", None)  # (a slot: None if plain)
+        if bits is not None:
+            key = getattr(ws, "deflate_key", None) or (bits, 6, BROADCAST_COMPRESS_THRESHOLD)
+            if size < key[2]:
+                key = None
         frame = frames.get(key)
         if frame is None:
             frame = frames[key] = (
