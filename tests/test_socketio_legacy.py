@@ -13,6 +13,7 @@ from pyserver.socketio.legacy import (
     connect_query,
     encode_legacy_connect,
     encode_legacy_error,
+    legacy_allowed,
     legacy_session,
 )
 from pyserver.socketio.packets import Sid
@@ -83,3 +84,13 @@ def test_with_a_json_codec_the_handshake_is_still_v4() -> None:
     session.join_main()
     assert session.accept_namespace("/", Sid("s1")) == "0"
     assert isinstance(legacy_session(CONFIG, 0.0, None), LegacySession)
+
+
+def test_allow_eio3_with_the_json_parsers_only() -> None:
+    from pyserver.socketio.msgpack_parser import MsgpackParser
+
+    assert legacy_allowed(True, None) is True
+    assert legacy_allowed(True, JSONParser(json)) is True
+    assert legacy_allowed(False, MsgpackParser()) is False
+    with pytest.raises(ValueError, match="allow_eio3"):
+        legacy_allowed(True, MsgpackParser())

@@ -27,7 +27,7 @@ from urllib.parse import parse_qsl
 
 from pyserver.socketio.packets import PacketType, Sid, encode_header
 from pyserver.socketio.parser_session import ParserSession
-from pyserver.socketio.parsers import Parser
+from pyserver.socketio.parsers import JSONParser, Parser
 from pyserver.socketio.session import (
     NamespaceConnectRequested,
     ProtocolViolation,
@@ -44,6 +44,7 @@ __all__ = [
     "connect_query",
     "encode_legacy_connect",
     "encode_legacy_error",
+    "legacy_allowed",
     "legacy_session",
 ]
 
@@ -120,6 +121,17 @@ class LegacyProtocol(Session):
     def refuse_namespace(self, namespace: str, message: str, data: Any = None) -> Any:
         self._take_request(namespace)
         return encode_legacy_error(namespace, message, data)
+
+
+def legacy_allowed(allow_eio3: bool, parser: Parser | None) -> bool:
+    """``Server(allow_eio3=...)`` checked against the server's parser: v4 clients are served
+    with the JSON parsers only (the built-in one, or ``json=``'s); ValueError otherwise."""
+    if allow_eio3 and parser is not None and not isinstance(parser, JSONParser):
+        raise ValueError(
+            "allow_eio3 serves socket.io-client 2.x with the JSON parser (the default or "
+            f"json=), not with parser={parser.name!r}"
+        )
+    return allow_eio3
 
 
 def legacy_session(config: SessionConfig, now: float, parser: Parser | None) -> LegacyProtocol:

@@ -91,6 +91,7 @@ import trio
 from pyserver.engineio.http_answers import OriginSpec
 from pyserver.engineio.session import CloseReason
 from pyserver.http import Request
+from pyserver.socketio.legacy import legacy_allowed
 from pyserver.socketio.parser_session import make_parser
 from pyserver.socketio.parsers import Parser
 from pyserver.socketio.ratelimit import RateLimit
@@ -210,7 +211,7 @@ class Server(MainNamespaceApi):
             compression_threshold=http_compression_threshold,
             compression_level=http_compression_level,
             max_sessions_per_ip=max_sessions_per_ip,
-            allow_eio3=allow_eio3,
+            allow_eio3=legacy_allowed(allow_eio3, self.parser),
             on_connect=self._eio_connect,
             on_message=self._eio_message,
             on_disconnect=self._eio_disconnect,
