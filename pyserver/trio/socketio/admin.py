@@ -410,9 +410,12 @@ class AdminUI:
         """One stats interval: the counters read, ``socket_updated`` where something changed
         (development mode), ``server_stats`` sent."""
         self._read_counters()
+        aggregated = self.events.drain()
+        if self._local_only and not self.nsp.sockets:
+            return  # nobody to tell (the counters were read: the next deltas start here)
         if self.development:
             self._updates()
-        self._send("server_stats", self._stats(self.events.drain()))
+        self._send("server_stats", self._stats(aggregated))
 
     async def run(self) -> None:
         """The stats task: :meth:`tick` every ``server_stats_interval`` seconds, until
