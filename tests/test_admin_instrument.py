@@ -28,6 +28,10 @@ def build(**options: Any) -> Server:
     async def joined(socket: Any) -> None:
         socket.join("lobby")
 
+    @sio.on("nick")
+    async def nick(socket: Any, name: str) -> None:
+        socket.data["nick"] = name
+
     sio.instrument(**{"auth": CREDENTIALS, "server_stats_interval": 0.2, **options})
     return sio
 
@@ -187,6 +191,19 @@ async def test_socket_updated_on_upgrade() -> None:
                     admin, "socket_updated", lambda a: a[0].get("id") == user.id
                 )
                 assert update == [{"id": user.id, "nsp": "/", "transport": "websocket"}]
+
+
+async def test_socket_updated_when_data_changes() -> None:
+    with trio.fail_after(20):
+        async with (
+            testing.serve(build()) as url,
+            testing.connect(url + "/admin", auth=CREDENTIALS, transports=["websocket"]) as admin,
+            testing.connect(url, transports=["websocket"]) as user,
+        ):
+            await testing.wait_for_event(admin, "all_sockets")
+            user.emit("nick", "ann")
+            update = await next_event(admin, "socket_updated", lambda a: a[0].get("id") == user.id)
+            assert update == [{"id": user.id, "nsp": "/", "data": {"nick": "ann"}}]
 
 
 async def test_production_mode_sends_stats_and_no_events() -> None:
