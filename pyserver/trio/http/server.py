@@ -413,8 +413,18 @@ class _Connection:
                 await self.send_error(refusal)
                 return None
         if endpoint.async_check is not None or endpoint.headers is not None:
-            extra = await self._before_accepting(request, endpoint)
-            if extra is None:
+            extra: list[tuple[str, str]] = []
+            refusal = None
+            try:  # (an async allow_request, then the 101's extra headers)
+                if endpoint.async_check is not None:
+                    refusal = await endpoint.async_check(request)
+                if refusal is None and endpoint.headers is not None:
+                    extra = endpoint.headers(request)
+            except Exception:
+                logger.exception("WebSocket check failed for %s", shown(request.path))
+                refusal = error_response(500)
+            if refusal is not None:
+                await self.send_error(refusal)
                 return None
             if extra:
                 verdict = HandshakeAccepted(
@@ -424,23 +434,6 @@ class _Connection:
         await self.stream.send_all(data or b"")
         trailing, _closed = self.conn.trailing_data
         return _Upgrade(request, endpoint, verdict, trailing)
-
-    async def _before_accepting(
-        self, request: Request, endpoint: WebSocketEndpoint
-    ) -> list[tuple[str, str]] | None:
-        """The endpoint's ``async_check`` (a refusal is sent here: None) and its ``headers``
-        for the ``101`` (a failing hook answers 500, as a failing ``check`` does)."""
-        try:
-            if endpoint.async_check is not None:
-                refusal = await endpoint.async_check(request)
-                if refusal is not None:
-                    await self.send_error(refusal)
-                    return None
-            return endpoint.headers(request) if endpoint.headers is not None else []
-        except Exception:
-            logger.exception("WebSocket check failed for %s", shown(request.path))
-        await self.send_error(error_response(500))
-        return None
 
 
 async def serve_connection(stream: trio.abc.Stream, site: Site) -> None:
