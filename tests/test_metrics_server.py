@@ -12,7 +12,7 @@ from helpers.sio_client import PyClient, RawClient, in_thread, serving
 from prometheus_client.parser import text_string_to_metric_families
 
 from pyserver import App, Server
-from pyserver.testing import connect
+from pyserver.testing import connect, wait_for_event
 from pyserver.trio.metrics import Metrics, serve_metrics
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
@@ -256,3 +256,57 @@ def platform_python() -> str:
     import platform
 
     return platform.python_version()
+
+
+async def test_recovery_dynamic_namespaces_and_rooms() -> None:
+    """A socket recovered by connection state recovery, two children of a dynamic namespace
+    (one ``namespace`` label: the parent's pattern), a room with a task: counted and read."""
+    import re
+
+    from pyserver.testing import drop_connection
+
+    sio = Server(metrics=True, connection_state_recovery=True)
+    sio.of(re.compile(r"/game-\d+"))
+    started = trio.Event()
+
+    @sio.on("play")
+    def play(socket: Any) -> None:
+        socket.join("table")
+        socket.emit("seated")  # (with its offset: what the client recovers from)
+
+        async def tick() -> None:
+            started.set()
+            await trio.sleep_forever()
+
+        if not sio.main.room("table").active:
+            sio.main.room("table").start_soon(tick)
+
+    with trio.fail_after(20):
+        async with serving(sio) as url:
+            before = await scrape(url + "/metrics")
+            async with (
+                connect(url, transports=["websocket"], reconnection=True) as client,
+                connect(url + "/game-1", transports=["websocket"]),
+                connect(url + "/game-2", transports=["websocket"]),
+            ):
+                await client.emit_with_ack("play")
+                await wait_for_event(client, "seated")
+                await started.wait()
+                during = await scrape(url + "/metrics")
+                await drop_connection(client)
+                await wait_until(lambda: client.connected and client.recovered)
+            after = await scrape(url + "/metrics")
+    root = frozenset({("namespace", "/")})
+    games = frozenset({("namespace", "/game-\\d+")})
+    changes = moved(before, after)
+    assert changes[("pyserver_socket_connects_total", root | {("result", "ok")})] == 1
+    assert changes[("pyserver_socket_connects_total", root | {("result", "recovered")})] == 1
+    assert changes[("pyserver_recovery_sessions_kept_total", root)] == 1
+    assert changes[("pyserver_socket_connects_total", games | {("result", "ok")})] == 2
+    assert value(during, "pyserver_sockets", namespace="/game-\\d+") == 2
+    assert value(during, "pyserver_sockets", namespace="/") == 1
+    assert value(during, "pyserver_rooms", namespace="/") == 1
+    assert value(during, "pyserver_room_tasks", namespace="/") == 1
+    assert value(during, "pyserver_engine_connections", transport="websocket") == 3
+    # no child's own name ever becomes a label
+    assert not [key for key in after if ("namespace", "/game-1") in key[1]]
