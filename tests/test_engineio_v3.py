@@ -80,6 +80,7 @@ def test_a_long_binary_record_length_is_one_byte_per_digit() -> None:
         b"x:4hi",
         b"2:9x",  # unknown packet type
         b"3:b9x",  # unknown type in a base64 packet
+        b"6:b2AQ==",  # a base64 packet that is not a message
         b"4:b4!!",  # bad base64
         b"2:4\xff",  # not UTF-8
         b"\x01\x05\xff\x04\x01",  # binary record shorter than its length
@@ -104,7 +105,7 @@ def test_websocket_binary_messages_carry_their_type_byte() -> None:
     assert decode_ws(b"\x04\x00\x01") == Packet(M, b"\x00\x01")
     assert decode_ws("2probe") == Packet(PacketType.PING, "probe")
     assert decode_ws("b4AQI=") == Packet(M, b"\x01\x02")
-    for bad in (b"", b"\x09abc", ""):
+    for bad in (b"", b"\x09abc", b"\x02probe", ""):
         with pytest.raises(PacketError):
             decode_ws(bad)
 

@@ -14,7 +14,8 @@ the reference server's ``allowEIO3``):
   per decimal digit, ``\\xff``, then the packet (text as UTF-8, counted in bytes; binary as
   its type byte then its data). The client POSTs either format; both are read.
 * **WebSocket**: a binary message is the type byte (``\\x04``) followed by the data
-  (:func:`encode_ws`, :func:`decode_ws`); text packets are as in v4.
+  (:func:`encode_ws`, :func:`decode_ws`); text packets are as in v4. Only message packets
+  carry binary data: another type in binary form is a parse error.
 * **Heartbeat** is client-driven: the client sends ``2`` every ``pingInterval``, the server
   answers ``3`` (with the ping's data) and closes the session with "ping timeout" when no
   ping came for ``pingInterval + pingTimeout``. A ``3`` from the client is a "transport
@@ -53,7 +54,6 @@ __all__ = [
     "utf16_length",
 ]
 
-_TYPES: Final = tuple(PacketType)
 _CHAR: Final[dict[PacketType, str]] = {t: str(int(t)) for t in PacketType}
 _BY_CHAR: Final[dict[str, PacketType]] = {str(int(t)): t for t in PacketType}
 _MESSAGE_BYTE: Final = b"\x04"
@@ -83,9 +83,9 @@ def decode_polling_packet_v3(text: str) -> Packet:
         raise PacketError("empty packet")
     head = text[0]
     if head == "b":
-        ptype = _BY_CHAR.get(text[1:2])
-        if ptype is None:
-            raise PacketError("unknown packet type in a base64 packet")
+        if text[1:2] != "4":
+            raise PacketError("a base64 packet that is not a message")
+        ptype = PacketType.MESSAGE
         try:
             return Packet(ptype, b64decode(text[2:], validate=True))
         except (binascii.Error, ValueError) as exc:
@@ -107,9 +107,9 @@ def decode_ws(message: str | bytes) -> Packet:
     """One WebSocket message: text as in a payload, binary as its type byte and its data."""
     if isinstance(message, str):
         return decode_polling_packet_v3(message)
-    if not message or message[0] >= len(_TYPES):
-        raise PacketError("binary message without a packet type")
-    return Packet(_TYPES[message[0]], bytes(message[1:]))
+    if message[:1] != _MESSAGE_BYTE:
+        raise PacketError("a binary packet that is not a message")
+    return Packet(PacketType.MESSAGE, bytes(message[1:]))
 
 
 # ---------------------------------------------------------------------------- payloads

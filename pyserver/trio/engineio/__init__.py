@@ -49,6 +49,9 @@ What a session offers the layer above is in :mod:`.session`. The modules:
 * :mod:`.session`: :class:`EngineSession` (one session as the next layer sees it; its
   ``_receive_ws`` is the WebSocket hot path), :class:`OutgoingMessage` and
   :func:`send_encoded_many` (the broadcast path: encode once, send to many).
+* :mod:`.v3`: the sessions of Engine.IO v3 clients (``allow_eio3``: socket.io-client 2.x),
+  :class:`~.v3.EngineSessionV3`, chosen when a session opens, and the wrapper that frames
+  their binary messages the v3 way.
 
 Imports go one way: ``session`` <- ``table`` <- ``polling``, ``websocket`` <- ``server``.
 """
