@@ -21,6 +21,7 @@ from websockets.frames import Frame, Opcode
 from websockets.sync.client import connect
 
 from pyserver import Server, WebSocket, broadcast, testing
+from pyserver.trio.engineio import session as session_module
 from pyserver.trio.http.app import App
 from pyserver.ws.deflate import PerMessageDeflate, deflate_options
 
@@ -53,13 +54,16 @@ class Recording(ClientPerMessageDeflateFactory):
 
 
 def socketio_session(
-    port: int, send: list[str], count: int
+    port: int, send: list[str], count: int, deflate: bool = True
 ) -> tuple[list[str], list[tuple[bool, int]]]:
     """Open a Socket.IO session over WebSocket (Engine.IO open, CONNECT to "/"), send
-    ``send``, and return the next ``count`` messages and their (RSV1, size)."""
+    ``send``, and return the next ``count`` messages and their (RSV1, size) (none recorded
+    without ``deflate``: the client then offers no permessage-deflate)."""
     seen: list[tuple[bool, int]] = []
     with connect(
-        f"ws://127.0.0.1:{port}{WS_PATH}", compression=None, extensions=[Recording(seen)]
+        f"ws://127.0.0.1:{port}{WS_PATH}",
+        compression=None,
+        extensions=[Recording(seen)] if deflate else None,
     ) as ws:
         assert str(ws.recv()).startswith("0{")
         ws.send("40")
@@ -112,6 +116,56 @@ async def test_threshold_and_compress_false_on_every_path() -> None:
         "room-plain": False,
         "ack": True,
     }
+
+
+async def test_a_broadcast_is_encoded_once_per_variant(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two deflate peers and a plain one: one compressed encoding, one plain, whatever the
+    number of recipients of each."""
+    calls: list[int | None] = []
+    real = session_module._frames
+
+    class Counting:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(real, name)
+
+        def encode_message(self, data: str | bytes, **options: Any) -> bytes:
+            calls.append(options.get("deflate_window_bits"))
+            return real.encode_message(data, **options)
+
+    monkeypatch.setattr(session_module, "_frames", Counting())
+    sio = Server(per_message_deflate={"threshold": 100})
+    joined: list[Any] = []
+    both = trio.Event()
+
+    @sio.on("connect")
+    def on_connect(socket: Any) -> None:
+        joined.append(socket)
+        if len(joined) == 2:
+            both.set()
+
+    @sio.on("go")
+    def go(socket: Any) -> None:
+        sio.emit("all", "a" * 500)
+
+    results: list[tuple[bool, list[tuple[bool, int]]]] = []
+
+    async def peer(port: int, deflate: bool, send: list[str]) -> None:
+        got, seen = await trio.to_thread.run_sync(socketio_session, port, send, 1, deflate)
+        assert [event_of(message) for message in got] == [("all", 500)]
+        results.append((deflate, seen))
+
+    with trio.fail_after(TIMEOUT):
+        async with testing.serve(sio) as url, trio.open_nursery() as nursery:
+            port = urlsplit(url).port
+            assert port is not None
+            nursery.start_soon(peer, port, True, [])
+            nursery.start_soon(peer, port, True, [])
+            await both.wait()
+            nursery.start_soon(peer, port, False, ['42["go"]'])
+    assert sorted(calls, key=str) == [15, None]  # (the window: 15 bits)
+    compressed = [seen for deflate, seen in results if deflate]
+    assert len(compressed) == 2 and compressed[0] == compressed[1]  # the one shared frame
+    assert compressed[0][0][0] is True and compressed[0][0][1] < 500
 
 
 def _words(size: int) -> str:
