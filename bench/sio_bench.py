@@ -58,6 +58,8 @@ SERVERS: dict[str, tuple[str, str]] = {
     "pyserver-msgpack": ("python", "sio_pyserver.py"),
     "pyserver-orjson": ("python", "sio_pyserver.py"),
     "node-msgpack": ("node", "sio_node.js"),
+    # issue 17: Server(metrics=True) (the handler durations timed; the counters are always on)
+    "pyserver+metrics": ("python", "sio_pyserver.py"),
 }
 DEFAULT_SERVERS = ("pyserver", "node-socket.io", "python-socketio")
 # --parsers: the parser variants (issue 16), their environment, and the pairs compared.
@@ -66,6 +68,7 @@ SERVER_ENV: dict[str, dict[str, str]] = {
     "pyserver-msgpack": {"BENCH_SIO_PARSER": "msgpack"},
     "pyserver-orjson": {"BENCH_SIO_JSON": "orjson"},
     "node-msgpack": {"BENCH_SIO_PARSER": "msgpack"},
+    "pyserver+metrics": {"BENCH_SIO_METRICS": "1"},
 }
 MSGPACK_PAIR = ("pyserver-msgpack", "node-msgpack")
 

@@ -29,7 +29,9 @@ if os.environ.get("BENCH_SIO_JSON") == "orjson":
     import orjson
 
     PARSER["json"] = orjson
-sio = Server(**RECOVERY, **PARSER)
+# BENCH_SIO_METRICS=1 (sio_bench.py's pyserver+metrics): Server(metrics=True), issue 17.
+METRICS = {"metrics": True} if os.environ.get("BENCH_SIO_METRICS") else {}
+sio = Server(**RECOVERY, **PARSER, **METRICS)
 
 
 async def _maybe_await(value: Any) -> None:
