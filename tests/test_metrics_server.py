@@ -4,47 +4,15 @@ real clients: each counter moves by exactly what was done, and the answer parses
 
 from __future__ import annotations
 
-import urllib.request
 from typing import Any
 
 import trio
+from helpers.scrape import Samples, moved, scrape, value
 from helpers.sio_client import PyClient, RawClient, in_thread, serving
-from prometheus_client.parser import text_string_to_metric_families
 
 from pyserver import App, Server
 from pyserver.testing import connect, wait_for_event
 from pyserver.trio.metrics import Metrics, serve_metrics
-
-Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
-
-
-def _fetch(url: str) -> tuple[str, str]:
-    with urllib.request.urlopen(url, timeout=5) as answer:
-        return answer.headers["Content-Type"], answer.read().decode()
-
-
-async def scrape(url: str) -> Samples:
-    content_type, text = await in_thread(_fetch, url)
-    assert content_type.startswith("text/plain; version=0.0.4")
-    samples: Samples = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            samples[(sample.name, frozenset(sample.labels.items()))] = sample.value
-    return samples
-
-
-def value(samples: Samples, name: str, **labels: str) -> float:
-    return samples.get((name, frozenset(labels.items())), 0.0)
-
-
-def moved(before: Samples, after: Samples) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
-    """The samples that changed, and by how much (the live gauges and histograms left out)."""
-    skip = ("pyserver_handler_duration_seconds", "pyserver_send_queue_depth")
-    return {
-        key: after.get(key, 0.0) - before.get(key, 0.0)
-        for key in set(before) | set(after)
-        if after.get(key, 0.0) != before.get(key, 0.0) and not key[0].startswith(skip)
-    }
 
 
 async def wait_until(check: Any) -> None:
