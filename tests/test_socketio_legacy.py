@@ -15,6 +15,7 @@ from pyserver.socketio.legacy import (
     encode_legacy_error,
     legacy_allowed,
     legacy_session,
+    legacy_socket_id,
 )
 from pyserver.socketio.packets import Sid
 from pyserver.socketio.parsers import JSONParser
@@ -94,3 +95,8 @@ def test_allow_eio3_with_the_json_parsers_only() -> None:
     assert legacy_allowed(False, MsgpackParser()) is False
     with pytest.raises(ValueError, match="allow_eio3"):
         legacy_allowed(True, MsgpackParser())
+
+
+def test_socket_ids_are_the_ones_the_client_computes() -> None:
+    assert legacy_socket_id("/", "AbC") == "AbC"
+    assert legacy_socket_id("/chat", "AbC") == "/chat#AbC"

@@ -85,9 +85,8 @@ def decode_polling_packet_v3(text: str) -> Packet:
     if head == "b":
         if text[1:2] != "4":
             raise PacketError("a base64 packet that is not a message")
-        ptype = PacketType.MESSAGE
         try:
-            return Packet(ptype, b64decode(text[2:], validate=True))
+            return Packet(PacketType.MESSAGE, b64decode(text[2:], validate=True))
         except (binascii.Error, ValueError) as exc:
             raise PacketError("invalid base64 binary packet") from exc
     ptype = _BY_CHAR.get(head)

@@ -14,7 +14,9 @@ namespace handshake differs (socket.io-protocol v4, and the reference server's h
 * Another namespace is asked for with ``0/nsp?query,``: no payload; the query string is the
   ``auth`` the server's middleware sees (as the reference server does), ``{"token": "x"}``
   for ``0/admin?token=x,``.
-* Accepting answers ``0`` (``"/"``) or ``0/nsp,``: no sid in the payload.
+* Accepting answers ``0`` (``"/"``) or ``0/nsp,``: no sid in the payload. The client makes
+  its socket's id itself (the Engine.IO sid, ``/nsp#<sid>`` on another namespace), so the
+  server gives the socket that id (:func:`legacy_socket_id`).
 * Refusing answers an ERROR packet ``4`` with the refusal's ``data`` when it has one, else
   its message, as a JSON value: ``4/admin,"not authorized"``.
 """
@@ -46,6 +48,7 @@ __all__ = [
     "encode_legacy_error",
     "legacy_allowed",
     "legacy_session",
+    "legacy_socket_id",
 ]
 
 
@@ -72,6 +75,14 @@ def connect_query(text: str) -> tuple[str, dict[str, Any]] | None:
         else:
             values[key] = value
     return namespace, values
+
+
+def legacy_socket_id(namespace: str, eio_sid: str) -> Sid:
+    """The id of a v4 client's socket: the one the client computes itself (socket.io-client
+    2.x's ``socket.id``, which it never hears from the server), as the reference server
+    gives it: the Engine.IO sid on ``"/"``, ``<namespace>#<sid>`` elsewhere. So an id the
+    client tells others (for ``to(id)``) names it on the server too."""
+    return Sid(eio_sid if namespace == "/" else f"{namespace}#{eio_sid}")
 
 
 def encode_legacy_connect(namespace: str) -> str:

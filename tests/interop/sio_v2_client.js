@@ -17,7 +17,8 @@
 //              for the upgrade first
 //   heartbeat  connect, stay quiet --wait MS, then "echo-ack" (still connected?)
 //   room       a v2 client and a v4 client (socket.io-client 4.8.1) join room "r", then the
-//              v2 client asks the server to broadcast ["text", <binary>] to "r"
+//              v2 client asks the server to broadcast ["text", <binary>] to "r"; then the v4
+//              client has the server send "private" to the v2 client's own socket.id
 //
 // Binary values are printed as {"$bin": "<hex>"}.
 // Lines: connect {client, nsp}  init {client, data}  ack {client, name, args}
@@ -85,7 +86,7 @@ function v2(client, nsp, query) {
   });
   sockets.push(s);
   s.io.engine.on("upgrade", (t) => print({ event: "upgrade", client, transport: t.name }));
-  s.on("connect", () => print({ event: "connect", client, nsp }));
+  s.on("connect", () => print({ event: "connect", client, nsp, id: s.id }));
   s.on("init", (data) => print({ event: "init", client, data }));
   s.on("error", (data) => print({ event: "error", client, data }));
   s.on("disconnect", (reason) => print({ event: "disconnect", client, reason }));
@@ -164,6 +165,11 @@ async function room() {
   const both = Promise.all([once(old, "shouted"), once(fresh, "shouted")]);
   old.emit("shout", "r", "text", Buffer.from([7, 7, 0, 7]));
   await both;
+  // the v4 client writes to the v2 client by the id the v2 client gave itself
+  const told = once(old, "told");
+  fresh.emit("shout", old.id, "private");
+  const [said] = await told;
+  print({ event: "got", client: "V2", name: "told", args: [said] });
   print({ event: "done" });
   finish(0);
 }

@@ -50,7 +50,9 @@ class V2Site:
             @nsp.on("connection")
             async def connection(socket: Any) -> None:
                 hs = socket.handshake
-                socket.emit("init", {"nsp": name, "auth": hs.auth, "x": hs.query.get("x")})
+                socket.emit(
+                    "init", {"nsp": name, "auth": hs.auth, "x": hs.query.get("x"), "id": socket.id}
+                )
 
             @nsp.on("echo-ack")
             async def echo_ack(socket: Any, *args: Any) -> Any:
@@ -74,7 +76,7 @@ class V2Site:
 
             @nsp.on("shout")
             async def shout(socket: Any, room: str, *args: Any) -> None:
-                nsp.to(room).emit("shouted", *args)
+                nsp.to(room).emit("shouted" if len(args) > 1 else "told", *args)
 
         install(sio, "/")
         chat = sio.of("/chat")
@@ -143,8 +145,10 @@ def of(events: list[dict[str, Any]], name: str, client: str) -> list[dict[str, A
 @pytest.mark.parametrize("transports", ["polling", "websocket", "upgrade"])
 def test_v2_client_over_each_transport(node_v2: str, site: V2Site, transports: str) -> None:
     events = run(node_v2, site.url, "basic", transports)
-    # joined to "/" by the server (the v2 client does not ask), auth empty, query as sent
-    assert of(events, "init", "A")[0]["data"] == {"nsp": "/", "auth": {}, "x": "1"}
+    # joined to "/" by the server (the v2 client does not ask), auth empty, query as sent;
+    # the socket's id is the one the client computed (it is never told it)
+    init = of(events, "init", "A")[0]["data"]
+    assert init == {"nsp": "/", "auth": {}, "x": "1", "id": of(events, "connect", "A")[0]["id"]}
     if transports == "upgrade":
         assert of(events, "upgrade", "A") == [
             {"event": "upgrade", "client": "A", "transport": "websocket"}
@@ -162,10 +166,13 @@ def test_v2_client_over_each_transport(node_v2: str, site: V2Site, transports: s
     assert got["question"] == ["what?"]
     assert got["answer"] == [["answer", bin_(b"\x09\x08")]]
     # a namespace: its query is the middleware's auth
+    chat_id = of(events, "connect", "B")[0]["id"]
+    assert chat_id.startswith("/chat#")
     assert of(events, "init", "B")[0]["data"] == {
         "nsp": "/chat",
         "auth": {"token": "good"},
         "x": None,
+        "id": chat_id,
     }
     assert of(events, "ack", "B")[0]["args"] == ["in chat"]
     # refused by the middleware, and an unknown namespace: v4 ERROR packets
@@ -190,7 +197,7 @@ def test_v2_client_with_force_base64(node_v2: str, site: V2Site, transports: str
 def test_v2_and_v4_clients_share_a_room(node_v2: str, site: V2Site, transports: str) -> None:
     events = run(node_v2, site.url, "room", transports)
     expected = ["text", bin_(b"\x07\x07\x00\x07")]
-    assert [e["args"] for e in of(events, "got", "V2")] == [expected]
+    assert [e["args"] for e in of(events, "got", "V2")] == [expected, ["private"]]
     assert [e["args"] for e in of(events, "got", "V4")] == [expected]
 
 

@@ -27,7 +27,7 @@ import trio
 
 from pyserver.errors import ConnectionRefused
 from pyserver.logtext import shown
-from pyserver.socketio.legacy import LegacyProtocol
+from pyserver.socketio.legacy import LegacyProtocol, legacy_socket_id
 from pyserver.socketio.packets import Sid
 from pyserver.socketio.recovery import RecoveredSession
 from pyserver.socketio.session import NamespaceConnectRequested, Session
@@ -234,7 +234,12 @@ class Admission:
                 self.session.sid,
                 peer(self.session),
             )
-        socket = Socket(nsp, cast("Client", self), Sid(secrets.token_urlsafe(15)), auth)
+        sid = (
+            legacy_socket_id(nsp.name, self.session.sid)
+            if isinstance(self.core, LegacyProtocol)  # (the id a 2.x client gives itself)
+            else Sid(secrets.token_urlsafe(15))
+        )
+        socket = Socket(nsp, cast("Client", self), sid, auth)
         if store is not None:
             socket.pid = secrets.token_urlsafe(15)
         return socket, None
