@@ -72,6 +72,10 @@ configured with it; see :mod:`pyserver.socketio.msgpack_parser`), ``Server(json=
 default wire with your JSON codec (``orjson``, or ``JSONCodec(default=...)``; see
 :mod:`pyserver.socketio.parsers`). Broadcasts are encoded once with the server's parser.
 
+Old clients: ``Server(allow_eio3=True)`` also serves socket.io-client 2.x (Engine.IO v3,
+Socket.IO protocol v4; see :mod:`pyserver.engineio.v3` and :mod:`pyserver.socketio.legacy`)
+beside the others, in the same rooms; off by default (``EIO=3`` refused, as in Node).
+
 Logging (``pyserver.socketio``): a line per socket connected and per socket gone with its
 reason, per refused namespace, per refused or malformed input.
 """
