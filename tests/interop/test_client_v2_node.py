@@ -110,6 +110,13 @@ def site() -> Iterator[V2Site]:
 
 
 @pytest.fixture(scope="module")
+def deflate_site() -> Iterator[V2Site]:
+    """permessage-deflate on (the v2 client's ws agrees to it): broadcasts' frames are
+    compressed for the v4 peers, re-framed plain for the v2 ones."""
+    yield from _serve(V2Site(per_message_deflate={"threshold": 0}))
+
+
+@pytest.fixture(scope="module")
 def quick_site() -> Iterator[V2Site]:
     """Short heartbeats: several ping intervals fit in a second."""
     yield from _serve(V2Site(ping_interval=0.2, ping_timeout=0.3))
@@ -199,6 +206,20 @@ def test_v2_and_v4_clients_share_a_room(node_v2: str, site: V2Site, transports: 
     expected = ["text", bin_(b"\x07\x07\x00\x07")]
     assert [e["args"] for e in of(events, "got", "V2")] == [expected, ["private"]]
     assert [e["args"] for e in of(events, "got", "V4")] == [expected]
+
+
+@pytest.mark.parametrize("scenario", ["basic", "room"])
+def test_v2_client_with_permessage_deflate(
+    node_v2: str, deflate_site: V2Site, scenario: str
+) -> None:
+    events = run(node_v2, deflate_site.url, scenario, "websocket")
+    if scenario == "room":
+        expected = ["text", bin_(b"\x07\x07\x00\x07")]
+        assert [e["args"] for e in of(events, "got", "V2")] == [expected, ["private"]]
+        assert [e["args"] for e in of(events, "got", "V4")] == [expected]
+    else:
+        got = {e["name"]: e["args"] for e in of(events, "got", "A")}
+        assert got["echo"] == ["bin", bin_(b"\x01\x02\x03\xff"), {"nested": bin_(b"\x00")}]
 
 
 @pytest.mark.parametrize("transports", ["polling", "websocket"])
