@@ -8,7 +8,8 @@ Prometheus text exposition format 0.0.4, written by :mod:`pyserver.metrics`.
 The counters are bumped where things happen, always (each is an attribute incremented in
 place: see :mod:`pyserver.metrics` for the list and where); turning metrics on adds only the
 handler duration histogram (two clock reads per event) and, with an ``events`` allowlist,
-the counts by event name. Everything else (sessions by transport, outbox depths, rooms, room
+the counts by event name. The handler durations are sampled, one event in
+:data:`~pyserver.metrics.HANDLER_SAMPLE` per namespace. Everything else (sessions by transport, outbox depths, rooms, room
 tasks, the Redis publish queue, kept recovery sessions) is read when scraped, which costs
 one pass over the connections and namespaces per scrape.
 
@@ -66,7 +67,8 @@ def enable_metrics(server: Server, options: Metrics | None = None) -> None:
 
     def instrument(nsp: Any) -> None:
         counters: NamespaceCounters = nsp.counters
-        counters.timed = True
+        if not counters.timed:
+            counters.timed = 1  # (the next event is timed, then one in HANDLER_SAMPLE)
         if names is not None:
             counters.count_by_name(names)
 

@@ -52,7 +52,7 @@ from typing import Any, Protocol
 import trio
 
 from pyserver.logtext import shown
-from pyserver.metrics import NamespaceCounters
+from pyserver.metrics import HANDLER_SAMPLE, NamespaceCounters
 from pyserver.socketio.packets import Sid
 from pyserver.trio.socketio.host import Host
 from pyserver.trio.websocket.inline import Work, run_in
@@ -205,11 +205,15 @@ class HandlerQueue:
                 if kind == EVENT:
                     self._pending_events -= 1
                     counters = self.nsp.counters
-                    if counters.timed:  # (metrics on: the handlers' duration observed)
+                    due = counters.timed  # (metrics on: one event in HANDLER_SAMPLE timed)
+                    if due == 1:
+                        counters.timed = HANDLER_SAMPLE
                         started = time.perf_counter()
                         await self._dispatch(*item)
                         counters.handler_seconds.observe(time.perf_counter() - started)
                     else:
+                        if due:
+                            counters.timed = due - 1
                         await self._dispatch(*item)
                 elif kind == CONNECTION:
                     await self._lifecycle("connection", self)
