@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -141,6 +142,11 @@ def test_demo_json_logs_with_events_and_metrics() -> None:
         _until(lambda: any("left" in line and sid in line for line in lines))
         with urllib.request.urlopen(url + "/metrics", timeout=WAIT) as answer:
             metrics = answer.read().decode()
+        try:  # a request Engine.IO refuses: its line carries the peer's address
+            urllib.request.urlopen(url + "/socket.io/?EIO=9&transport=polling", timeout=WAIT)
+        except urllib.error.HTTPError as refused:
+            assert refused.code == 400
+        _until(lambda: any("refused GET" in line for line in lines))
     records = [json.loads(line) for line in lines]  # every line is one JSON object
     assert all({"time", "level", "logger", "message"} <= set(r) for r in records)
     connected = [r for r in records if r.get("sid") == sid and "connected" in r["message"]]
@@ -151,6 +157,8 @@ def test_demo_json_logs_with_events_and_metrics() -> None:
     received = [(r["direction"], r["event"]) for r in events if r.get("sid") == sid]
     assert ("in", "sync") in received and ("out", "init") in received
     assert all(r["namespace"] == "/drawing" for r in events if r.get("sid") == sid)
+    refusals = [r for r in records if r["message"].startswith("refused GET")]
+    assert len(refusals) == 1 and refusals[0]["remote"].startswith("127.0.0.1:")
     # the demo serves /metrics by default: the drawing socket's connect is counted
     families = {f.name: f for f in text_string_to_metric_families(metrics)}
     connects = {

@@ -158,6 +158,7 @@ class SessionTable:
                 host,
                 port,
                 refusal.message,
+                extra={"remote": f"{host}:{port}"},
             )
         if self.on_connection_error is not None:
             try:

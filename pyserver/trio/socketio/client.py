@@ -177,6 +177,7 @@ class Client(Admission):
                 peer(self.session),
                 shown(socket.nsp.name),
                 refusals.unlogged,
+                extra=self._log_fields(socket.nsp.name),
             )
             self.close(FORCED_SERVER_CLOSE)
         return False
@@ -244,6 +245,7 @@ class Client(Admission):
                 self.session.sid,
                 peer(self.session),
                 shown(event.detail),
+                extra=self._log_fields(),
             )
             self.session.close(CloseReason.PARSE_ERROR)
         elif isinstance(event, NamespaceNotJoined):
@@ -256,6 +258,7 @@ class Client(Admission):
                 peer(self.session),
                 event.packet,
                 shown(event.namespace),
+                extra=self._log_fields(event.namespace),
             )
             self.close(FORCED_SERVER_CLOSE)
         elif isinstance(event, ConnectTimedOut):
@@ -263,9 +266,17 @@ class Client(Admission):
                 "closing connection %s (peer %s): no namespace joined within connect_timeout",
                 self.session.sid,
                 peer(self.session),
+                extra=self._log_fields(),
             )
             self.session.close()
         return None
+
+    def _log_fields(self, namespace: str | None = None) -> dict[str, str]:
+        """The ``extra=`` of this connection's log lines (JSON logs: pyserver.logjson)."""
+        fields = {"eio_sid": self.session.sid, "remote": peer(self.session)}
+        if namespace is not None:
+            fields["namespace"] = namespace
+        return fields
 
     def _count_ack(self, namespace: str, *, timed_out: bool) -> None:
         socket = self.sockets.get(namespace)
