@@ -314,10 +314,12 @@ class AdminUI:
         self._send("socket_disconnected", nsp.name, sid, reason or "unknown", now)
 
     def _received(self, nsp: str, sid: str, event: str, *args: Any) -> None:
-        self._send("event_received", nsp, sid, [event, *args], iso_date(time.time()))
+        if self.nsp.sockets or not self._local_only:  # (else nobody to tell)
+            self._send("event_received", nsp, sid, [event, *args], iso_date(time.time()))
 
     def _sent(self, nsp: str, sid: str, event: str, *args: Any) -> None:
-        self._send("event_sent", nsp, sid, [event, *args], iso_date(time.time()))
+        if self.nsp.sockets or not self._local_only:
+            self._send("event_sent", nsp, sid, [event, *args], iso_date(time.time()))
 
     def _updates(self) -> None:
         """``socket_updated`` for each watched socket whose transport or data changed."""
