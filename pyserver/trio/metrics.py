@@ -7,9 +7,9 @@ Prometheus text exposition format 0.0.4, written by :mod:`pyserver.metrics`.
 
 The counters are bumped where things happen, always (each is an attribute incremented in
 place: see :mod:`pyserver.metrics` for the list and where); turning metrics on adds only the
-handler duration histogram (two clock reads per event) and, with an ``events`` allowlist,
-the counts by event name. The handler durations are sampled, one event in
-:data:`~pyserver.metrics.HANDLER_SAMPLE` per namespace. Everything else (sessions by transport, outbox depths, rooms, room
+handler duration histogram (two clock reads, for one event in
+:data:`~pyserver.metrics.HANDLER_SAMPLE` per namespace) and, with an ``events`` allowlist,
+the counts by event name. Everything else (sessions by transport, outbox depths, rooms, room
 tasks, the Redis publish queue, kept recovery sessions) is read when scraped, which costs
 one pass over the connections and namespaces per scrape.
 
