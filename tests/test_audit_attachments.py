@@ -90,9 +90,10 @@ def test_audit_attachment_reencoding_keeps_one_object_per_attachment() -> None:
     parts = encode_ack("/", 3, [view, view])
     assert parts[1] == blob and parts[1] is parts[2]
     # the broadcast builds one Engine.IO message (one WebSocket frame) per distinct part
-    messages = _messages(encode_event("/", "relay", [blob, blob, b"other"]))
-    assert messages[1] is messages[2] and messages[3] is not messages[1]
-    assert messages[1].frame() is messages[2].frame()
+    for compress in (True, False):  # compress(False) builds plain messages, as sharing
+        messages = _messages(encode_event("/", "relay", [blob, blob, b"other"]), compress)
+        assert messages[1] is messages[2] and messages[3] is not messages[1]
+        assert messages[1].frame() is messages[2].frame()
 
 
 def test_audit_attachment_emit_over_the_bound_is_refused_early() -> None:
