@@ -60,6 +60,9 @@ SERVERS: dict[str, tuple[str, str]] = {
     "node-msgpack": ("node", "sio_node.js"),
     # issue 17: Server(metrics=True) (the handler durations timed; the counters are always on)
     "pyserver+metrics": ("python", "sio_pyserver.py"),
+    # issue 17: sio.instrument(auth=False, mode="production" | "development"), no admin connected
+    "pyserver+admin": ("python", "sio_pyserver.py"),
+    "pyserver+admin-dev": ("python", "sio_pyserver.py"),
 }
 DEFAULT_SERVERS = ("pyserver", "node-socket.io", "python-socketio")
 # --parsers: the parser variants (issue 16), their environment, and the pairs compared.
@@ -69,6 +72,8 @@ SERVER_ENV: dict[str, dict[str, str]] = {
     "pyserver-orjson": {"BENCH_SIO_JSON": "orjson"},
     "node-msgpack": {"BENCH_SIO_PARSER": "msgpack"},
     "pyserver+metrics": {"BENCH_SIO_METRICS": "1"},
+    "pyserver+admin": {"BENCH_SIO_ADMIN": "production"},
+    "pyserver+admin-dev": {"BENCH_SIO_ADMIN": "development"},
 }
 MSGPACK_PAIR = ("pyserver-msgpack", "node-msgpack")
 

@@ -25,6 +25,7 @@ _EXPORTS: dict[str, str] = {
     "serve_metrics": "pyserver.trio.metrics",
     "log_events": "pyserver.trio.logevents",
     "configure_logging": "pyserver.logjson",
+    "basic_auth": "pyserver.trio.socketio.admin",
     "Namespace": "pyserver.trio.socketio.namespace",
     "NamespaceHandlers": "pyserver.trio.socketio.class_handlers",
     "RedisAdapter": "pyserver.trio.redis.adapter",
@@ -82,6 +83,7 @@ __all__ = [
     "SocketDisconnected",
     "StateRecovery",
     "WebSocket",
+    "basic_auth",
     "broadcast",
     "configure_logging",
     "connect",
@@ -118,6 +120,7 @@ if TYPE_CHECKING:
     from pyserver.trio.redis.sharded import RedisShardedAdapter
     from pyserver.trio.redis.streams import RedisStreamsAdapter
     from pyserver.trio.socketio.adapter import RequestTimeout
+    from pyserver.trio.socketio.admin import basic_auth
     from pyserver.trio.socketio.class_handlers import NamespaceHandlers
     from pyserver.trio.socketio.namespace import Namespace
     from pyserver.trio.socketio.server import Server

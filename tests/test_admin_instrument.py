@@ -172,6 +172,32 @@ async def test_development_mode_events() -> None:
             assert (await next_event(admin, "room_left", lambda a: a[2] == gone))[1] == "lobby"
 
 
+async def test_event_listeners_only_while_an_admin_is_connected() -> None:
+    """With the in-memory adapter, a socket has the admin's event listeners only while an
+    admin socket is connected: one that joined before the admin is reported too, and none
+    is called per event or per broadcast delivery once the last admin left."""
+    sio = build()
+    nsp = sio.of("/")
+    with trio.fail_after(20):
+        async with (
+            testing.serve(sio) as url,
+            testing.connect(url, transports=["websocket"]) as user,
+        ):
+            [socket] = nsp.sockets.values()
+            assert socket.listeners_any() == [] and nsp.adapter.outgoing_watchers == 0
+            async with testing.connect(url + "/admin", auth=CREDENTIALS) as admin:
+                await testing.wait_for_event(admin, "all_sockets")
+                assert len(socket.listeners_any()) == 1
+                assert nsp.adapter.outgoing_watchers == 1
+                assert await user.emit_with_ack("hello", "bob") == "ok"
+                received = await testing.wait_for_event(admin, "event_received")
+                assert received[:3] == ["/", user.id, ["hello", "bob"]]
+            while sio.of("/admin").sockets:  # noqa: ASYNC110 (the server's side of the leave)
+                await trio.sleep(0.01)
+            assert socket.listeners_any() == [] and socket.listeners_any_outgoing() == []
+            assert nsp.adapter.outgoing_watchers == 0
+
+
 class AnyDate:
     """Equal to any date string (for list comparisons)."""
 

@@ -32,6 +32,10 @@ if os.environ.get("BENCH_SIO_JSON") == "orjson":
 # BENCH_SIO_METRICS=1 (sio_bench.py's pyserver+metrics): Server(metrics=True), issue 17.
 METRICS = {"metrics": True} if os.environ.get("BENCH_SIO_METRICS") else {}
 sio = Server(**RECOVERY, **PARSER, **METRICS)
+# BENCH_SIO_ADMIN=production|development (pyserver+admin, pyserver+admin-dev): the Admin UI's
+# instrumentation (issue 17), without an admin socket connected.
+if os.environ.get("BENCH_SIO_ADMIN"):
+    sio.instrument(auth=False, mode=os.environ["BENCH_SIO_ADMIN"])
 
 
 async def _maybe_await(value: Any) -> None:

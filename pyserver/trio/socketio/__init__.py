@@ -12,7 +12,9 @@ sans-IO protocol cores are in :mod:`pyserver.socketio`. The modules:
 * :mod:`.room_tasks`: room nurseries; :mod:`.handshake`: ``socket.handshake``;
   :mod:`.host`: what namespaces and clients need of the server;
 * :mod:`.class_handlers`: class-based namespaces (``NamespaceHandlers``); :mod:`.extras`: the
-  Server's ``register_namespace``, ``new_namespace`` listeners and ``close()``.
+  Server's ``register_namespace``, ``new_namespace`` listeners and ``close()``;
+* :mod:`.admin`: ``sio.instrument()``, the Admin UI's server side, and :mod:`.admin_page`,
+  the UI's page served at ``/admin/``.
 
 Imports go one way, server at the top: the namespaces and clients reach the server through
 the :class:`~pyserver.trio.socketio.host.Host` protocol, adapters, broadcasts and room

@@ -17,9 +17,13 @@ mode costs nothing per message:
 * **Development mode** (``mode="development"``): every namespace's adapter room events
   (``join-room``/``leave-room``, the socket's own room marking its arrival and departure)
   give ``socket_connected``, ``room_joined``, ``room_left``, ``socket_disconnected``; each
-  new socket gets an ``on_any`` and an ``on_any_outgoing`` listener (``event_received``,
-  ``event_sent``; not on the admin namespace); the stats tick also sends ``socket_updated``
-  for a socket whose transport (an upgrade) or ``data`` changed since the last tick. As in
+  socket gets an ``on_any`` and an ``on_any_outgoing`` listener (``event_received``,
+  ``event_sent``; not on the admin namespace) while someone may read them: with the
+  in-memory adapter only while an admin socket is connected (the first one to connect puts
+  them on every socket, the last one to leave takes them off, so an instrumented server
+  nobody watches pays no listener call per event or per broadcast delivery); the stats tick
+  also sends ``socket_updated`` for a socket whose transport (an upgrade) or ``data``
+  changed since the last tick. As in
   Node, ``socket.data["_admin"]`` holds ``{clientId, transport}``, so that another node's
   ``fetch_sockets`` carries them.
 * **Commands** (unless ``read_only``): handlers on the admin namespace for ``emit``,
@@ -55,13 +59,11 @@ import time
 import weakref
 from collections.abc import Mapping
 from functools import partial
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import trio
 
 from pyserver.errors import ConnectionRefused
-from pyserver.http import Request, Response
 from pyserver.logtext import shown
 from pyserver.metrics import EngineCounters
 from pyserver.socketio.admin_events import (
@@ -75,9 +77,8 @@ from pyserver.socketio.admin_events import (
     server_stats,
     supported_features,
 )
-from pyserver.trio.http import static
-from pyserver.trio.http.server import error_response
 from pyserver.trio.socketio.adapter import InMemoryAdapter, RemoteSocket
+from pyserver.trio.socketio.admin_page import ADMIN_UI_DIR, AdminUiMount
 from pyserver.trio.socketio.namespace import Namespace
 
 if TYPE_CHECKING:
@@ -89,23 +90,10 @@ __all__ = ["ADMIN_UI_DIR", "AdminUI", "AdminUiMount", "Instrumented", "basic_aut
 
 logger = logging.getLogger("pyserver.socketio.admin")
 
-ADMIN_UI_DIR = static.PACKAGED_DIR / "admin-ui"
-"""The Admin UI's page as the package carries it (``scripts/pack_static.py`` writes it)."""
-
 SESSION_SECONDS = 86400.0
 """How long a login's session id logs the UI in again (Node's store keeps it a day)."""
 MAX_SESSIONS = 1000
 """Session ids kept at once (the oldest go first)."""
-
-#: The UI page's security headers: its own origin only, but Vuetify writes its theme in a
-#: ``<style>`` element and the charts draw from ``data:`` images.
-ADMIN_UI_HEADERS = {
-    **static.DEFAULT_SECURITY_HEADERS,
-    "Content-Security-Policy": (
-        "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
-        "font-src 'self' data:; connect-src 'self'; frame-ancestors 'self'"
-    ),
-}
 
 _COUNTERS = (
     ("packetsIn", "packets_in"),
@@ -176,6 +164,8 @@ class AdminUI:
         #: This node's sockets (development mode), by (namespace, id), with what the UI
         #: was last told of their transport and data.
         self._watched: dict[tuple[str, str], tuple[Socket, str, str]] = {}
+        #: The sockets given ``event_received``/``event_sent`` listeners, with them.
+        self._listening: dict[tuple[str, str], tuple[Socket, Any, Any]] = {}
         nsp = server.of(namespace if namespace.startswith("/") else "/" + namespace)
         if not isinstance(nsp, Namespace):
             raise ValueError("the admin namespace is a name, not a pattern")
@@ -238,6 +228,9 @@ class AdminUI:
         token = self._fresh.pop(socket, None)
         if token is not None:
             socket.emit("session", token)
+        if self.development:
+            for (nsp_name, sid), (watched, _, _) in list(self._watched.items()):
+                self._listen(nsp_name, sid, watched)
         socket.emit("config", {"supportedFeatures": self.features})
         socket.emit("server_stats", self._stats([]))
         if self.development:
@@ -297,9 +290,8 @@ class AdminUI:
                 "transport": transport,
             }
         self._watched[(nsp.name, sid)] = (socket, transport, _dumped(socket.data))
-        if nsp is not self.nsp:
-            socket.on_any(partial(self._received, nsp.name, sid))
-            socket.on_any_outgoing(partial(self._sent, nsp.name, sid))
+        if self.nsp.sockets or not self._local_only:
+            self._listen(nsp.name, sid, socket)
         self._send("socket_connected", self._serialize(socket), now)
 
     def _left(self, nsp: Namespace, room: str, sid: str) -> None:
@@ -310,8 +302,29 @@ class AdminUI:
             self._send("room_left", nsp.name, room, sid, now)
             return
         self._watched.pop((nsp.name, sid), None)
+        self._listening.pop((nsp.name, sid), None)  # (its listeners went with it)
+        if nsp is self.nsp and self._local_only and not self.nsp.sockets:
+            self._unlisten()  # the last admin left: nobody reads the events now
         reason = socket.disconnect_reason if socket is not None else None
         self._send("socket_disconnected", nsp.name, sid, reason or "unknown", now)
+
+    def _listen(self, nsp_name: str, sid: str, socket: Socket) -> None:
+        """Give ``socket`` its event listeners (not on the admin namespace), once."""
+        key = (nsp_name, sid)
+        if nsp_name == self.nsp.name or key in self._listening or not socket.connected:
+            return
+        received = partial(self._received, nsp_name, sid)
+        sent = partial(self._sent, nsp_name, sid)
+        socket.on_any(received)
+        socket.on_any_outgoing(sent)
+        self._listening[key] = (socket, received, sent)
+
+    def _unlisten(self) -> None:
+        """Take every event listener off again."""
+        for socket, received, sent in self._listening.values():
+            socket.off_any(received)
+            socket.off_any_outgoing(sent)
+        self._listening.clear()
 
     def _received(self, nsp: str, sid: str, event: str, *args: Any) -> None:
         if self.nsp.sockets or not self._local_only:  # (else nobody to tell)
@@ -442,41 +455,3 @@ def _dumped(data: Any) -> str:
         return json.dumps(data, sort_keys=True, default=repr)
     except (TypeError, ValueError):
         return ""
-
-
-class AdminUiMount:
-    """Serves the Admin UI's page (:data:`ADMIN_UI_DIR`) under ``prefix`` (a mount of the
-    server's App; ``prefix`` alone redirects to ``prefix/``)."""
-
-    def __init__(self, prefix: str, root: os.PathLike[str] | str = ADMIN_UI_DIR) -> None:
-        self.prefix = prefix.rstrip("/")
-        self.root = root
-
-    async def handle_http(self, request: Request) -> Response:
-        if request.path == self.prefix:
-            return Response(301, [("Location", self.prefix + "/"), ("Content-Length", "0")])
-        answer = await trio.to_thread.run_sync(
-            partial(
-                static.static_file_response,
-                Path(self.root),
-                request.path[len(self.prefix) :],
-                request.method,
-                request.headers,
-                cache_control="no-cache",
-                extra_headers=ADMIN_UI_HEADERS,
-            )
-        )
-        if answer is None:
-            return error_response(404)
-        if answer.status == 301:  # a directory: its slash form, under the prefix
-            answer.headers[:] = [
-                (name, self.prefix + value if name == "Location" else value)
-                for name, value in answer.headers
-            ]
-        return answer
-
-    def check_websocket(self, request: Request) -> Response | None:
-        return error_response(404)
-
-    async def handle_websocket(self, ws: Any) -> None:  # never: check_websocket refuses
-        return None
