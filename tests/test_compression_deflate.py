@@ -118,6 +118,26 @@ async def test_threshold_and_compress_false_on_every_path() -> None:
     }
 
 
+async def test_threshold_counts_bytes_on_both_paths() -> None:
+    """The threshold is in UTF-8 bytes for a broadcast as for a socket's own message: a text
+    of 100 characters and 300 bytes (over 200) is compressed either way."""
+    sio = Server(per_message_deflate={"threshold": 200})
+    text = "\u00e9\u20ac" * 50  # 100 characters, 250 bytes, plus the packet's framing
+
+    @sio.on("go")
+    def go(socket: Any) -> None:
+        socket.emit("own", text)
+        sio.emit("all", text)
+
+    with trio.fail_after(TIMEOUT):
+        async with testing.serve(sio) as url:
+            port = urlsplit(url).port
+            assert port is not None
+            got, seen = await trio.to_thread.run_sync(socketio_session, port, ['42["go"]'], 2)
+    assert [event_of(message)[0] for message in got] == ["own", "all"]
+    assert [rsv1 for rsv1, _ in seen] == [True, True]
+
+
 async def test_a_broadcast_is_encoded_once_per_variant(monkeypatch: pytest.MonkeyPatch) -> None:
     """Two deflate peers and a plain one: one compressed encoding, one plain, whatever the
     number of recipients of each."""

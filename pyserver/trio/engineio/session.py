@@ -135,7 +135,8 @@ class OutgoingMessage:
     def deflated(self, key: tuple[int, int, int]) -> bytes:
         """The frame for peers whose ``DeflateWebSocket.deflate_key`` is ``key`` (window
         bits, level, threshold): compressed from the threshold on, else :meth:`frame`."""
-        if not self.compress or len(self.wire) < key[2]:
+        wire = self.wire
+        if not self.compress or (len(wire) < key[2] and _under(wire, key[2])):
             return self.frame()
         try:
             made = self._deflated
@@ -147,6 +148,13 @@ class OutgoingMessage:
                 self.wire, deflate_window_bits=key[0], compression_level=key[1]
             )
         return frame
+
+
+def _under(wire: str | bytes, threshold: int) -> bool:
+    """``wire`` is under ``threshold`` in bytes (its text as UTF-8, as the encoder of a
+    socket's own messages counts it); called only when its length is under it, so the text
+    is encoded only when it is short and not ASCII."""
+    return isinstance(wire, bytes) or wire.isascii() or len(wire.encode()) < threshold
 
 
 class PlainMessage(OutgoingMessage):
