@@ -26,6 +26,7 @@ _EXPORTS: dict[str, str] = {
     "log_events": "pyserver.trio.logevents",
     "configure_logging": "pyserver.logjson",
     "basic_auth": "pyserver.trio.socketio.admin",
+    "RedisStore": "pyserver.trio.socketio.admin_store",
     "Namespace": "pyserver.trio.socketio.namespace",
     "NamespaceHandlers": "pyserver.trio.socketio.class_handlers",
     "RedisAdapter": "pyserver.trio.redis.adapter",
@@ -73,6 +74,7 @@ __all__ = [
     "PyserverError",
     "RedisAdapter",
     "RedisShardedAdapter",
+    "RedisStore",
     "RedisStreamsAdapter",
     "RemoteProtocolError",
     "Request",
@@ -121,6 +123,7 @@ if TYPE_CHECKING:
     from pyserver.trio.redis.streams import RedisStreamsAdapter
     from pyserver.trio.socketio.adapter import RequestTimeout
     from pyserver.trio.socketio.admin import basic_auth
+    from pyserver.trio.socketio.admin_store import RedisStore
     from pyserver.trio.socketio.class_handlers import NamespaceHandlers
     from pyserver.trio.socketio.namespace import Namespace
     from pyserver.trio.socketio.server import Server

@@ -39,8 +39,10 @@ Login: ``auth`` is False (none), ``{"username", "password"}`` (compared in const
 Node's ``{"type": "basic", "username", "password": <bcrypt hash>}`` (checked with ``bcrypt``
 in a thread: ``pip install 'pyserver[admin]'``), a list of those, or ``fn(auth) -> bool``
 (sync or async). A refusal is CONNECT_ERROR ``"invalid credentials"``; a login gets a session
-id (``session`` event, kept in memory for a day) that logs the UI in again without the
-password.
+id (``session`` event, kept a day by ``store``: this process's memory by default, or
+:class:`~pyserver.trio.socketio.admin_store.RedisStore` for every node) that logs the UI in
+again without the password. A store that fails (Redis down) refuses only the session-id
+logins: the password still logs in (its session id is not saved, nor sent).
 
 ``serve_ui=True`` serves the UI itself (the ``@socket.io/admin-ui`` page the package carries,
 loading nothing from the internet) at ``/admin/`` (or the path given), through the server's
@@ -79,6 +81,7 @@ from pyserver.socketio.admin_events import (
 )
 from pyserver.trio.socketio.adapter import InMemoryAdapter, RemoteSocket
 from pyserver.trio.socketio.admin_page import ADMIN_UI_DIR, AdminUiMount
+from pyserver.trio.socketio.admin_store import InMemoryStore, SessionStore
 from pyserver.trio.socketio.namespace import Namespace
 
 if TYPE_CHECKING:
@@ -89,11 +92,6 @@ if TYPE_CHECKING:
 __all__ = ["ADMIN_UI_DIR", "AdminUI", "AdminUiMount", "Instrumented", "basic_auth"]
 
 logger = logging.getLogger("pyserver.socketio.admin")
-
-SESSION_SECONDS = 86400.0
-"""How long a login's session id logs the UI in again (Node's store keeps it a day)."""
-MAX_SESSIONS = 1000
-"""Session ids kept at once (the oldest go first)."""
 
 _COUNTERS = (
     ("packetsIn", "packets_in"),
@@ -138,6 +136,7 @@ class AdminUI:
         server_id: str | None = None,
         server_stats_interval: float = 2.0,
         serve_ui: bool | str = False,
+        store: SessionStore | None = None,
     ) -> None:
         check_auth_option(auth)
         if mode not in ("development", "production"):
@@ -156,7 +155,8 @@ class AdminUI:
         self.server_id = server_id or f"{self.hostname}#{os.getpid()}"
         self.features = supported_features(mode, read_only)
         self._started = time.monotonic()
-        self._sessions: dict[str, float] = {}  # session id -> expiry (trio clock)
+        #: Where login session ids are kept (:mod:`~pyserver.trio.socketio.admin_store`).
+        self.store: SessionStore = InMemoryStore() if store is None else store
         self._fresh: weakref.WeakKeyDictionary[Socket, str] = weakref.WeakKeyDictionary()
         self.events = EventBuffer()
         self._last: dict[str, int] = {}
@@ -204,10 +204,13 @@ class AdminUI:
         if auth is False:
             return
         given = socket.handshake.auth
-        now = trio.current_time()
         session = given.get("sessionId")
-        if isinstance(session, str) and self._sessions.get(session, 0.0) > now:
-            return
+        if isinstance(session, str) and session:
+            try:
+                if await self.store.exists(session):
+                    return
+            except Exception as exc:  # (the store is down: the password may still log in)
+                logger.warning("admin session not checked (socket %s): %s", socket.id, _error(exc))
         if callable(auth):
             ok = auth(given)
             if inspect.isawaitable(ok):
@@ -217,11 +220,12 @@ class AdminUI:
         if not ok:
             logger.info("admin login refused (socket %s)", socket.id)
             raise ConnectionRefused(INVALID_CREDENTIALS)
-        for old, expiry in list(self._sessions.items()):
-            if expiry <= now or len(self._sessions) >= MAX_SESSIONS:
-                del self._sessions[old]
         token = secrets.token_hex(8)
-        self._sessions[token] = now + SESSION_SECONDS
+        try:
+            await self.store.save(token)
+        except Exception as exc:  # (logged in all the same, without a session to come back with)
+            logger.warning("admin session not saved (socket %s): %s", socket.id, _error(exc))
+            return
         self._fresh[socket] = token
 
     async def _admin_connected(self, socket: Socket) -> None:
@@ -434,10 +438,20 @@ class AdminUI:
 
     async def run(self) -> None:
         """The stats task: :meth:`tick` every ``server_stats_interval`` seconds, until
-        cancelled (``Server.run`` starts it in the server's nursery)."""
-        while True:
-            await trio.sleep(self.interval)
-            self.tick()
+        cancelled (``Server.run`` starts it in the server's nursery); a store holding a
+        connection (``run``) is kept open beside it."""
+        async with trio.open_nursery() as nursery:
+            if hasattr(self.store, "run"):
+                nursery.start_soon(self._run_store, name="admin session store")
+            while True:
+                await trio.sleep(self.interval)
+                self.tick()
+
+    async def _run_store(self) -> None:
+        try:
+            await self.store.run()  # type: ignore[attr-defined]  # (checked by the caller)
+        except Exception as exc:  # (its save/exists fail from now on: password logins work)
+            logger.warning("admin session store stopped: %s", _error(exc))
 
 
 def basic_auth(username: str, password: str) -> dict[str, str]:
@@ -448,6 +462,10 @@ def basic_auth(username: str, password: str) -> dict[str, str]:
 
     hashed = bcrypt.hashpw(password.encode(), bcrypt.gensalt()).decode()
     return {"type": "basic", "username": username, "password": hashed}
+
+
+def _error(exc: BaseException) -> str:
+    return shown(f"{type(exc).__name__}: {exc}")
 
 
 def _dumped(data: Any) -> str:

@@ -14,6 +14,7 @@ from pyserver.trio.socketio.extras import ServerExtras
 if TYPE_CHECKING:
     from pyserver.trio.socketio.adapter_base import RemoteSocket
     from pyserver.trio.socketio.admin import AdminUI
+    from pyserver.trio.socketio.admin_store import SessionStore
     from pyserver.trio.socketio.broadcast import BroadcastOperator
     from pyserver.trio.socketio.namespace import Namespace
     from pyserver.trio.socketio.room_tasks import RoomHandle
@@ -127,13 +128,16 @@ class MainNamespaceApi(ServerExtras):
         server_stats_interval: float = 2,
         *,
         serve_ui: bool | str = False,
+        store: SessionStore | None = None,
     ) -> AdminUI:
         """Speak to the Socket.IO Admin UI (``@socket.io/admin-ui`` 0.5) on ``namespace``
         (python-socketio's signature; see :mod:`pyserver.trio.socketio.admin`). ``auth`` is
         required: False, ``{"username", "password"}``, Node's ``{"type": "basic",
         "username", "password": <bcrypt hash>}``, a list of them, or ``fn(auth) -> bool``.
         ``mode="production"`` sends only the server stats. ``serve_ui=True`` serves the UI
-        at ``/admin/`` (or the path given)."""
+        at ``/admin/`` (or the path given). ``store`` keeps the login session ids: None is
+        this process's memory; ``RedisStore(url)`` shares them with every node (Node's
+        ``RedisStore`` keys), so the UI reconnecting to another node stays logged in."""
         if auth is None:
             raise ValueError("instrument() needs auth= (False: anyone may log in)")
         from pyserver.trio.socketio.admin import AdminUI  # (only an instrumented server)
@@ -149,6 +153,7 @@ class MainNamespaceApi(ServerExtras):
             server_id=server_id,
             server_stats_interval=server_stats_interval,
             serve_ui=serve_ui,
+            store=store,
         )
         if self.running:
             self.spawn(admin.run, "admin stats")
