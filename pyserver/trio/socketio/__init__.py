@@ -5,7 +5,8 @@ sans-IO protocol cores are in :mod:`pyserver.socketio`. The modules:
 
 * :mod:`.server`: ``Server`` (namespaces, the Engine.IO callbacks, the timer, running);
 * :mod:`.namespace`: ``Namespace`` and dynamic namespaces; :mod:`.socket`: ``Socket`` (emit,
-  acks, rooms), built on :mod:`.handlers` (its handler queue: ordering, ack replies);
+  acks, rooms), built on :mod:`.listeners` (``on_any``, ``on_any_outgoing`` and their
+  families) and :mod:`.handlers` (its handler queue: ordering, ack replies);
 * :mod:`.client`: one Engine.IO connection's Socket.IO side (packets in, namespace joins);
 * :mod:`.broadcast`: ``to``/``except_``/``volatile`` operators; :mod:`.adapter_base` (the
   adapter interface) and :mod:`.adapter` (the in-memory adapter, encode-once broadcasts);

@@ -7,7 +7,6 @@ handler's outcome sends back when the client asked for an ack.
 
 from __future__ import annotations
 
-import inspect
 import logging
 import time
 from collections import deque
@@ -30,12 +29,13 @@ from pyserver.trio.socketio.handlers import (
     EVENT,
     NO_QUEUE,
     SHUTDOWN_GRACE,
-    HandlerQueue,
     ack_args,
     call,
     reply_value,
 )
 from pyserver.trio.socketio.handshake import Handshake, make_handshake
+from pyserver.trio.socketio.listeners import NO_FUNCTIONS as _NO_FUNCTIONS
+from pyserver.trio.socketio.listeners import Listeners
 from pyserver.trio.websocket.inline import Work
 
 if TYPE_CHECKING:
@@ -62,17 +62,15 @@ AckCallback = Callable[[Any, "BaseException | None"], None]
 
 
 _NO_HANDLERS: dict[str, Callable[..., Any]] = {}  # never written to
-_NO_FUNCTIONS: list[Callable[..., Any]] = []  # never written to
 _NO_ROOMS: frozenset[str] = frozenset()
 
 
-class Socket(HandlerQueue):
+class Socket(Listeners):
     """One client's socket in one namespace. ``emit``, ``join``, ``leave``, ``disconnect``
     never block; ``await emit_with_ack(...)`` waits for the client's answer."""
 
     __slots__ = (
         "__weakref__",
-        "_any_outgoing",
         "_auth",
         "_handshake",
         "_issued",
@@ -324,70 +322,6 @@ class Socket(HandlerQueue):
         ):
             del self._handlers[event]
 
-    # Listeners lists are replaced, never changed in place: a listener that removes itself
-    # (or another) while they run does not disturb the loop that runs them.
-
-    def on_any(self, handler: F) -> F:
-        """``handler(event, *args)`` (sync or async) for every event the client sends, before
-        its own handler, after the listeners already registered. Usable as a decorator."""
-        self._any_handlers = [*self._any_handlers, handler]
-        return handler
-
-    def prepend_any(self, handler: F) -> F:
-        """As :meth:`on_any`, but before the listeners already registered."""
-        self._any_handlers = [handler, *self._any_handlers]
-        return handler
-
-    def off_any(self, handler: Callable[..., Any] | None = None) -> None:
-        """Remove ``handler`` from the catch-all listeners (every one of them when None)."""
-        self._any_handlers = _without(self._any_handlers, handler)
-
-    def listeners_any(self) -> list[Callable[..., Any]]:
-        """The catch-all listeners of incoming events, in calling order (a copy)."""
-        return list(self._any_handlers)
-
-    def on_any_outgoing(self, listener: F) -> F:
-        """``listener(event, *args)`` for every event sent to this client: by
-        :meth:`emit`, :meth:`emit_with_ack` and the broadcasts that reach it (those sent on
-        any node), as Node's ``socket.onAnyOutgoing``. Called after the packet is queued,
-        synchronously (``emit`` never blocks): a coroutine function is refused with
-        ``TypeError``; an exception is logged. Usable as a decorator."""
-        self._set_outgoing([*self._any_outgoing, _sync_listener(listener)])
-        return listener
-
-    def prepend_any_outgoing(self, listener: F) -> F:
-        """As :meth:`on_any_outgoing`, but before the listeners already registered."""
-        self._set_outgoing([_sync_listener(listener), *self._any_outgoing])
-        return listener
-
-    def off_any_outgoing(self, listener: Callable[..., Any] | None = None) -> None:
-        """Remove ``listener`` from the outgoing listeners (every one of them when None)."""
-        self._set_outgoing(_without(self._any_outgoing, listener))
-
-    def listeners_any_outgoing(self) -> list[Callable[..., Any]]:
-        """The outgoing listeners, in calling order (a copy)."""
-        return list(self._any_outgoing)
-
-    def _set_outgoing(self, listeners: list[Callable[..., Any]]) -> None:
-        # a connected socket with listeners is counted on its adapter, so a broadcast asks
-        # for its recipients' listeners only when one of them may have some
-        if self.connected and bool(listeners) != bool(self._any_outgoing):
-            self.nsp.adapter.outgoing_watchers += 1 if listeners else -1
-        self._any_outgoing = listeners if listeners else _NO_FUNCTIONS
-
-    def notify_outgoing(self, event: str, args: Iterable[Any]) -> None:
-        """Call the outgoing listeners with ``(event, *args)`` (a packet sent to this
-        client)."""
-        for listener in self._any_outgoing:
-            try:
-                listener(event, *args)
-            except Exception:
-                logger.exception(
-                    "on_any_outgoing listener failed (socket %s in %s)",
-                    self.id,
-                    shown(self.nsp.name),
-                )
-
     def use(self, middleware: F) -> F:
         """Per-packet middleware ``middleware(socket, packet)`` (sync or async), with
         ``packet = [event, *args]`` (it may change it). Raising drops the packet and hands
@@ -461,26 +395,6 @@ class Socket(HandlerQueue):
     def __repr__(self) -> str:
         state = "connected" if self.connected else f"disconnected ({self.disconnect_reason})"
         return f"<Socket {self.id} {self.nsp.name} {state}>"
-
-
-def _without(
-    listeners: list[Callable[..., Any]], listener: Callable[..., Any] | None
-) -> list[Callable[..., Any]]:
-    """``listeners`` without ``listener`` (its first occurrence; all of them when None)."""
-    if listener is None or listener not in listeners:
-        return _NO_FUNCTIONS if listener is None else listeners
-    kept = list(listeners)
-    kept.remove(listener)
-    return kept if kept else _NO_FUNCTIONS
-
-
-def _sync_listener(listener: F) -> F:
-    if inspect.iscoroutinefunction(listener):
-        raise TypeError(
-            "an outgoing listener is called as the packet is sent (emit never blocks): "
-            "give a plain function (start async work from it in a nursery of yours)"
-        )
-    return listener
 
 
 class _Once:
