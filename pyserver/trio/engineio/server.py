@@ -20,6 +20,7 @@ from pyserver.engineio.http_answers import Cors, OriginSpec
 from pyserver.engineio.session import CloseReason, SessionConfig
 from pyserver.http import Request
 from pyserver.metrics import EngineCounters
+from pyserver.refusals import BurstLog
 from pyserver.trio.engineio.hooks import AllowRequest, Cookie, HeadersHook, is_async, make_cookie
 from pyserver.trio.engineio.polling import PollingTransport
 from pyserver.trio.engineio.session import (
@@ -31,7 +32,6 @@ from pyserver.trio.engineio.session import (
 )
 from pyserver.trio.engineio.table import RequestRefused
 from pyserver.trio.engineio.websocket import WebSocketTransport
-from pyserver.trio.http.server import BurstLog
 from pyserver.trio.timers import DeadlineTimer
 
 __all__ = ["EngineIOServer"]
@@ -110,7 +110,7 @@ class EngineIOServer(PollingTransport, WebSocketTransport):
         self._hooked = self.cookie is not None or initial_headers is not None or headers is not None
         self._allow_async = is_async(allow_request)
         #: Sessions open at once per client address (the TCP peer's, IPv6 by /64; see
-        #: ``pyserver.trio.http.server.client_key``). A handshake over it is answered 503 with
+        #: ``pyserver.refusals.client_key``). A handshake over it is answered 503 with
         #: ``{"code": 4, "message": "Too many sessions"}`` (the reference server's code for a
         #: refused handshake, ``allowRequest``'s; 503 as it is temporary: the client retries
         #: with its backoff), reported to ``on_connection_error`` and logged once per burst.

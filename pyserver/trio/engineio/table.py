@@ -37,6 +37,7 @@ from pyserver.engineio.v3 import SessionV3
 from pyserver.http import Request, Response
 from pyserver.logtext import shown
 from pyserver.metrics import EngineCounters
+from pyserver.refusals import BurstLog, client_key
 from pyserver.trio.engineio.hooks import AllowRequest, Cookie, HeadersHook, new_sid
 from pyserver.trio.engineio.session import (
     ConnectHandler,
@@ -46,7 +47,6 @@ from pyserver.trio.engineio.session import (
     send_quietly,
 )
 from pyserver.trio.engineio.v3 import EngineSessionV3
-from pyserver.trio.http.server import BurstLog, client_key
 from pyserver.trio.timers import DeadlineTimer
 from pyserver.trio.websocket.inline import Work, run_in
 

@@ -22,12 +22,11 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 import trio
 
 from pyserver.http import Mount, Request, Response, WebSocket
+from pyserver.refusals import BurstLog, client_key
 from pyserver.trio.http import static
 from pyserver.trio.http.server import (
-    BurstLog,
     HttpSettings,
     WebSocketEndpoint,
-    client_key,
     error_response,
     remote_address,
     serve_connection,
