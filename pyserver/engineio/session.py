@@ -101,6 +101,10 @@ class Session:
     #: The Engine.IO protocol revision it speaks (``SessionV3`` of
     #: :mod:`pyserver.engineio.v3` says 3).
     protocol = 4
+    #: Its decoders: one WebSocket message, and the body of a polling POST (``SessionV3``
+    #: gives v3's; message packets on a WebSocket never reach them: see ``receive_data``).
+    decode_message = staticmethod(decode_packet)
+    decode_body = staticmethod(decode_payload)
 
     __slots__ = (
         "_close_deadline",
@@ -164,7 +168,7 @@ class Session:
         if self.state is not SessionState.OPEN:
             return _NO_EVENTS
         try:
-            packet = decode_packet(data)
+            packet = self.decode_message(data)
         except PacketError as exc:
             return self._close(CloseReason.PARSE_ERROR, str(exc))
         return self.receive_packet(packet, now)
@@ -174,7 +178,7 @@ class Session:
         if self.state is not SessionState.OPEN:
             return _NO_EVENTS
         try:
-            packets = decode_payload(body)
+            packets = self.decode_body(body)
         except PacketError as exc:
             return self._close(CloseReason.PARSE_ERROR, str(exc))
         events: list[Event] = []

@@ -102,13 +102,13 @@ def encode_ws(packet: Packet) -> str | bytes:
     return encode_packet(packet)
 
 
-def decode_ws(message: str | bytes) -> Packet:
+def decode_ws(data: str | bytes) -> Packet:
     """One WebSocket message: text as in a payload, binary as its type byte and its data."""
-    if isinstance(message, str):
-        return decode_polling_packet_v3(message)
-    if message[:1] != _MESSAGE_BYTE:
+    if isinstance(data, str):
+        return decode_polling_packet_v3(data)
+    if data[:1] != _MESSAGE_BYTE:
         raise PacketError("a binary packet that is not a message")
-    return Packet(PacketType.MESSAGE, bytes(message[1:]))
+    return Packet(PacketType.MESSAGE, bytes(data[1:]))
 
 
 # ---------------------------------------------------------------------------- payloads
@@ -230,6 +230,8 @@ class SessionV3(Session):
     __slots__ = ("binary",)
 
     protocol = 3
+    decode_message = staticmethod(decode_ws)
+    decode_body = staticmethod(decode_payload_v3)
 
     def __init__(
         self,
@@ -259,29 +261,6 @@ class SessionV3(Session):
             },
             separators=(",", ":"),
         )
-
-    def receive_data(self, data: str | bytes, now: float) -> Sequence[Event]:
-        if self.state is not SessionState.OPEN:
-            return ()
-        try:
-            packet = decode_ws(data)
-        except PacketError as exc:
-            return self._close(CloseReason.PARSE_ERROR, str(exc))
-        return self.receive_packet(packet, now)
-
-    def receive_payload(self, body: str | bytes, now: float) -> Sequence[Event]:
-        if self.state is not SessionState.OPEN:
-            return ()
-        try:
-            packets = decode_payload_v3(body)
-        except PacketError as exc:
-            return self._close(CloseReason.PARSE_ERROR, str(exc))
-        events: list[Event] = []
-        for packet in packets:
-            events.extend(self.receive_packet(packet, now))
-            if self.state is not SessionState.OPEN:
-                break
-        return events
 
     def receive_packet(self, packet: Packet, now: float) -> Sequence[Event]:
         if self.state is not SessionState.OPEN:
