@@ -362,20 +362,17 @@ class _Connection:
         if isinstance(verdict, HandshakeRefused):
             await self.send_error(error_response(verdict.status, verdict.reason, *verdict.headers))
             return None
-        if endpoint.check is not None:
-            try:
-                refusal = endpoint.check(request)
-            except Exception:
-                logger.exception("WebSocket check failed for %s", shown(request.path))
-                refusal = error_response(500)
-            if refusal is not None:
-                await self.send_error(refusal)
-                return None
-        if endpoint.async_check is not None or endpoint.headers is not None:
+        if (
+            endpoint.check is not None
+            or endpoint.async_check is not None
+            or endpoint.headers is not None
+        ):
             extra: list[tuple[str, str]] = []
             refusal = None
-            try:  # (an async allow_request, then the 101's extra headers)
-                if endpoint.async_check is not None:
+            try:  # (the check, an async allow_request, then the 101's extra headers)
+                if endpoint.check is not None:
+                    refusal = endpoint.check(request)
+                if refusal is None and endpoint.async_check is not None:
                     refusal = await endpoint.async_check(request)
                 if refusal is None and endpoint.headers is not None:
                     extra = endpoint.headers(request)
