@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from typing import Any
 
 from pyserver.engineio.events import (
     CloseReason,
@@ -145,21 +146,22 @@ class Session:
         self._outbox.append(Packet(PacketType.OPEN, self._open_payload()))
 
     def _open_payload(self) -> str:
+        return json.dumps(self._open_fields(), separators=(",", ":"))
+
+    def _open_fields(self) -> dict[str, Any]:
+        """The OPEN packet's handshake (``SessionV3`` leaves out ``maxPayload``)."""
         upgrades = (
             ["websocket"]
             if self.transport is Transport.POLLING and self.config.allow_upgrades
             else []
         )
-        return json.dumps(
-            {
-                "sid": self.sid,
-                "upgrades": upgrades,
-                "pingInterval": round(self.config.ping_interval * 1000),
-                "pingTimeout": round(self.config.ping_timeout * 1000),
-                "maxPayload": self.config.max_payload,
-            },
-            separators=(",", ":"),
-        )
+        return {
+            "sid": self.sid,
+            "upgrades": upgrades,
+            "pingInterval": round(self.config.ping_interval * 1000),
+            "pingTimeout": round(self.config.ping_timeout * 1000),
+            "maxPayload": self.config.max_payload,
+        }
 
     # ------------------------------------------------------------------ incoming
 

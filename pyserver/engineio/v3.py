@@ -27,10 +27,9 @@ the reference server's ``allowEIO3``):
 from __future__ import annotations
 
 import binascii
-import json
 from base64 import b64decode, b64encode
 from collections.abc import Iterable, Sequence
-from typing import Final
+from typing import Any, Final
 
 from pyserver.engineio.events import (
     CloseReason,
@@ -246,21 +245,10 @@ class SessionV3(Session):
         super().__init__(sid, transport, config, now)
         self._heartbeat_deadline = now + config.ping_interval + config.ping_timeout
 
-    def _open_payload(self) -> str:
-        upgrades = (
-            ["websocket"]
-            if self.transport is Transport.POLLING and self.config.allow_upgrades
-            else []
-        )
-        return json.dumps(
-            {
-                "sid": self.sid,
-                "upgrades": upgrades,
-                "pingInterval": round(self.config.ping_interval * 1000),
-                "pingTimeout": round(self.config.ping_timeout * 1000),
-            },
-            separators=(",", ":"),
-        )
+    def _open_fields(self) -> dict[str, Any]:
+        fields = super()._open_fields()
+        del fields["maxPayload"]  # (v3's handshake has none)
+        return fields
 
     def receive_packet(self, packet: Packet, now: float) -> Sequence[Event]:
         if self.state is not SessionState.OPEN:
